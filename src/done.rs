@@ -1,0 +1,193 @@
+//! Waiting for a context: the [`Done`] and [`Run`] futures and the blocking
+//! wait for plain threads.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::Instant;
+
+use crate::context::Ctx;
+use crate::custom::{Notify, Subscription};
+use crate::error::Error;
+use crate::tree::{Entry, Source};
+
+/// The future returned by [`Ctx::done`]: completes with the context's
+/// error once it is done.
+///
+/// It registers its waker with the context only when polled while the
+/// context is live, and unregisters on drop. Polling after completion
+/// returns the same error again.
+#[must_use = "futures do nothing unless polled"]
+pub struct Done<'a> {
+    ctx: &'a Ctx,
+    registration: Registration,
+}
+
+/// Where this future's waker is registered.
+enum Registration {
+    None,
+    /// In the registry of the context's cancel node, at this slot.
+    Slot(usize),
+    /// With a custom context; the waker is kept to notice a changed one.
+    Custom(Subscription, Waker),
+}
+
+impl<'a> Done<'a> {
+    pub(crate) fn new(ctx: &'a Ctx) -> Self {
+        Done { ctx, registration: Registration::None }
+    }
+}
+
+impl Future for Done<'_> {
+    type Output = Error;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
+        let this = self.get_mut();
+        match this.ctx.source() {
+            Source::Never => Poll::Pending,
+            Source::Node(node) => {
+                // Fast path: one Acquire load.
+                if let Some(err) = node.err() {
+                    return Poll::Ready(err);
+                }
+                // Check and register under the node's lock, so a cancel
+                // cannot slip between the two (tree invariant 2).
+                let mut slot = match this.registration {
+                    Registration::Slot(slot) => Some(slot),
+                    _ => None,
+                };
+                let result = node.poll_register(&mut slot, cx.waker());
+                this.registration = slot.map_or(Registration::None, Registration::Slot);
+                match result {
+                    Some(err) => Poll::Ready(err),
+                    None => Poll::Pending,
+                }
+            }
+            Source::Custom(custom) => {
+                if let Some(err) = custom.err() {
+                    return Poll::Ready(err);
+                }
+                if let Registration::Custom(_, waker) = &this.registration
+                    && waker.will_wake(cx.waker())
+                {
+                    return Poll::Pending;
+                }
+                if let Registration::Custom(old, _) =
+                    std::mem::replace(&mut this.registration, Registration::None)
+                {
+                    let _ = old.cancel();
+                }
+                let waker = cx.waker().clone();
+                let subscription = custom.subscribe(Notify::new(Entry::Waker(waker.clone())));
+                this.registration = Registration::Custom(subscription, waker);
+                // The context may have ended between the first check and
+                // the subscription; its notification then woke us already,
+                // but answering now saves a round trip.
+                match custom.err() {
+                    Some(err) => Poll::Ready(err),
+                    None => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.registration, Registration::None) {
+            Registration::None => {}
+            Registration::Slot(slot) => {
+                if let Source::Node(node) = self.ctx.source() {
+                    node.deregister(slot);
+                }
+            }
+            Registration::Custom(subscription, _) => {
+                let _ = subscription.cancel();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Done<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Done").field("err", &self.ctx.err()).finish()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future returned by [`Ctx::run`]: the wrapped future's output, or
+    /// the context's error if the context is done first.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Run<'a, F> {
+        done: Done<'a>,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<'a, F> Run<'a, F> {
+    pub(crate) fn new(ctx: &'a Ctx, future: F) -> Self {
+        Run { done: Done::new(ctx), future }
+    }
+}
+
+impl<F: Future> Future for Run<'_, F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The context first: a done context never polls the future again.
+        if let Poll::Ready(err) = Pin::new(this.done).poll(cx) {
+            return Poll::Ready(Err(err));
+        }
+        this.future.poll(cx).map(Ok)
+    }
+}
+
+impl<F> fmt::Debug for Run<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run").field("err", &self.done.ctx.err()).finish_non_exhaustive()
+    }
+}
+
+/// Wakes a thread parked in `block_until`.
+struct Unparker(Thread);
+
+impl Wake for Unparker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Parks the current thread until `ctx` is done or `until` passes.
+/// Spurious unparks are harmless: the loop polls again.
+pub(crate) fn block_until(ctx: &Ctx, until: Option<Instant>) -> Option<Error> {
+    if let Some(err) = ctx.err() {
+        return Some(err);
+    }
+    let waker = Waker::from(Arc::new(Unparker(thread::current())));
+    let mut cx = TaskContext::from_waker(&waker);
+    let mut done = Done::new(ctx);
+    loop {
+        if let Poll::Ready(err) = Pin::new(&mut done).poll(&mut cx) {
+            return Some(err);
+        }
+        match until {
+            None => thread::park(),
+            Some(until) => {
+                let now = Instant::now();
+                if now >= until {
+                    return ctx.err();
+                }
+                thread::park_timeout(until - now);
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Go's `context` package for Rust: cancellation, deadlines, causes and
+//! typed request-scoped values, flowing through async and threaded code.
+//!
+//! A [`Ctx`] is a cheap handle to a node in a tree. Roots come from
+//! [`background`] (or [`todo`]); every other context is derived from a
+//! parent and ends when its parent does:
+//!
+//! | Go | goctx |
+//! |---|---|
+//! | `context.Background()`, `context.TODO()` | [`background()`], [`todo()`] |
+//! | `ctx, cancel := context.WithCancel(p)` | `let (ctx, cancel) = `[`with_cancel`]`(&p);` |
+//! | `context.WithCancelCause(p)` / `cancel(err)` | [`with_cancel_cause`] / [`CancelFunc::cancel_with_cause`] |
+//! | `context.WithDeadline(p, t)`, `WithTimeout(p, d)` | [`with_deadline`], [`with_timeout`] (and `*_cause`) |
+//! | `context.WithValue(p, key, v)` / `ctx.Value(key).(T)` | [`with_value`]`(&p, v)` / [`ctx.value::<T>()`](Ctx::value) |
+//! | `context.WithoutCancel(p)` | [`without_cancel`] |
+//! | `stop := context.AfterFunc(ctx, f)` | `let h = `[`after_func`]`(&ctx, f); h.stop()` |
+//! | `<-ctx.Done()` | [`ctx.done().await`](Ctx::done), or [`ctx.wait()`](Ctx::wait) on a plain thread |
+//! | `ctx.Err()`, `context.Cause(ctx)`, `ctx.Deadline()` | [`ctx.err()`](Ctx::err), [`ctx.cause()`](Ctx::cause), [`ctx.deadline()`](Ctx::deadline) |
+//! | `context.Canceled`, `context.DeadlineExceeded` | [`Error::Canceled`], [`Error::DeadlineExceeded`] |
+//! | `defer cancel()` | nothing: dropping the last [`CancelFunc`] cancels |
+//!
+//! Every observable behaviour follows Go 1.27 (see `docs/go-mapping.md`
+//! for the few deliberate differences). Rust adds:
+//!
+//! - **RAII cancel**: dropping the last clone of a [`CancelFunc`] cancels
+//!   its context; [`CancelFunc::detach`] opts out.
+//! - **No leaks**: a context whose handles are all gone leaves its parent's
+//!   registry and the timer; no reference cycles.
+//! - **Cheap checks**: [`Ctx::err`] is one atomic load.
+//! - **Any runtime, or none**: `done()` is a plain future, [`Ctx::wait`]
+//!   blocks a thread, and deadlines are driven by one lazily started helper
+//!   thread, not by an async runtime.
+//! - **Typed values**: the key is the value's type.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! #[derive(Debug)]
+//! struct RequestId(String);
+//!
+//! async fn fetch(ctx: &goctx::Ctx) -> Result<String, goctx::Error> {
+//!     let id = ctx.value::<RequestId>().map_or("-", |id| id.0.as_str()).to_owned();
+//!     // Stand-in for real I/O that may take long: it races the context.
+//!     ctx.run(async move { format!("[{id}] done") }).await
+//! }
+//!
+//! # futures::executor::block_on(async {
+//! let root = goctx::background();
+//! let ctx = goctx::with_value(&root, RequestId("req-1".into()));
+//! let (ctx, cancel) = goctx::with_timeout(&ctx, Duration::from_secs(5));
+//! assert_eq!(fetch(&ctx).await.as_deref(), Ok("[req-1] done"));
+//!
+//! cancel.cancel();
+//! assert_eq!(fetch(&ctx).await, Err(goctx::Error::Canceled));
+//! # });
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![doc(test(attr(deny(warnings))))]
+
+mod after;
+mod cancel;
+mod context;
+mod custom;
+mod deadline;
+mod done;
+mod error;
+mod name;
+mod spawn;
+mod sync;
+mod timer;
+mod tree;
+mod value;
+
+pub use after::{AfterFunc, after_func};
+pub use cancel::{CancelFunc, with_cancel, with_cancel_cause, without_cancel};
+pub use context::{Context, Ctx, background, todo};
+pub use custom::{Notify, Subscription};
+pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeout_cause};
+pub use done::{Done, Run};
+pub use error::{Cause, Error};
+pub use tree::ExtendError;
+pub use value::with_value;

@@ -1,0 +1,658 @@
+//! The private cancellation tree: the node behind every `with_cancel`,
+//! `with_deadline` and `with_timeout` context.
+//!
+//! # Shape
+//!
+//! A [`CancelNode`] holds a strong reference to its parent context. A parent
+//! knows its dependants only through its [`Registry`]: weak references to
+//! child nodes, wakers of pending `done()` futures, and `after_func`
+//! registrations. Strong references therefore only ever point towards the
+//! root, so there are no reference cycles: dropping the last handle of a
+//! context frees it, and its `Drop` takes its entry out of the parent.
+//!
+//! # Invariants
+//!
+//! 1. `state` changes at most once, from `LIVE` to `CANCELED` or
+//!    `DEADLINE`, and only while `inner` is locked. The same critical
+//!    section stores the cause and takes the whole registry out.
+//! 2. Hence, under `inner`'s lock, a `LIVE` state means the registry is
+//!    still the node's and anything inserted will be notified; a done state
+//!    means nothing may be inserted any more. Every insertion checks the
+//!    state under the lock first (check–insert under one lock: no lost
+//!    wake-up, no lost child).
+//! 3. No code path holds two node locks at once. Cancellation takes a
+//!    node's entries out under its lock, releases it, and only then visits
+//!    the children one at a time. Removal from a parent locks only the
+//!    parent. There is therefore no lock order to get wrong between nodes.
+//!    The only nesting is node lock → timer lock (arming a deadline), and
+//!    the timer thread never takes a node lock while holding its own.
+//! 4. No user code (wakers, callbacks, custom `Context` methods) runs while
+//!    a goctx lock is held, except `Subscription` cancel functions and
+//!    `Drop` of wakers, which must not re-enter the same node.
+//! 5. Cancellation is iterative: an explicit stack of nodes, never
+//!    recursion, so a chain of any depth cancels on a small stack.
+//!    Dropping a chain is iterative too (see `Ctx`'s `Drop`).
+
+use std::mem;
+use std::sync::{Arc, Weak};
+use std::task::Waker;
+use std::time::Instant;
+
+use crate::after::AfterState;
+use crate::context::Ctx;
+use crate::custom::{Notify, Subscription};
+use crate::error::{Cause, Error};
+use crate::sync::{AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::timer;
+
+/// `state` values.
+pub(crate) const LIVE: u8 = 0;
+pub(crate) const CANCELED: u8 = 1;
+pub(crate) const DEADLINE: u8 = 2;
+
+/// Marks "not registered in a parent" in `CancelNode::slot`.
+const NO_SLOT: usize = usize::MAX;
+
+/// How a cancellation sets the cause.
+pub(crate) enum CauseArg {
+    /// Use the cause stored at creation (a deadline firing with the
+    /// `*_cause` argument of `with_deadline_cause`).
+    Stored,
+    /// Like `Stored`, from the timer thread for the deadline it had armed:
+    /// ignored if `extend_deadline` moved the deadline meanwhile.
+    Expired(Instant),
+    /// Use this cause; `None` means "the error itself".
+    Set(Option<Cause>),
+}
+
+/// The state of one cancelable context.
+pub(crate) struct CancelNode {
+    /// The context this one was derived from. Immutable. Keeps the parent
+    /// (and so the whole path to the root) alive.
+    pub(crate) parent: Ctx,
+    /// This node's own deadline, for `with_deadline`/`with_timeout` nodes;
+    /// `None` for `with_cancel` nodes, whose deadline is the parent's. Set
+    /// at creation; moved later only by `extend_deadline`, under `inner`'s
+    /// lock while the node is live, so it is frozen once the node is done.
+    deadline: AtomicInstant,
+    /// `LIVE`, `CANCELED` or `DEADLINE`. Written once, under `inner`'s lock
+    /// (invariant 1), with `Release`; read lock-free with `Acquire` so that a
+    /// reader who sees "done" also sees the cause and everything the
+    /// canceling thread wrote before it canceled.
+    state: AtomicU8,
+    /// How many `CancelFunc` clones are alive. Changed by `CancelFunc`'s
+    /// `Clone`/`Drop`/`detach` only; the drop that takes it to zero cancels
+    /// the node (RAII cancel).
+    pub(crate) handles: AtomicUsize,
+    /// This node's index in the registry of the node it is registered with
+    /// (its nearest cancelable ancestor), or `NO_SLOT`. Written and read
+    /// only while that ancestor's lock is held, so `Relaxed` suffices: the
+    /// lock orders the accesses.
+    slot: AtomicUsize,
+    /// Everything that changes at cancellation.
+    inner: Mutex<Inner>,
+}
+
+/// The lock-protected part of a node. Guarded by `CancelNode::inner`.
+struct Inner {
+    /// Who to notify when this node is done. Taken out (left empty) by the
+    /// cancellation that ends the node and never filled again.
+    registry: Registry,
+    /// While live: the cause a firing deadline will report (the argument of
+    /// `with_deadline_cause`), if any. Once done: the cause of the first
+    /// cancellation; `None` means "the error itself".
+    cause: Option<Cause>,
+    /// Whether this node has an entry in the timer. Set when the deadline
+    /// is armed, cleared by whoever removes the entry.
+    timer: bool,
+    /// The registration with a custom (user-implemented) parent, if the
+    /// parent is one. Boxed because it is rare. Taken when the node is done
+    /// or dropped.
+    subscription: Option<Box<Subscription>>,
+}
+
+impl CancelNode {
+    /// A new, live, unregistered node. The caller registers it with the
+    /// parent (`attach`) before handing it out.
+    pub(crate) fn new(parent: Ctx, deadline: Option<Instant>, cause: Option<Cause>) -> Self {
+        CancelNode {
+            parent,
+            deadline: AtomicInstant::new(deadline),
+            state: AtomicU8::new(LIVE),
+            handles: AtomicUsize::new(1),
+            slot: AtomicUsize::new(NO_SLOT),
+            inner: Mutex::new(Inner {
+                registry: Registry::new(),
+                cause,
+                timer: false,
+                subscription: None,
+            }),
+        }
+    }
+
+    /// This node's error: one `Acquire` load, no lock.
+    #[inline]
+    pub(crate) fn err(&self) -> Option<Error> {
+        state_err(self.state.load(Ordering::Acquire))
+    }
+
+    /// The cause, following Go: `None` while live; else the cause of the
+    /// first cancellation, defaulting to the error.
+    pub(crate) fn cause(&self) -> Option<Cause> {
+        let err = self.err()?;
+        let inner = self.inner.lock();
+        Some(inner.cause.clone().unwrap_or_else(|| err.into_cause()))
+    }
+
+    /// Registers `self` (a fresh node) with the context it derives from.
+    /// If that context is already done, `self` is canceled right here with
+    /// the parent's error and cause ("born done"), and nothing is
+    /// registered.
+    pub(crate) fn attach(self: &Arc<Self>) {
+        match self.parent.source() {
+            Source::Never => {}
+            Source::Node(parent) => {
+                let mut inner = parent.inner.lock();
+                match state_err(parent.state.load(Ordering::Relaxed)) {
+                    None => {
+                        let slot = inner.registry.insert(Entry::Child(Arc::downgrade(self)));
+                        self.slot.store(slot, Ordering::Relaxed);
+                    }
+                    Some(err) => {
+                        let cause = inner.cause.clone();
+                        drop(inner);
+                        self.cancel(err, CauseArg::Set(cause), false);
+                    }
+                }
+            }
+            Source::Custom(custom) => {
+                // Ask the user's context to notify us. It may call the
+                // notification right away (it is already done), or from
+                // another thread at any moment; `cancel_from_parent`
+                // handles both.
+                let sub = custom.subscribe(Notify::new(Entry::Child(Arc::downgrade(self))));
+                let mut inner = self.inner.lock();
+                if self.state.load(Ordering::Relaxed) == LIVE {
+                    inner.subscription = Some(Box::new(sub));
+                } else {
+                    // Already canceled by the notification: the
+                    // subscription has fired and needs no cancel.
+                    drop(inner);
+                    drop(sub);
+                }
+            }
+        }
+    }
+
+    /// This node's own deadline (not the parent's).
+    #[inline]
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline.load()
+    }
+
+    /// Moves this node's own deadline later, re-arming the timer. Refused
+    /// once the node is done and for nodes without a deadline of their
+    /// own; a `deadline` that is not later than the current one changes
+    /// nothing. Returns the deadline in force afterwards.
+    pub(crate) fn extend_deadline(self: &Arc<Self>, deadline: Instant) -> Result<Instant, ExtendError> {
+        let inner = self.inner.lock();
+        if let Some(err) = state_err(self.state.load(Ordering::Relaxed)) {
+            return Err(ExtendError::Done(err));
+        }
+        let current = self.deadline().ok_or(ExtendError::NoDeadline)?;
+        if deadline <= current {
+            return Ok(current);
+        }
+        self.deadline.store(deadline);
+        if inner.timer {
+            // Still under the node's lock: the timer thread cannot expire
+            // us (it would need this lock to cancel) before the move.
+            timer::reschedule(self, current, deadline);
+        }
+        Ok(deadline)
+    }
+
+    /// Arms this node's deadline with the timer, unless it is already done.
+    /// Lock order: node, then timer (invariant 3).
+    pub(crate) fn arm(self: &Arc<Self>, at: Instant) {
+        let mut inner = self.inner.lock();
+        if self.state.load(Ordering::Relaxed) == LIVE {
+            timer::insert(self, at);
+            inner.timer = true;
+        }
+    }
+
+    /// Called by the timer thread when the deadline `at` has passed.
+    pub(crate) fn expire(self: &Arc<Self>, at: Instant) {
+        self.cancel(Error::DeadlineExceeded, CauseArg::Expired(at), true);
+    }
+
+    /// Called by a custom parent's notification: cancel with whatever the
+    /// parent now reports. A custom parent that notifies without reporting
+    /// an error is treated as canceled (Go would panic here).
+    pub(crate) fn cancel_from_parent(self: &Arc<Self>) {
+        let err = self.parent.err().unwrap_or(Error::Canceled);
+        let cause = self.parent.cause();
+        self.cancel(err, CauseArg::Set(cause), false);
+    }
+
+    /// Cancels this node and, iteratively, every descendant, then wakes
+    /// their waiters and hands their `after_func` callbacks to the callback
+    /// threads. A no-op if the node is already done (first cancel wins, for
+    /// error and cause alike).
+    ///
+    /// `unlink` is true when the cancellation starts at this node (its own
+    /// `CancelFunc` or its deadline): it then also removes itself from its
+    /// parent's registry. When a parent cancels its children it has already
+    /// taken its whole registry, so they skip that step.
+    ///
+    /// When this returns, every descendant reports done (`err()` is `Some`).
+    pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: CauseArg, unlink: bool) {
+        let mut work = Work::default();
+        let Some(cause) = self.finish(err, cause, &mut work, unlink) else {
+            return;
+        };
+        // Depth-first over the subtree with an explicit stack (invariant 5).
+        while let Some(child) = work.children.pop() {
+            child.finish(err, CauseArg::Set(cause.clone()), &mut work, false);
+        }
+        if unlink {
+            self.unlink();
+        }
+        // All state is final; now run what may be user code (invariant 4).
+        work.notify();
+    }
+
+    /// Ends this one node under its lock: sets state and cause, takes the
+    /// registry. Returns the cause handed to the children, or `None` if the
+    /// node was already done.
+    fn finish(
+        &self,
+        err: Error,
+        cause: CauseArg,
+        work: &mut Work,
+        own_cancel: bool,
+    ) -> Option<Option<Cause>> {
+        let (registry, timer, subscription, cause) = {
+            let mut inner = self.inner.lock();
+            if self.state.load(Ordering::Relaxed) != LIVE {
+                return None;
+            }
+            match cause {
+                CauseArg::Set(cause) => inner.cause = cause,
+                CauseArg::Stored => {}
+                CauseArg::Expired(at) => {
+                    if self.deadline() != Some(at) {
+                        // Extended after the timer took the old entry out;
+                        // the new one is armed.
+                        return None;
+                    }
+                }
+            }
+            // Release: publishes the cause and everything before the
+            // cancel to any thread that loads "done" with Acquire.
+            self.state.store(err_state(err), Ordering::Release);
+            (
+                mem::take(&mut inner.registry),
+                mem::take(&mut inner.timer),
+                inner.subscription.take(),
+                inner.cause.clone(),
+            )
+        };
+        if timer && let Some(at) = self.deadline() {
+            timer::remove(self, at);
+        }
+        if let Some(subscription) = subscription {
+            if own_cancel {
+                // We ended first: the custom parent must forget us.
+                let _ = subscription.cancel();
+            }
+            // Otherwise the parent's notification is what got us here.
+        }
+        for entry in registry.into_entries() {
+            match entry {
+                Entry::Child(child) => {
+                    if let Some(child) = child.upgrade() {
+                        work.children.push(child);
+                    }
+                    // A child whose last handle is gone is being dropped
+                    // right now; its `Drop` sees us done and does nothing.
+                }
+                other => work.notify.push(other),
+            }
+        }
+        Some(cause)
+    }
+
+    /// Removes this node's entry from the ancestor it is registered with.
+    fn unlink(&self) {
+        if let Source::Node(parent) = self.parent.source() {
+            let mut inner = parent.inner.lock();
+            // A done parent has already emptied its registry (invariant 1):
+            // our slot number means nothing there any more.
+            if parent.state.load(Ordering::Relaxed) == LIVE {
+                let slot = self.slot.swap(NO_SLOT, Ordering::Relaxed);
+                if slot != NO_SLOT {
+                    inner.registry.remove(slot);
+                }
+            }
+        }
+    }
+
+    /// Registers `entry` with this node, or returns it if the node is
+    /// already done (the caller then notifies it at once).
+    pub(crate) fn register(&self, entry: Entry) -> Result<usize, Entry> {
+        let mut inner = self.inner.lock();
+        if self.state.load(Ordering::Relaxed) != LIVE {
+            return Err(entry);
+        }
+        Ok(inner.registry.insert(entry))
+    }
+
+    /// Removes a registration made by `register`. Returns whether it was
+    /// still there (false once the node is done: it was notified).
+    pub(crate) fn deregister(&self, slot: usize) -> bool {
+        let mut inner = self.inner.lock();
+        if self.state.load(Ordering::Relaxed) != LIVE {
+            return false;
+        }
+        inner.registry.remove(slot).is_some()
+    }
+
+    /// Registers or refreshes the waker of a `done()` future. Returns the
+    /// error if the node is done (checked under the lock: invariant 2).
+    pub(crate) fn poll_register(&self, slot: &mut Option<usize>, waker: &Waker) -> Option<Error> {
+        let mut inner = self.inner.lock();
+        if let Some(err) = state_err(self.state.load(Ordering::Relaxed)) {
+            *slot = None;
+            return Some(err);
+        }
+        match slot {
+            Some(index) => {
+                if let Some(Entry::Waker(old)) = inner.registry.get_mut(*index) {
+                    if !old.will_wake(waker) {
+                        old.clone_from(waker);
+                    }
+                }
+            }
+            None => *slot = Some(inner.registry.insert(Entry::Waker(waker.clone()))),
+        }
+        None
+    }
+
+    /// The number of live registrations (children, waiters, callbacks).
+    /// Used by tests through `Ctx::registrations`.
+    pub(crate) fn registrations(&self) -> usize {
+        self.inner.lock().registry.len()
+    }
+}
+
+impl CancelNode {
+    /// Consumes a node whose last handle is gone and gives back its parent
+    /// handle, so that `Ctx`'s `Drop` can continue up the chain without
+    /// recursion.
+    pub(crate) fn into_parent(mut self) -> Ctx {
+        self.release();
+        // Nothing can observe this node any more; mark it so that `Drop`
+        // does not release it twice.
+        self.state.store(CANCELED, Ordering::Relaxed);
+        mem::replace(&mut self.parent, crate::background())
+    }
+
+    /// The last handle is gone (no `Ctx`, no `CancelFunc`, no child). If
+    /// the node never ended, take its traces out of the world: its entry in
+    /// the parent, its timer, its subscription with a custom parent. Its
+    /// pending `after_func` callbacks move to the parent: this context can
+    /// now only end when an ancestor does, so that is when they must run.
+    fn release(&mut self) {
+        if self.state.load(Ordering::Relaxed) != LIVE {
+            return;
+        }
+        let inner = self.inner.get_mut();
+        let armed = mem::take(&mut inner.timer);
+        let subscription = inner.subscription.take();
+        let registry = mem::take(&mut inner.registry);
+        if armed && let Some(at) = self.deadline() {
+            timer::remove(self, at);
+        }
+        if let Some(subscription) = subscription {
+            let _ = subscription.cancel();
+        }
+        self.unlink();
+        for entry in registry.into_entries() {
+            // Children hold us alive and `done()` futures borrow us, so
+            // only callbacks can be left here.
+            if let Entry::After(state) = entry {
+                AfterState::rehome(state, &self.parent);
+            }
+        }
+    }
+}
+
+impl Drop for CancelNode {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Where a context's "done" signal comes from.
+pub(crate) enum Source<'a> {
+    /// It can never be done (roots, `without_cancel`).
+    Never,
+    /// From this library node (the nearest cancelable ancestor).
+    Node(&'a Arc<CancelNode>),
+    /// From a user-implemented context.
+    Custom(&'a dyn crate::Context),
+}
+
+/// Something to notify when a node is done.
+pub(crate) enum Entry {
+    /// A child node: cancel it with the same error and cause.
+    Child(Weak<CancelNode>),
+    /// A pending `done()` future (or a blocked `wait()`): wake it.
+    Waker(Waker),
+    /// An `after_func` registration: start its callback on a helper thread.
+    After(Arc<AfterState>),
+}
+
+impl Entry {
+    /// Delivers the notification. Called without any goctx lock held.
+    pub(crate) fn fire(self) {
+        match self {
+            Entry::Child(child) => {
+                if let Some(child) = child.upgrade() {
+                    child.cancel_from_parent();
+                }
+            }
+            Entry::Waker(waker) => waker.wake(),
+            Entry::After(state) => state.run(),
+        }
+    }
+}
+
+/// What a cancellation collected to do once all state is final.
+#[derive(Default)]
+struct Work {
+    /// Children still to cancel (the explicit stack of invariant 5).
+    children: Vec<Arc<CancelNode>>,
+    /// Wakers and callbacks to fire after the whole subtree is done.
+    notify: Vec<Entry>,
+}
+
+impl Work {
+    /// Fires every collected notification. A panic from one (a user's
+    /// waker) does not stop the others; the first panic is resumed after
+    /// all of them ran, so the caller still sees it.
+    fn notify(self) {
+        let mut first_panic = None;
+        for entry in self.notify {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.fire()));
+            if let Err(payload) = result {
+                first_panic.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = first_panic {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
+
+/// A slab of entries with a free list: O(1) insert and remove by index,
+/// indexes stable while an entry is present.
+#[derive(Default)]
+pub(crate) struct Registry {
+    slots: Vec<Slot>,
+    /// Head of the free list (an index into `slots`), or `NO_SLOT`.
+    free: usize,
+    /// Occupied slots.
+    len: usize,
+}
+
+enum Slot {
+    Full(Entry),
+    /// A free slot, linking to the next free one.
+    Vacant(usize),
+}
+
+impl Registry {
+    const fn new() -> Self {
+        Registry { slots: Vec::new(), free: NO_SLOT, len: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn insert(&mut self, entry: Entry) -> usize {
+        self.len += 1;
+        if self.free != NO_SLOT {
+            let index = self.free;
+            match mem::replace(&mut self.slots[index], Slot::Full(entry)) {
+                Slot::Vacant(next) => self.free = next,
+                Slot::Full(_) => unreachable!("free list points at a full slot"),
+            }
+            index
+        } else {
+            self.slots.push(Slot::Full(entry));
+            self.slots.len() - 1
+        }
+    }
+
+    fn remove(&mut self, index: usize) -> Option<Entry> {
+        let slot = self.slots.get_mut(index)?;
+        if matches!(slot, Slot::Vacant(_)) {
+            return None;
+        }
+        let Slot::Full(entry) = mem::replace(slot, Slot::Vacant(self.free)) else {
+            return None;
+        };
+        self.free = index;
+        self.len -= 1;
+        if self.len == 0 {
+            // Forget the free list; give memory back after a burst, keep a
+            // small buffer for the common one-child-at-a-time pattern.
+            self.free = NO_SLOT;
+            if self.slots.capacity() > 64 {
+                self.slots = Vec::new();
+            } else {
+                self.slots.clear();
+            }
+        }
+        Some(entry)
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut Entry> {
+        match self.slots.get_mut(index) {
+            Some(Slot::Full(entry)) => Some(entry),
+            _ => None,
+        }
+    }
+
+    fn into_entries(self) -> impl Iterator<Item = Entry> {
+        self.slots.into_iter().filter_map(|slot| match slot {
+            Slot::Full(entry) => Some(entry),
+            Slot::Vacant(_) => None,
+        })
+    }
+}
+
+#[inline]
+fn state_err(state: u8) -> Option<Error> {
+    match state {
+        LIVE => None,
+        CANCELED => Some(Error::Canceled),
+        _ => Some(Error::DeadlineExceeded),
+    }
+}
+
+fn err_state(err: Error) -> u8 {
+    match err {
+        Error::Canceled => CANCELED,
+        Error::DeadlineExceeded => DEADLINE,
+    }
+}
+
+/// Why [`CancelFunc::extend_deadline`](crate::CancelFunc::extend_deadline)
+/// refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExtendError {
+    /// The context is already done; its deadline is final.
+    #[error("cannot extend the deadline: {0}")]
+    Done(Error),
+    /// The context has no deadline of its own to move: it was made by
+    /// `with_cancel`, or by `with_deadline`/`with_timeout` under a parent
+    /// whose deadline was sooner.
+    #[error("cannot extend the deadline: the context has no deadline of its own")]
+    NoDeadline,
+}
+
+/// An `Option<Instant>` that can be read without a lock: signed
+/// nanoseconds from a process-wide base instant, `i64::MIN` for `None`.
+/// Covers ±292 years around the first use; instants beyond are clamped to
+/// the nearest representable one (a deadline centuries away behaves the
+/// same).
+struct AtomicInstant(crate::sync::AtomicI64);
+
+const NO_INSTANT: i64 = i64::MIN;
+
+fn base() -> Instant {
+    static BASE: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+    *BASE
+}
+
+impl AtomicInstant {
+    fn new(at: Option<Instant>) -> Self {
+        AtomicInstant(crate::sync::AtomicI64::new(at.map_or(NO_INSTANT, encode)))
+    }
+
+    /// Relaxed: the value is set before the node is shared (the `Arc`
+    /// publishes it) and changed only under the node's lock by
+    /// `extend_deadline`; a reader racing an extension sees the old or the
+    /// new deadline, both of which were true at some point.
+    fn load(&self) -> Option<Instant> {
+        match self.0.load(Ordering::Relaxed) {
+            NO_INSTANT => None,
+            nanos => Some(decode(nanos)),
+        }
+    }
+
+    fn store(&self, at: Instant) {
+        self.0.store(encode(at), Ordering::Relaxed);
+    }
+}
+
+fn encode(at: Instant) -> i64 {
+    let base = base();
+    if at >= base {
+        i64::try_from((at - base).as_nanos()).unwrap_or(i64::MAX)
+    } else {
+        i64::try_from((base - at).as_nanos()).map_or(NO_INSTANT + 1, |n| -n)
+    }
+}
+
+fn decode(nanos: i64) -> Instant {
+    let base = base();
+    let offset = std::time::Duration::from_nanos(nanos.unsigned_abs());
+    let at = if nanos >= 0 { base.checked_add(offset) } else { base.checked_sub(offset) };
+    at.unwrap_or(base)
+}

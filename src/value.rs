@@ -1,0 +1,67 @@
+//! `with_value`: typed, request-scoped values.
+
+use std::any::{Any, TypeId};
+use std::sync::Arc;
+
+use crate::context::{Ctx, Repr};
+
+/// A context carrying one value, keyed by the value's type.
+pub(crate) struct ValueNode {
+    /// The context this one derives from. Immutable.
+    pub(crate) parent: Ctx,
+    /// `TypeId` of the stored value's type: the lookup key. Immutable.
+    pub(crate) key: TypeId,
+    /// The stored type's name, for `Display`. Immutable.
+    pub(crate) type_name: &'static str,
+    value: Box<dyn Any + Send + Sync>,
+}
+
+impl ValueNode {
+    pub(crate) fn value(&self) -> &(dyn Any + Send + Sync) {
+        &*self.value
+    }
+
+    pub(crate) fn into_parent(self) -> Ctx {
+        self.parent
+    }
+}
+
+/// Returns a child of `parent` that carries `value`. Go: `WithValue`.
+///
+/// The key is the value's type: [`Ctx::value::<T>()`](Ctx::value) finds the
+/// nearest value of type `T` on the path to the root, so a newer value of
+/// the same type shadows an older one. Give each piece of request data its
+/// own type (a newtype such as `struct RequestId(String)`): that is Go's
+/// advice of an unexported key type, enforced by the compiler, and lookups
+/// need no type assertion.
+///
+/// The child shares the parent's cancellation and deadline. Use values for
+/// request-scoped data that crosses API boundaries, not to pass optional
+/// parameters.
+///
+/// # Examples
+///
+/// ```
+/// #[derive(Debug, PartialEq)]
+/// struct RequestId(&'static str);
+/// #[derive(Debug, PartialEq)]
+/// struct UserId(u64);
+///
+/// let root = goctx::background();
+/// let ctx = goctx::with_value(&root, RequestId("req-1"));
+/// let ctx = goctx::with_value(&ctx, UserId(42));
+/// let ctx = goctx::with_value(&ctx, RequestId("req-2")); // shadows req-1
+///
+/// assert_eq!(ctx.value::<RequestId>(), Some(&RequestId("req-2")));
+/// assert_eq!(ctx.value::<UserId>(), Some(&UserId(42)));
+/// assert_eq!(root.value::<UserId>(), None);
+/// ```
+#[doc(alias = "WithValue")]
+pub fn with_value<T: Any + Send + Sync>(parent: &Ctx, value: T) -> Ctx {
+    Ctx(Repr::Value(Arc::new(ValueNode {
+        parent: parent.clone(),
+        key: TypeId::of::<T>(),
+        type_name: std::any::type_name::<T>(),
+        value: Box::new(value),
+    })))
+}
