@@ -83,12 +83,6 @@ pub(crate) fn reschedule(node: &Arc<CancelNode>, from: Instant, to: Instant) {
     // and it re-reads the map then. No need to wake it.
 }
 
-/// How many deadlines are armed (for tests).
-#[cfg(test)]
-pub(crate) fn armed() -> usize {
-    lock().entries.len()
-}
-
 fn run() {
     let mut due = Vec::new();
     let mut state = lock();
