@@ -41,7 +41,10 @@ pub fn after_func<F>(ctx: &Ctx, f: F) -> AfterFunc
 where
     F: FnOnce() + Send + 'static,
 {
-    let state = Arc::new(AfterState { f: Mutex::new(Some(Box::new(f))), home: Mutex::new(None) });
+    let state = Arc::new(AfterState {
+        f: Mutex::new(Some(Box::new(f))),
+        home: Mutex::new(None),
+    });
     let subscription = ctx.subscribe_entry(Entry::After(state.clone()));
     state.settle(subscription);
     AfterFunc { state }
@@ -83,7 +86,9 @@ impl AfterFunc {
 impl fmt::Debug for AfterFunc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pending = self.state.f.lock().is_some();
-        f.debug_struct("AfterFunc").field("pending", &pending).finish()
+        f.debug_struct("AfterFunc")
+            .field("pending", &pending)
+            .finish()
     }
 }
 

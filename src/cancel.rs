@@ -74,7 +74,9 @@ pub(crate) fn new_cancel(
 ) -> (Ctx, CancelFunc) {
     let node = Arc::new(CancelNode::new(parent.clone(), deadline, deadline_cause));
     node.attach();
-    let func = CancelFunc { node: Some(node.clone()) };
+    let func = CancelFunc {
+        node: Some(node.clone()),
+    };
     (Ctx(Repr::Cancel(node)), func)
 }
 
@@ -115,7 +117,11 @@ impl CancelFunc {
         E: std::error::Error + Send + Sync + 'static,
     {
         if let Some(node) = &self.node {
-            node.cancel(Error::Canceled, CauseArg::Set(Some(into_cause(cause))), true);
+            node.cancel(
+                Error::Canceled,
+                CauseArg::Set(Some(into_cause(cause))),
+                true,
+            );
         }
     }
 
@@ -191,7 +197,9 @@ impl Clone for CancelFunc {
             // keeps the count above zero meanwhile (as `Arc::clone`).
             node.handles.fetch_add(1, Ordering::Relaxed);
         }
-        CancelFunc { node: self.node.clone() }
+        CancelFunc {
+            node: self.node.clone(),
+        }
     }
 }
 

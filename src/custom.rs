@@ -95,7 +95,10 @@ impl Subscription {
     }
 
     pub(crate) fn node(node: &Arc<CancelNode>, slot: usize) -> Self {
-        Subscription(SubRepr::Node { node: Arc::downgrade(node), slot })
+        Subscription(SubRepr::Node {
+            node: Arc::downgrade(node),
+            slot,
+        })
     }
 
     /// Removes the registration. Returns `true` if this prevented the
@@ -105,7 +108,9 @@ impl Subscription {
         match self.0 {
             SubRepr::Never => true,
             SubRepr::Notified => false,
-            SubRepr::Node { node, slot } => node.upgrade().is_some_and(|node| node.deregister(slot)),
+            SubRepr::Node { node, slot } => {
+                node.upgrade().is_some_and(|node| node.deregister(slot))
+            }
             SubRepr::Custom(cancel) => cancel(),
         }
     }

@@ -37,7 +37,10 @@ enum Registration {
 
 impl<'a> Done<'a> {
     pub(crate) fn new(ctx: &'a Ctx) -> Self {
-        Done { ctx, registration: Registration::None }
+        Done {
+            ctx,
+            registration: Registration::None,
+        }
     }
 }
 
@@ -113,7 +116,9 @@ impl Drop for Done<'_> {
 
 impl fmt::Debug for Done<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Done").field("err", &self.ctx.err()).finish()
+        f.debug_struct("Done")
+            .field("err", &self.ctx.err())
+            .finish()
     }
 }
 
@@ -130,7 +135,10 @@ pin_project_lite::pin_project! {
 
 impl<'a, F> Run<'a, F> {
     pub(crate) fn new(ctx: &'a Ctx, future: F) -> Self {
-        Run { done: Done::new(ctx), future }
+        Run {
+            done: Done::new(ctx),
+            future,
+        }
     }
 }
 
@@ -149,7 +157,9 @@ impl<F: Future> Future for Run<'_, F> {
 
 impl<F> fmt::Debug for Run<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Run").field("err", &self.done.ctx.err()).finish_non_exhaustive()
+        f.debug_struct("Run")
+            .field("err", &self.done.ctx.err())
+            .finish_non_exhaustive()
     }
 }
 

@@ -84,3 +84,13 @@ pub use done::{Done, Run};
 pub use error::{Cause, Error};
 pub use tree::ExtendError;
 pub use value::with_value;
+
+/// Hooks for the loom models in `tests/loom.rs` (`--cfg loom` only; not
+/// part of the API): the stand-ins for the timer thread and the callback
+/// threads, which loom cannot run.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::spawn::model::join_callbacks;
+    pub use crate::timer::model::{armed, fire_deadlines};
+}

@@ -139,7 +139,10 @@ mod tests {
             (Duration::from_millis(20), "20ms"),
             (Duration::from_nanos(59_999_979_302), "59.999979302s"),
             (Duration::from_secs(3600), "1h0m0s"),
-            (Duration::from_nanos(97_909_196_080_030), "27h11m49.19608003s"),
+            (
+                Duration::from_nanos(97_909_196_080_030),
+                "27h11m49.19608003s",
+            ),
         ];
         for (d, want) in cases {
             assert_eq!(D(d).to_string(), want);
@@ -151,8 +154,14 @@ mod tests {
         // 2030-01-02 03:04:05.000000006 UTC, the example in Go's docs.
         let t = Duration::new(1_893_553_445, 6);
         assert_eq!(U(t).to_string(), "2030-01-02 03:04:05.000000006 +0000 UTC");
-        assert_eq!(U(Duration::ZERO).to_string(), "1970-01-01 00:00:00 +0000 UTC");
+        assert_eq!(
+            U(Duration::ZERO).to_string(),
+            "1970-01-01 00:00:00 +0000 UTC"
+        );
         // A leap day.
-        assert_eq!(U(Duration::from_secs(951_782_400)).to_string(), "2000-02-29 00:00:00 +0000 UTC");
+        assert_eq!(
+            U(Duration::from_secs(951_782_400)).to_string(),
+            "2000-02-29 00:00:00 +0000 UTC"
+        );
     }
 }

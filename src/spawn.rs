@@ -10,6 +10,11 @@
 //!   delays no other callback and no deadline;
 //! - threads idle for `IDLE_EXIT` exit;
 //! - a panicking callback is caught; the thread goes on serving.
+//!
+//! Under `--cfg loom` the pool is unused: each callback runs on a loom
+//! thread of its own (the `model` module at the end), so the models see
+//! it run concurrently with the canceling thread, as in the real build.
+#![cfg_attr(loom, allow(dead_code))]
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -35,7 +40,10 @@ struct State {
 }
 
 static POOL: Pool = Pool {
-    state: Mutex::new(State { queue: VecDeque::new(), idle: 0 }),
+    state: Mutex::new(State {
+        queue: VecDeque::new(),
+        idle: 0,
+    }),
     ready: Condvar::new(),
 };
 
@@ -46,6 +54,7 @@ fn lock() -> MutexGuard<'static, State> {
 }
 
 /// Runs `job` on a callback thread, never on the caller's.
+#[cfg(not(loom))]
 pub(crate) fn spawn(job: Job) {
     let mut state = lock();
     if state.idle > 0 {
@@ -63,7 +72,9 @@ pub(crate) fn spawn(job: Job) {
         // The system refuses another thread; the job went down with the
         // closure. Nothing else can be done without running it on the
         // caller, which the contract forbids.
-        eprintln!("goctx: cannot start a callback thread ({err}); an after_func callback was dropped");
+        eprintln!(
+            "goctx: cannot start a callback thread ({err}); an after_func callback was dropped"
+        );
     }
 }
 
@@ -102,3 +113,55 @@ fn run(job: Job) {
     // down; the default hook has already printed the panic message.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
 }
+
+/// The loom stand-in for the pool (`--cfg loom` only).
+///
+/// Every callback gets a `loom::thread` of its own, never the caller's, and
+/// its handle is kept in a list that is new for every loom execution, so
+/// that a model can join the callbacks (`join_callbacks`) before it checks
+/// what they did. The list is bookkeeping, not part of what is modelled: it
+/// sits behind a std mutex that is never held across a loom operation, so
+/// it can never block a modelled thread.
+#[cfg(loom)]
+pub(crate) mod model {
+    use super::{Job, PoisonError};
+
+    type Started = std::sync::Mutex<Vec<loom::thread::JoinHandle<()>>>;
+
+    loom::lazy_static! {
+        static ref STARTED: Started = std::sync::Mutex::new(Vec::new());
+    }
+
+    fn started() -> std::sync::MutexGuard<'static, Vec<loom::thread::JoinHandle<()>>> {
+        STARTED.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `job` on a new loom thread. Panics are not caught: in a model,
+    /// a panicking callback is a failure.
+    pub(crate) fn spawn(job: Job) {
+        let handle = loom::thread::spawn(job);
+        started().push(handle);
+    }
+
+    /// Waits for every callback started so far in this execution,
+    /// including callbacks started by callbacks. Returns how many there
+    /// were. A panic in a callback is resumed here.
+    pub fn join_callbacks() -> usize {
+        let mut joined = 0;
+        loop {
+            let handles = std::mem::take(&mut *started());
+            if handles.is_empty() {
+                return joined;
+            }
+            for handle in handles {
+                if let Err(panic) = handle.join() {
+                    std::panic::resume_unwind(panic);
+                }
+                joined += 1;
+            }
+        }
+    }
+}
+
+#[cfg(loom)]
+pub(crate) use model::spawn;

@@ -12,6 +12,23 @@ pub(crate) use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
 
+// `Arc` and `Weak` are deliberately not swapped: the crate uses
+// `std::sync::{Arc, Weak}` under loom too. loom 0.7's `Arc` has no `Weak`
+// (no `downgrade`/`upgrade`) and no `into_inner`, and the tree depends on
+// all three: child registrations, timer entries and subscriptions are weak
+// by design (strong references only point towards the root), and `Ctx`'s
+// iterative drop takes the last node out with `Arc::into_inner`. Emulating
+// weak references on top of loom's `Arc` would mean a second, test-only
+// reference-counting scheme, i.e. modelling code that production does not
+// run. What is lost is small: std's reference counts are real atomic RMWs,
+// so they stay linearizable under loom; loom just does not switch threads
+// inside them. Every interleaving that matters is still explored, because
+// each strong-count change that can race (a parent upgrading a child's weak
+// reference, the child's last handle going away) sits next to a modelled
+// operation: the parent's registry is read and emptied under its loom
+// mutex, and a dropped node's `release` loads its loom `state` and then
+// takes the parent's loom mutex to unlink.
+
 /// A mutual-exclusion lock with the `parking_lot` calling convention
 /// (`lock()` returns the guard directly; there is no poisoning).
 #[cfg(not(loom))]
@@ -58,6 +75,8 @@ impl<T> Mutex<T> {
     }
 
     pub(crate) fn get_mut(&mut self) -> &mut T {
-        self.0.get_mut().unwrap_or_else(|poison| poison.into_inner())
+        self.0
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }

@@ -194,7 +194,10 @@ impl CancelNode {
     /// once the node is done and for nodes without a deadline of their
     /// own; a `deadline` that is not later than the current one changes
     /// nothing. Returns the deadline in force afterwards.
-    pub(crate) fn extend_deadline(self: &Arc<Self>, deadline: Instant) -> Result<Instant, ExtendError> {
+    pub(crate) fn extend_deadline(
+        self: &Arc<Self>,
+        deadline: Instant,
+    ) -> Result<Instant, ExtendError> {
         let inner = self.inner.lock();
         if let Some(err) = state_err(self.state.load(Ordering::Relaxed)) {
             return Err(ExtendError::Done(err));
@@ -516,7 +519,11 @@ enum Slot {
 
 impl Registry {
     const fn new() -> Self {
-        Registry { slots: Vec::new(), free: NO_SLOT, len: 0 }
+        Registry {
+            slots: Vec::new(),
+            free: NO_SLOT,
+            len: 0,
+        }
     }
 
     fn len(&self) -> usize {
@@ -653,6 +660,10 @@ fn encode(at: Instant) -> i64 {
 fn decode(nanos: i64) -> Instant {
     let base = base();
     let offset = std::time::Duration::from_nanos(nanos.unsigned_abs());
-    let at = if nanos >= 0 { base.checked_add(offset) } else { base.checked_sub(offset) };
+    let at = if nanos >= 0 {
+        base.checked_add(offset)
+    } else {
+        base.checked_sub(offset)
+    };
     at.unwrap_or(base)
 }

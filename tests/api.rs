@@ -1,0 +1,140 @@
+//! The shape of the public API: auto traits, `Debug`, equality, `Display`.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use goctx::{AfterFunc, CancelFunc, Ctx, Done, Error, ExtendError, Notify, Run, Subscription};
+
+fn assert_send_sync<T: Send + Sync>() {}
+fn assert_static<T: 'static>() {}
+fn assert_unpin<T: Unpin>() {}
+fn assert_debug<T: Debug>() {}
+
+#[test]
+fn public_types_are_send_sync_and_debug() {
+    assert_send_sync::<Ctx>();
+    assert_static::<Ctx>();
+    assert_unpin::<Ctx>();
+    assert_send_sync::<CancelFunc>();
+    assert_unpin::<CancelFunc>();
+    assert_send_sync::<AfterFunc>();
+    assert_send_sync::<Done<'static>>();
+    assert_unpin::<Done<'static>>();
+    assert_send_sync::<Run<'static, std::future::Ready<()>>>();
+    assert_send_sync::<Error>();
+    assert_send_sync::<ExtendError>();
+    assert_send_sync::<Subscription>();
+    assert_send_sync::<goctx::Cause>();
+    fn notify_is_send<T: Send>() {}
+    notify_is_send::<Notify>();
+
+    assert_debug::<Ctx>();
+    assert_debug::<CancelFunc>();
+    assert_debug::<AfterFunc>();
+    assert_debug::<Done<'static>>();
+    assert_debug::<Run<'static, std::future::Ready<()>>>();
+    assert_debug::<Error>();
+    assert_debug::<ExtendError>();
+    assert_debug::<Notify>();
+    assert_debug::<Subscription>();
+}
+
+#[test]
+fn debug_shows_state_not_internals() {
+    let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    let shown = format!("{ctx:?}");
+    assert!(shown.contains("context.Background.WithCancel"), "{shown}");
+    assert!(shown.contains("err: None"), "{shown}");
+    assert_eq!(format!("{cancel:?}"), "CancelFunc { err: None }");
+    cancel.cancel();
+    assert!(format!("{ctx:?}").contains("err: Some(Canceled)"));
+    assert_eq!(format!("{cancel:?}"), "CancelFunc { err: Some(Canceled) }");
+    let handle = goctx::after_func(&goctx::background(), || {});
+    assert_eq!(format!("{handle:?}"), "AfterFunc { pending: true }");
+    assert!(handle.stop());
+    assert_eq!(format!("{handle:?}"), "AfterFunc { pending: false }");
+}
+
+#[test]
+fn equality_is_identity() {
+    let root = goctx::background();
+    assert_eq!(root, goctx::background());
+    assert_ne!(root, goctx::todo());
+    assert_eq!(Ctx::default(), root);
+    let (a, _ca) = goctx::with_cancel(&root);
+    let (b, _cb) = goctx::with_cancel(&root);
+    assert_eq!(a, a.clone());
+    assert_ne!(a, b);
+    let mut set = std::collections::HashSet::new();
+    set.insert(a.clone());
+    set.insert(a.clone());
+    set.insert(b);
+    assert_eq!(set.len(), 2);
+}
+
+#[derive(Debug)]
+struct RequestId;
+
+#[test]
+fn display_follows_go_names() {
+    let root = goctx::background();
+    let (c, _c) = goctx::with_cancel(&root);
+    assert_eq!(c.to_string(), "context.Background.WithCancel");
+    let v = goctx::with_value(&c, RequestId);
+    assert_eq!(
+        v.to_string(),
+        "context.Background.WithCancel.WithValue(api::RequestId)"
+    );
+    let w = goctx::without_cancel(&v);
+    assert_eq!(
+        w.to_string(),
+        "context.Background.WithCancel.WithValue(api::RequestId).WithoutCancel"
+    );
+    let (t, _t) = goctx::with_timeout(&goctx::todo(), Duration::from_secs(3600));
+    let name = t.to_string();
+    assert!(name.starts_with("context.TODO.WithDeadline("), "{name}");
+    assert!(name.ends_with("s])"), "{name}");
+    assert!(name.contains(" +0000 UTC ["), "{name}");
+    // A later deadline under a sooner one is a plain cancel context.
+    let (later, _l) = goctx::with_timeout(&t, Duration::from_secs(7200));
+    assert!(later.to_string().ends_with("]).WithCancel"), "{later}");
+}
+
+#[test]
+fn error_messages_are_gos() {
+    assert_eq!(Error::Canceled.to_string(), "context canceled");
+    assert_eq!(
+        Error::DeadlineExceeded.to_string(),
+        "context deadline exceeded"
+    );
+    assert!(Error::DeadlineExceeded.is_timeout() && Error::DeadlineExceeded.is_temporary());
+    assert!(!Error::Canceled.is_timeout() && !Error::Canceled.is_temporary());
+    let io: std::io::Error = Error::DeadlineExceeded.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+    assert_eq!(io.to_string(), "context deadline exceeded");
+    let io: std::io::Error = Error::Canceled.into();
+    assert_eq!(
+        io.get_ref().map(|e| e.to_string()),
+        Some("context canceled".to_owned())
+    );
+}
+
+#[test]
+fn extend_error_messages_say_why() {
+    let (_ctx, cancel) = goctx::with_cancel(&goctx::background());
+    let later = std::time::Instant::now() + Duration::from_secs(1);
+    assert_eq!(cancel.extend_deadline(later), Err(ExtendError::NoDeadline));
+    assert_eq!(
+        ExtendError::NoDeadline.to_string(),
+        "cannot extend the deadline: the context has no deadline of its own"
+    );
+    cancel.cancel();
+    assert_eq!(
+        cancel.extend_deadline(later),
+        Err(ExtendError::Done(Error::Canceled))
+    );
+    assert_eq!(
+        ExtendError::Done(Error::Canceled).to_string(),
+        "cannot extend the deadline: context canceled"
+    );
+}
