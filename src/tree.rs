@@ -305,12 +305,10 @@ impl CancelNode {
         if timer && let Some(at) = self.deadline() {
             timer::remove(self, at);
         }
-        if let Some(subscription) = subscription {
-            if own_cancel {
-                // We ended first: the custom parent must forget us.
-                let _ = subscription.cancel();
-            }
-            // Otherwise the parent's notification is what got us here.
+        // If we ended first, the custom parent must forget us; otherwise its
+        // notification is what got us here and there is nothing to undo.
+        if own_cancel && let Some(subscription) = subscription {
+            let _ = subscription.cancel();
         }
         for entry in registry.into_entries() {
             match entry {
@@ -372,10 +370,10 @@ impl CancelNode {
         }
         match slot {
             Some(index) => {
-                if let Some(Entry::Waker(old)) = inner.registry.get_mut(*index) {
-                    if !old.will_wake(waker) {
-                        old.clone_from(waker);
-                    }
+                if let Some(Entry::Waker(old)) = inner.registry.get_mut(*index)
+                    && !old.will_wake(waker)
+                {
+                    old.clone_from(waker);
                 }
             }
             None => *slot = Some(inner.registry.insert(Entry::Waker(waker.clone()))),
@@ -399,7 +397,7 @@ impl CancelNode {
         // Nothing can observe this node any more; mark it so that `Drop`
         // does not release it twice.
         self.state.store(CANCELED, Ordering::Relaxed);
-        mem::replace(&mut self.parent, crate::background())
+        mem::take(&mut self.parent)
     }
 
     /// The last handle is gone (no `Ctx`, no `CancelFunc`, no child). If
