@@ -42,16 +42,21 @@ use crate::after::AfterState;
 use crate::context::Ctx;
 use crate::custom::{Notify, Subscription};
 use crate::error::{Cause, Error};
-use crate::sync::{AtomicU8, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicU8, AtomicU32, AtomicUsize, Mutex, Ordering};
 use crate::timer;
 
-/// `state` values.
+/// `state` values (the low two bits).
 pub(crate) const LIVE: u8 = 0;
 pub(crate) const CANCELED: u8 = 1;
 pub(crate) const DEADLINE: u8 = 2;
+/// Mask of the bits above.
+const DONE_MASK: u8 = 3;
+/// Flag bit: the node has an entry in the timer. Set when the deadline is
+/// armed, cleared by whoever takes the entry out; only while live.
+const ARMED: u8 = 4;
 
 /// Marks "not registered in a parent" in `CancelNode::slot`.
-const NO_SLOT: usize = usize::MAX;
+const NO_SLOT: u32 = u32::MAX;
 
 /// How a cancellation sets the cause.
 pub(crate) enum CauseArg {
@@ -75,9 +80,10 @@ pub(crate) struct CancelNode {
     /// at creation; moved later only by `extend_deadline`, under `inner`'s
     /// lock while the node is live, so it is frozen once the node is done.
     deadline: AtomicInstant,
-    /// `LIVE`, `CANCELED` or `DEADLINE`. Written once, under `inner`'s lock
-    /// (invariant 1), with `Release`; read lock-free with `Acquire` so that a
-    /// reader who sees "done" also sees the cause and everything the
+    /// `LIVE`, `CANCELED` or `DEADLINE`, plus the `ARMED` flag while live.
+    /// Only written under `inner`'s lock; goes from live to done once
+    /// (invariant 1), with `Release`; read lock-free with `Acquire` so that
+    /// a reader who sees "done" also sees the cause and everything the
     /// canceling thread wrote before it canceled.
     state: AtomicU8,
     /// How many `CancelFunc` clones are alive. Changed by `CancelFunc`'s
@@ -88,27 +94,36 @@ pub(crate) struct CancelNode {
     /// (its nearest cancelable ancestor), or `NO_SLOT`. Written and read
     /// only while that ancestor's lock is held, so `Relaxed` suffices: the
     /// lock orders the accesses.
-    slot: AtomicUsize,
+    slot: AtomicU32,
     /// Everything that changes at cancellation.
     inner: Mutex<Inner>,
 }
 
 /// The lock-protected part of a node. Guarded by `CancelNode::inner`.
 struct Inner {
-    /// Who to notify when this node is done. Taken out (left empty) by the
-    /// cancellation that ends the node and never filled again.
-    registry: Registry,
+    /// Who to notify when this node is done. Allocated on the first
+    /// registration (leaves never pay for it) and kept while the node is
+    /// live; taken out by the cancellation that ends the node.
+    registry: Option<Box<Registry>>,
     /// While live: the cause a firing deadline will report (the argument of
     /// `with_deadline_cause`), if any. Once done: the cause of the first
     /// cancellation; `None` means "the error itself".
     cause: Option<Cause>,
-    /// Whether this node has an entry in the timer. Set when the deadline
-    /// is armed, cleared by whoever removes the entry.
-    timer: bool,
     /// The registration with a custom (user-implemented) parent, if the
     /// parent is one. Boxed because it is rare. Taken when the node is done
     /// or dropped.
     subscription: Option<Box<Subscription>>,
+}
+
+impl Inner {
+    /// Registers an entry, allocating the registry on first use.
+    fn insert(&mut self, entry: Entry) -> usize {
+        self.registry.get_or_insert_with(Box::default).insert(entry)
+    }
+
+    fn remove(&mut self, slot: usize) -> Option<Entry> {
+        self.registry.as_mut()?.remove(slot)
+    }
 }
 
 impl CancelNode {
@@ -120,11 +135,10 @@ impl CancelNode {
             deadline: AtomicInstant::new(deadline),
             state: AtomicU8::new(LIVE),
             handles: AtomicUsize::new(1),
-            slot: AtomicUsize::new(NO_SLOT),
+            slot: AtomicU32::new(NO_SLOT),
             inner: Mutex::new(Inner {
-                registry: Registry::new(),
+                registry: None,
                 cause,
-                timer: false,
                 subscription: None,
             }),
         }
@@ -155,8 +169,12 @@ impl CancelNode {
                 let mut inner = parent.inner.lock();
                 match state_err(parent.state.load(Ordering::Relaxed)) {
                     None => {
-                        let slot = inner.registry.insert(Entry::Child(Arc::downgrade(self)));
-                        self.slot.store(slot, Ordering::Relaxed);
+                        let slot = inner.insert(Entry::Child(Arc::downgrade(self)));
+                        // A registry of over four billion entries cannot
+                        // record this slot; the entry then stays until the
+                        // parent ends (it is weak, so it holds nothing).
+                        self.slot
+                            .store(u32::try_from(slot).unwrap_or(NO_SLOT), Ordering::Relaxed);
                     }
                     Some(err) => {
                         let cause = inner.cause.clone();
@@ -198,8 +216,9 @@ impl CancelNode {
         self: &Arc<Self>,
         deadline: Instant,
     ) -> Result<Instant, ExtendError> {
-        let inner = self.inner.lock();
-        if let Some(err) = state_err(self.state.load(Ordering::Relaxed)) {
+        let _guard = self.inner.lock();
+        let state = self.state.load(Ordering::Relaxed);
+        if let Some(err) = state_err(state) {
             return Err(ExtendError::Done(err));
         }
         let current = self.deadline().ok_or(ExtendError::NoDeadline)?;
@@ -207,7 +226,7 @@ impl CancelNode {
             return Ok(current);
         }
         self.deadline.store(deadline);
-        if inner.timer {
+        if state & ARMED != 0 {
             // Still under the node's lock: the timer thread cannot expire
             // us (it would need this lock to cancel) before the move.
             timer::reschedule(self, current, deadline);
@@ -218,10 +237,11 @@ impl CancelNode {
     /// Arms this node's deadline with the timer, unless it is already done.
     /// Lock order: node, then timer (invariant 3).
     pub(crate) fn arm(self: &Arc<Self>, at: Instant) {
-        let mut inner = self.inner.lock();
-        if self.state.load(Ordering::Relaxed) == LIVE {
+        let _guard = self.inner.lock();
+        let state = self.state.load(Ordering::Relaxed);
+        if state == LIVE {
             timer::insert(self, at);
-            inner.timer = true;
+            self.state.store(state | ARMED, Ordering::Relaxed);
         }
     }
 
@@ -276,9 +296,10 @@ impl CancelNode {
         work: &mut Work,
         own_cancel: bool,
     ) -> Option<Option<Cause>> {
-        let (registry, timer, subscription, cause) = {
+        let (registry, armed, subscription, cause) = {
             let mut inner = self.inner.lock();
-            if self.state.load(Ordering::Relaxed) != LIVE {
+            let state = self.state.load(Ordering::Relaxed);
+            if state & DONE_MASK != LIVE {
                 return None;
             }
             match cause {
@@ -294,15 +315,16 @@ impl CancelNode {
             }
             // Release: publishes the cause and everything before the
             // cancel to any thread that loads "done" with Acquire.
+            // (This also clears `ARMED`: the entry is ours to remove.)
             self.state.store(err_state(err), Ordering::Release);
             (
-                mem::take(&mut inner.registry),
-                mem::take(&mut inner.timer),
+                inner.registry.take(),
+                state & ARMED != 0,
                 inner.subscription.take(),
                 inner.cause.clone(),
             )
         };
-        if timer && let Some(at) = self.deadline() {
+        if armed && let Some(at) = self.deadline() {
             timer::remove(self, at);
         }
         // If we ended first, the custom parent must forget us; otherwise its
@@ -310,7 +332,10 @@ impl CancelNode {
         if own_cancel && let Some(subscription) = subscription {
             let _ = subscription.cancel();
         }
-        for entry in registry.into_entries() {
+        for entry in registry
+            .into_iter()
+            .flat_map(|registry| registry.into_entries())
+        {
             match entry {
                 Entry::Child(child) => {
                     if let Some(child) = child.upgrade() {
@@ -331,10 +356,10 @@ impl CancelNode {
             let mut inner = parent.inner.lock();
             // A done parent has already emptied its registry (invariant 1):
             // our slot number means nothing there any more.
-            if parent.state.load(Ordering::Relaxed) == LIVE {
+            if parent.state.load(Ordering::Relaxed) & DONE_MASK == LIVE {
                 let slot = self.slot.swap(NO_SLOT, Ordering::Relaxed);
                 if slot != NO_SLOT {
-                    inner.registry.remove(slot);
+                    inner.remove(slot as usize);
                 }
             }
         }
@@ -344,20 +369,20 @@ impl CancelNode {
     /// already done (the caller then notifies it at once).
     pub(crate) fn register(&self, entry: Entry) -> Result<usize, Entry> {
         let mut inner = self.inner.lock();
-        if self.state.load(Ordering::Relaxed) != LIVE {
+        if self.state.load(Ordering::Relaxed) & DONE_MASK != LIVE {
             return Err(entry);
         }
-        Ok(inner.registry.insert(entry))
+        Ok(inner.insert(entry))
     }
 
     /// Removes a registration made by `register`. Returns whether it was
     /// still there (false once the node is done: it was notified).
     pub(crate) fn deregister(&self, slot: usize) -> bool {
         let mut inner = self.inner.lock();
-        if self.state.load(Ordering::Relaxed) != LIVE {
+        if self.state.load(Ordering::Relaxed) & DONE_MASK != LIVE {
             return false;
         }
-        inner.registry.remove(slot).is_some()
+        inner.remove(slot).is_some()
     }
 
     /// Registers or refreshes the waker of a `done()` future. Returns the
@@ -370,13 +395,14 @@ impl CancelNode {
         }
         match slot {
             Some(index) => {
-                if let Some(Entry::Waker(old)) = inner.registry.get_mut(*index)
+                if let Some(Entry::Waker(old)) =
+                    inner.registry.as_mut().and_then(|r| r.get_mut(*index))
                     && !old.will_wake(waker)
                 {
                     old.clone_from(waker);
                 }
             }
-            None => *slot = Some(inner.registry.insert(Entry::Waker(waker.clone()))),
+            None => *slot = Some(inner.insert(Entry::Waker(waker.clone()))),
         }
         None
     }
@@ -384,7 +410,11 @@ impl CancelNode {
     /// The number of live registrations (children, waiters, callbacks).
     /// Used by tests through `Ctx::registrations`.
     pub(crate) fn registrations(&self) -> usize {
-        self.inner.lock().registry.len()
+        self.inner
+            .lock()
+            .registry
+            .as_ref()
+            .map_or(0, |registry| registry.len())
     }
 }
 
@@ -406,13 +436,14 @@ impl CancelNode {
     /// pending `after_func` callbacks move to the parent: this context can
     /// now only end when an ancestor does, so that is when they must run.
     fn release(&mut self) {
-        if self.state.load(Ordering::Relaxed) != LIVE {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & DONE_MASK != LIVE {
             return;
         }
+        let armed = state & ARMED != 0;
         let inner = self.inner.get_mut();
-        let armed = mem::take(&mut inner.timer);
         let subscription = inner.subscription.take();
-        let registry = mem::take(&mut inner.registry);
+        let registry = inner.registry.take();
         if armed && let Some(at) = self.deadline() {
             timer::remove(self, at);
         }
@@ -420,7 +451,10 @@ impl CancelNode {
             let _ = subscription.cancel();
         }
         self.unlink();
-        for entry in registry.into_entries() {
+        for entry in registry
+            .into_iter()
+            .flat_map(|registry| registry.into_entries())
+        {
             // Children hold us alive and `done()` futures borrow us, so
             // only callbacks can be left here.
             if let Entry::After(state) = entry {
@@ -500,14 +534,15 @@ impl Work {
 
 /// A slab of entries with a free list: O(1) insert and remove by index,
 /// indexes stable while an entry is present.
-#[derive(Default)]
 pub(crate) struct Registry {
     slots: Vec<Slot>,
-    /// Head of the free list (an index into `slots`), or `NO_SLOT`.
+    /// Head of the free list (an index into `slots`), or `NO_FREE`.
     free: usize,
     /// Occupied slots.
     len: usize,
 }
+
+const NO_FREE: usize = usize::MAX;
 
 enum Slot {
     Full(Entry),
@@ -515,29 +550,30 @@ enum Slot {
     Vacant(usize),
 }
 
-impl Registry {
-    const fn new() -> Self {
+impl Default for Registry {
+    fn default() -> Self {
         Registry {
             slots: Vec::new(),
-            free: NO_SLOT,
+            free: NO_FREE,
             len: 0,
         }
     }
+}
 
+impl Registry {
     fn len(&self) -> usize {
         self.len
     }
 
     fn insert(&mut self, entry: Entry) -> usize {
         self.len += 1;
-        if self.free != NO_SLOT {
+        if let Some(&Slot::Vacant(next)) = self.slots.get(self.free) {
             let index = self.free;
-            match mem::replace(&mut self.slots[index], Slot::Full(entry)) {
-                Slot::Vacant(next) => self.free = next,
-                Slot::Full(_) => unreachable!("free list points at a full slot"),
-            }
+            self.free = next;
+            self.slots[index] = Slot::Full(entry);
             index
         } else {
+            // The free list is empty: grow.
             self.slots.push(Slot::Full(entry));
             self.slots.len() - 1
         }
@@ -556,7 +592,7 @@ impl Registry {
         if self.len == 0 {
             // Forget the free list; give memory back after a burst, keep a
             // small buffer for the common one-child-at-a-time pattern.
-            self.free = NO_SLOT;
+            self.free = NO_FREE;
             if self.slots.capacity() > 64 {
                 self.slots = Vec::new();
             } else {
@@ -583,7 +619,7 @@ impl Registry {
 
 #[inline]
 fn state_err(state: u8) -> Option<Error> {
-    match state {
+    match state & DONE_MASK {
         LIVE => None,
         CANCELED => Some(Error::Canceled),
         _ => Some(Error::DeadlineExceeded),
@@ -664,4 +700,43 @@ fn decode(nanos: i64) -> Instant {
         base.checked_sub(offset)
     };
     at.unwrap_or(base)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Issue 4's memory budget: one allocation of at most 96 bytes per
+    /// `with_cancel` child (the node plus `Arc`'s two counters).
+    #[test]
+    fn a_cancel_node_fits_in_96_bytes() {
+        let arc_counters = 2 * size_of::<usize>();
+        assert!(
+            size_of::<CancelNode>() + arc_counters <= 96,
+            "{}",
+            size_of::<CancelNode>()
+        );
+    }
+
+    #[test]
+    fn the_registry_reuses_freed_slots() {
+        let mut registry = Registry::default();
+        let a = registry.insert(Entry::Waker(Waker::noop().clone()));
+        let b = registry.insert(Entry::Waker(Waker::noop().clone()));
+        assert!(registry.remove(a).is_some());
+        assert!(
+            registry.remove(a).is_none(),
+            "a vacant slot cannot be removed twice"
+        );
+        assert_eq!(registry.insert(Entry::Waker(Waker::noop().clone())), a);
+        assert_eq!(registry.len(), 2);
+        assert!(registry.remove(b).is_some());
+        assert!(registry.remove(a).is_some());
+        assert_eq!(registry.len(), 0);
+        assert_eq!(
+            registry.insert(Entry::Waker(Waker::noop().clone())),
+            0,
+            "emptied, starts over"
+        );
+    }
 }
