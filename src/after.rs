@@ -72,10 +72,15 @@ impl AfterFunc {
     /// cancel.cancel(); // the callback does not run
     /// ```
     pub fn stop(&self) -> bool {
-        if self.state.f.lock().take().is_none() {
+        // Take the callback out and release the lock before dropping it:
+        // its captures' `Drop` is user code (invariant 4 of the tree).
+        let job = self.state.f.lock().take();
+        if job.is_none() {
             return false;
         }
-        if let Some(subscription) = self.state.home.lock().take() {
+        drop(job);
+        let home = self.state.home.lock().take();
+        if let Some(subscription) = home {
             // Free the registration now rather than when the context ends.
             let _ = subscription.cancel();
         }
@@ -110,7 +115,8 @@ impl AfterState {
         let job = self.f.lock().take();
         if let Some(job) = job {
             // The registration has fired; there is nothing left to remove.
-            drop(self.home.lock().take());
+            let home = self.home.lock().take();
+            drop(home);
             spawn::spawn(job);
         }
     }
@@ -119,17 +125,20 @@ impl AfterState {
     /// already taken meanwhile (then the registration is removed again).
     fn settle(&self, subscription: Subscription) {
         *self.home.lock() = Some(subscription);
-        if self.f.lock().is_none()
-            && let Some(subscription) = self.home.lock().take()
-        {
-            let _ = subscription.cancel();
+        let taken = self.f.lock().is_none();
+        if taken {
+            let home = self.home.lock().take();
+            if let Some(subscription) = home {
+                let _ = subscription.cancel();
+            }
         }
     }
 
     /// The context this callback waited on was dropped without ending.
     /// It can now only end when `parent` does: wait there instead.
     pub(crate) fn rehome(state: Arc<Self>, parent: &Ctx) {
-        if state.f.lock().is_none() {
+        let taken = state.f.lock().is_none();
+        if taken {
             return;
         }
         let subscription = parent.subscribe_entry(Entry::After(state.clone()));

@@ -296,6 +296,7 @@ impl CancelNode {
         work: &mut Work,
         own_cancel: bool,
     ) -> Option<Option<Cause>> {
+        let mut replaced = None;
         let (registry, armed, subscription, cause) = {
             let mut inner = self.inner.lock();
             let state = self.state.load(Ordering::Relaxed);
@@ -303,7 +304,9 @@ impl CancelNode {
                 return None;
             }
             match cause {
-                CauseArg::Set(cause) => inner.cause = cause,
+                // The replaced cause (a deadline cause that did not fire) is
+                // a user value: dropped after the lock (invariant 4).
+                CauseArg::Set(cause) => replaced = mem::replace(&mut inner.cause, cause),
                 CauseArg::Stored => {}
                 CauseArg::Expired(at) => {
                     if self.deadline() != Some(at) {
@@ -324,6 +327,7 @@ impl CancelNode {
                 inner.cause.clone(),
             )
         };
+        drop(replaced);
         if armed && let Some(at) = self.deadline() {
             timer::remove(self, at);
         }
@@ -382,7 +386,11 @@ impl CancelNode {
         if self.state.load(Ordering::Relaxed) & DONE_MASK != LIVE {
             return false;
         }
-        inner.remove(slot).is_some()
+        let entry = inner.remove(slot);
+        drop(inner);
+        // Dropped unlocked: a waker's drop may free a task that owns
+        // contexts (invariant 4).
+        entry.is_some()
     }
 
     /// Registers or refreshes the waker of a `done()` future. Returns the
@@ -399,7 +407,10 @@ impl CancelNode {
                     inner.registry.as_mut().and_then(|r| r.get_mut(*index))
                     && !old.will_wake(waker)
                 {
-                    old.clone_from(waker);
+                    let old = std::mem::replace(old, waker.clone());
+                    drop(inner);
+                    // Dropped unlocked (invariant 4).
+                    drop(old);
                 }
             }
             None => *slot = Some(inner.insert(Entry::Waker(waker.clone()))),
