@@ -208,7 +208,7 @@ impl Drop for CancelFunc {
         if let Some(node) = &self.node {
             // AcqRel: the drop that reaches zero must see everything the
             // other clones did before they were dropped.
-            if node.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if node.handles.fetch_sub(1, Ordering::AcqRel) == 1 && node.err().is_none() {
                 node.cancel(Error::Canceled, CauseArg::Set(None), true);
             }
         }

@@ -12,9 +12,16 @@
 //!
 //! # Invariants
 //!
-//! 1. `state` changes at most once, from `LIVE` to `CANCELED` or
-//!    `DEADLINE`, and only while `inner` is locked. The same critical
-//!    section stores the cause and takes the whole registry out.
+//! 1. `state` goes from live to `CANCELED` or `DEADLINE` once. Normally
+//!    under `inner`'s lock, in the critical section that also stores the
+//!    cause and takes the whole registry out. A node that never had
+//!    anything registered, no timer, no stored cause and no custom parent
+//!    (its `state` is exactly `LIVE`, no flag bit) may instead be ended by
+//!    one compare-and-swap from `LIVE`, without the lock: there is nothing
+//!    to take out. Flag bits are only ever set by read-modify-write under
+//!    the lock, so once one is set that CAS fails and the locked path runs;
+//!    and the locked path also ends the node by CAS, so exactly one ender
+//!    wins.
 //! 2. Hence, under `inner`'s lock, a `LIVE` state means the registry is
 //!    still the node's and anything inserted will be notified; a done state
 //!    means nothing may be inserted any more. Every insertion checks the
@@ -52,8 +59,14 @@ pub(crate) const DEADLINE: u8 = 2;
 /// Mask of the bits above.
 const DONE_MASK: u8 = 3;
 /// Flag bit: the node has an entry in the timer. Set when the deadline is
-/// armed, cleared by whoever takes the entry out; only while live.
+/// armed; cleared when the node ends (the ender removes the entry).
 const ARMED: u8 = 4;
+/// Flag bit: the node's registry has been allocated (something registered).
+const REGISTRY: u8 = 8;
+/// Flag bit: `inner.cause` holds a deadline cause while live.
+const CAUSE: u8 = 16;
+/// Flag bit: `inner.subscription` holds a custom parent's subscription.
+const SUBSCRIBED: u8 = 32;
 
 /// Marks "not registered in a parent" in `CancelNode::slot`.
 const NO_SLOT: u32 = u32::MAX;
@@ -116,7 +129,8 @@ struct Inner {
 }
 
 impl Inner {
-    /// Registers an entry, allocating the registry on first use.
+    /// Registers an entry, allocating the registry on first use. Only
+    /// through `CancelNode::insert_locked`, which sets `REGISTRY`.
     fn insert(&mut self, entry: Entry) -> usize {
         self.registry.get_or_insert_with(Box::default).insert(entry)
     }
@@ -133,15 +147,33 @@ impl CancelNode {
         CancelNode {
             parent,
             deadline: AtomicInstant::new(deadline),
-            state: AtomicU8::new(LIVE),
             handles: AtomicUsize::new(1),
             slot: AtomicU32::new(NO_SLOT),
+            state: AtomicU8::new(if cause.is_some() { CAUSE } else { LIVE }),
             inner: Mutex::new(Inner {
                 registry: None,
                 cause,
                 subscription: None,
             }),
         }
+    }
+
+    /// Inserts `entry` into the registry; `inner` is this node's locked
+    /// state. Returns the entry back if the node is done.
+    fn insert_locked(&self, inner: &mut Inner, entry: Entry) -> Result<usize, Entry> {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & DONE_MASK != LIVE {
+            return Err(entry);
+        }
+        if state & REGISTRY == 0 {
+            // The read-modify-write is what stops a racing lock-free
+            // cancel (invariant 1); if that cancel came first, we see it.
+            let prev = self.state.fetch_or(REGISTRY, Ordering::Relaxed);
+            if prev & DONE_MASK != LIVE {
+                return Err(entry);
+            }
+        }
+        Ok(inner.insert(entry))
     }
 
     /// This node's error: one `Acquire` load, no lock.
@@ -167,19 +199,19 @@ impl CancelNode {
             Source::Never => {}
             Source::Node(parent) => {
                 let mut inner = parent.inner.lock();
-                match state_err(parent.state.load(Ordering::Relaxed)) {
-                    None => {
-                        let slot = inner.insert(Entry::Child(Arc::downgrade(self)));
+                match parent.insert_locked(&mut inner, Entry::Child(Arc::downgrade(self))) {
+                    Ok(slot) => {
                         // A registry of over four billion entries cannot
                         // record this slot; the entry then stays until the
                         // parent ends (it is weak, so it holds nothing).
                         self.slot
                             .store(u32::try_from(slot).unwrap_or(NO_SLOT), Ordering::Relaxed);
                     }
-                    Some(err) => {
+                    Err(_) => {
+                        let err = state_err(parent.state.load(Ordering::Relaxed));
                         let cause = inner.cause.clone();
                         drop(inner);
-                        self.cancel(err, CauseArg::Set(cause), false);
+                        self.cancel(err.unwrap_or(Error::Canceled), CauseArg::Set(cause), false);
                     }
                 }
             }
@@ -190,7 +222,8 @@ impl CancelNode {
                 // handles both.
                 let sub = custom.subscribe(Notify::new(Entry::Child(Arc::downgrade(self))));
                 let mut inner = self.inner.lock();
-                if self.state.load(Ordering::Relaxed) == LIVE {
+                let prev = self.state.fetch_or(SUBSCRIBED, Ordering::Relaxed);
+                if prev & DONE_MASK == LIVE {
                     inner.subscription = Some(Box::new(sub));
                 } else {
                     // Already canceled by the notification: the
@@ -238,10 +271,11 @@ impl CancelNode {
     /// Lock order: node, then timer (invariant 3).
     pub(crate) fn arm(self: &Arc<Self>, at: Instant) {
         let _guard = self.inner.lock();
-        let state = self.state.load(Ordering::Relaxed);
-        if state == LIVE {
+        // Setting the flag first makes a racing lock-free cancel fail and
+        // take the locked path, which waits for us and then disarms.
+        let prev = self.state.fetch_or(ARMED, Ordering::Relaxed);
+        if prev & DONE_MASK == LIVE {
             timer::insert(self, at);
-            self.state.store(state | ARMED, Ordering::Relaxed);
         }
     }
 
@@ -271,6 +305,19 @@ impl CancelNode {
     ///
     /// When this returns, every descendant reports done (`err()` is `Some`).
     pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: CauseArg, unlink: bool) {
+        // Fast path (invariant 1): nothing registered, nothing armed, no
+        // cause to store. Release publishes the cancel to `err()` readers.
+        if let CauseArg::Set(None) = cause
+            && self
+                .state
+                .compare_exchange(LIVE, err_state(err), Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            if unlink {
+                self.unlink();
+            }
+            return;
+        }
         let mut work = Work::default();
         let Some(cause) = self.finish(err, cause, &mut work, unlink) else {
             return;
@@ -303,23 +350,31 @@ impl CancelNode {
             if state & DONE_MASK != LIVE {
                 return None;
             }
-            match cause {
-                // The replaced cause (a deadline cause that did not fire) is
-                // a user value: dropped after the lock (invariant 4).
-                CauseArg::Set(cause) => replaced = mem::replace(&mut inner.cause, cause),
-                CauseArg::Stored => {}
-                CauseArg::Expired(at) => {
-                    if self.deadline() != Some(at) {
-                        // Extended after the timer took the old entry out;
-                        // the new one is armed.
-                        return None;
-                    }
-                }
+            if let CauseArg::Expired(at) = cause
+                && self.deadline() != Some(at)
+            {
+                // Extended after the timer took the old entry out; the new
+                // one is armed.
+                return None;
             }
-            // Release: publishes the cause and everything before the
-            // cancel to any thread that loads "done" with Acquire.
-            // (This also clears `ARMED`: the entry is ours to remove.)
-            self.state.store(err_state(err), Ordering::Release);
+            // Under the lock only the lock-free fast path can change the
+            // state, and only from exactly `LIVE`: if it won, we lost.
+            // Release: publishes everything before the cancel to threads
+            // that load "done" with Acquire (the cause, written next, is
+            // read under this lock). This also clears the flag bits; the
+            // entries they stand for are taken out right here.
+            if self
+                .state
+                .compare_exchange(state, err_state(err), Ordering::Release, Ordering::Relaxed)
+                .is_err()
+            {
+                return None;
+            }
+            if let CauseArg::Set(cause) = cause {
+                // The replaced cause (a deadline cause that did not fire)
+                // is a user value: dropped after the lock (invariant 4).
+                replaced = mem::replace(&mut inner.cause, cause);
+            }
             (
                 inner.registry.take(),
                 state & ARMED != 0,
@@ -373,10 +428,7 @@ impl CancelNode {
     /// already done (the caller then notifies it at once).
     pub(crate) fn register(&self, entry: Entry) -> Result<usize, Entry> {
         let mut inner = self.inner.lock();
-        if self.state.load(Ordering::Relaxed) & DONE_MASK != LIVE {
-            return Err(entry);
-        }
-        Ok(inner.insert(entry))
+        self.insert_locked(&mut inner, entry)
     }
 
     /// Removes a registration made by `register`. Returns whether it was
@@ -413,7 +465,15 @@ impl CancelNode {
                     drop(old);
                 }
             }
-            None => *slot = Some(inner.insert(Entry::Waker(waker.clone()))),
+            None => match self.insert_locked(&mut inner, Entry::Waker(waker.clone())) {
+                Ok(index) => *slot = Some(index),
+                // Ended by a lock-free cancel since the check above.
+                Err(entry) => {
+                    drop(inner);
+                    drop(entry);
+                    return self.err();
+                }
+            },
         }
         None
     }
