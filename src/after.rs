@@ -44,8 +44,13 @@ where
     let state = Arc::new(AfterState {
         f: Mutex::new(Some(Box::new(f))),
         home: Mutex::new(None),
+        keep: Mutex::new(Some(ctx.clone())),
     });
     let subscription = ctx.subscribe_entry(Entry::After(state.clone()));
+    if subscription.is_never() {
+        // Nothing can end this context: nothing to keep alive.
+        state.release();
+    }
     state.settle(subscription);
     AfterFunc { state }
 }
@@ -84,6 +89,7 @@ impl AfterFunc {
             // Free the registration now rather than when the context ends.
             let _ = subscription.cancel();
         }
+        self.state.release();
         true
     }
 }
@@ -103,10 +109,15 @@ pub(crate) struct AfterState {
     /// (`run`) or `stop`. Taking it under this lock is what makes exactly
     /// one of them win.
     f: Mutex<Option<Job>>,
-    /// Where the registration currently lives, so `stop` can remove it.
-    /// Replaced when a context is dropped and its callbacks move to its
-    /// parent (`rehome`).
+    /// Where the registration lives, so `stop` can remove it.
     home: Mutex<Option<Subscription>>,
+    /// The context, kept alive while the callback is pending: a context
+    /// with a pending callback must still end (by its deadline, say) even
+    /// when nobody else holds it, as in Go. This is the one deliberate
+    /// reference loop in goctx (context → registry → this → context); it
+    /// is broken when the callback starts or is stopped, which for a
+    /// context that can end is bound to happen.
+    keep: Mutex<Option<Ctx>>,
 }
 
 impl AfterState {
@@ -118,6 +129,7 @@ impl AfterState {
             let home = self.home.lock().take();
             drop(home);
             spawn::spawn(job);
+            self.release();
         }
     }
 
@@ -131,17 +143,14 @@ impl AfterState {
             if let Some(subscription) = home {
                 let _ = subscription.cancel();
             }
+            self.release();
         }
     }
 
-    /// The context this callback waited on was dropped without ending.
-    /// It can now only end when `parent` does: wait there instead.
-    pub(crate) fn rehome(state: Arc<Self>, parent: &Ctx) {
-        let taken = state.f.lock().is_none();
-        if taken {
-            return;
-        }
-        let subscription = parent.subscribe_entry(Entry::After(state.clone()));
-        state.settle(subscription);
+    /// Lets go of the context (after the callback started or was stopped).
+    /// Dropped outside the lock: it may be the context's last handle.
+    fn release(&self) {
+        let keep = self.keep.lock().take();
+        drop(keep);
     }
 }

@@ -140,7 +140,7 @@ impl CancelFunc {
     /// ```
     pub fn detach(mut self) {
         if let Some(node) = self.node.take() {
-            node.handles.fetch_sub(1, Ordering::AcqRel);
+            release_handle(&node);
         }
     }
 
@@ -194,8 +194,13 @@ impl Clone for CancelFunc {
     fn clone(&self) -> Self {
         if let Some(node) = &self.node {
             // Relaxed: a new handle is made from an existing one, which
-            // keeps the count above zero meanwhile (as `Arc::clone`).
-            node.handles.fetch_add(1, Ordering::Relaxed);
+            // keeps the count above zero meanwhile (as `Arc::clone`). The
+            // count saturates: four billion live clones pin it at the
+            // maximum, where it stays (the context then ends only through
+            // `cancel`, its parent or its deadline) instead of wrapping.
+            let _ = node
+                .handles
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
         }
         CancelFunc {
             node: self.node.clone(),
@@ -208,11 +213,22 @@ impl Drop for CancelFunc {
         if let Some(node) = &self.node {
             // AcqRel: the drop that reaches zero must see everything the
             // other clones did before they were dropped.
-            if node.handles.fetch_sub(1, Ordering::AcqRel) == 1 && node.err().is_none() {
+            if release_handle(node) && node.err().is_none() {
                 node.cancel(Error::Canceled, CauseArg::Set(None), true);
             }
         }
     }
+}
+
+/// Gives one handle back; true if it was the last one. AcqRel: the handle
+/// that reaches zero must see everything the others did before they went.
+/// A saturated count never comes down (see `Clone`).
+fn release_handle(node: &CancelNode) -> bool {
+    node.handles
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n != u32::MAX).then(|| n - 1)
+        })
+        == Ok(1)
 }
 
 impl fmt::Debug for CancelFunc {

@@ -94,6 +94,11 @@ impl Subscription {
         Subscription(SubRepr::Notified)
     }
 
+    /// Whether this is [`Subscription::never`].
+    pub(crate) fn is_never(&self) -> bool {
+        matches!(self.0, SubRepr::Never)
+    }
+
     pub(crate) fn node(node: &Arc<CancelNode>, slot: usize) -> Self {
         Subscription(SubRepr::Node {
             node: Arc::downgrade(node),

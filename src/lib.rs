@@ -74,6 +74,7 @@ mod sync;
 mod timer;
 mod tree;
 mod value;
+mod wheel;
 
 pub use after::{AfterFunc, after_func};
 pub use cancel::{CancelFunc, with_cancel, with_cancel_cause, without_cancel};

@@ -14,7 +14,7 @@
 //! Under `--cfg loom` the pool is unused: each callback runs on a loom
 //! thread of its own (the `model` module at the end), so the models see
 //! it run concurrently with the canceling thread, as in the real build.
-#![cfg_attr(loom, allow(dead_code))]
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -83,6 +83,11 @@ fn serve(first: Job) {
     let mut state = lock();
     loop {
         if let Some(job) = state.queue.pop_front() {
+            // A queued job was promised to a waiting thread (`idle` was
+            // decremented for it); we take it instead, so that thread will
+            // wake to an empty queue and give its count back. Restore the
+            // promise here to keep `idle` = waiting threads − queued jobs.
+            state.idle += 1;
             drop(state);
             run(job);
             state = lock();

@@ -7,10 +7,10 @@
 //! poisoned), and an uncontended lock/unlock that is a single atomic each.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
 
 // `Arc` and `Weak` are deliberately not swapped: the crate uses
 // `std::sync::{Arc, Weak}` under loom too. loom 0.7's `Arc` has no `Weak`

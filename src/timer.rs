@@ -1,47 +1,68 @@
 //! The runtime-agnostic deadline driver.
 //!
 //! One helper thread, `goctx-timer`, started on the first deadline, sleeps
-//! until the earliest armed deadline and then cancels that context with
-//! `DeadlineExceeded`. Deadlines live in an ordered map keyed by
-//! `(deadline, node address)`, so arming, disarming and finding the next one
-//! are O(log n). The map holds weak references: a timer never keeps a
-//! context alive, and a context dropped or canceled early removes its entry.
+//! until the next deadline and then cancels the contexts that are due with
+//! `DeadlineExceeded`. Deadlines live in a hierarchical timing wheel
+//! (`wheel.rs`) with 1 ms ticks: arming, disarming and moving one are O(1),
+//! whatever the number of live deadlines. Each node remembers its entry's
+//! index (`CancelNode::timer_slot`), so a cancel or drop removes its entry
+//! directly. Entries hold weak references: a timer never keeps a context
+//! alive.
+//!
+//! # Precision
+//!
+//! A deadline's tick is rounded up, and the thread only hands out a tick
+//! once the clock has passed it, so a deadline never fires early; it fires
+//! within about a millisecond after, later on an overloaded machine. The
+//! node checks again under its own lock that its deadline has passed
+//! (`CauseArg::Expired`), which also catches a deadline moved later by
+//! `extend_deadline` after the thread took the old entry out.
+//!
+//! # Rules
 //!
 //! - The timer thread never runs user code under its lock; it takes the
 //!   due entries out, unlocks, then cancels them. A panicking waker during
 //!   such a cancel is caught; the thread keeps going.
-//! - It never fires early: it re-reads the clock after every wake-up.
 //! - The lock order is node, then timer (arming happens under the node's
 //!   lock); the timer thread never takes a node lock while holding its own.
 //!
 //! Under `--cfg loom` there is no thread and no clock: the entries live in
 //! a per-execution map behind a loom mutex, and a model fires them with
-//! `model::fire_deadlines` (see the `model` module at the end). The
-//! thread, its condvar and `lock`/`insert`/`run` below are then unused.
+//! `model::fire_deadlines` (see the `model` module at the end).
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::tree::CancelNode;
+use crate::wheel::Wheel;
+
+/// The wheel's resolution.
+const TICK: Duration = Duration::from_millis(1);
 
 struct Timer {
     state: Mutex<State>,
-    /// Signaled when an earlier deadline is armed than the thread sleeps to.
+    /// Signaled when a deadline is armed earlier than the thread sleeps to.
     wake: Condvar,
 }
 
 struct State {
-    entries: BTreeMap<(Instant, usize), Weak<CancelNode>>,
+    wheel: Wheel<Weak<CancelNode>>,
+    /// Tick 0 of the wheel; set by the first deadline.
+    origin: Option<Instant>,
+    /// The tick the thread sleeps until: `u64::MAX` while it waits for any
+    /// deadline, 0 while it is awake (it will look at the wheel again).
+    sleeping_until: u64,
     /// Whether the thread was started (or failed to start).
     started: bool,
 }
 
 static TIMER: Timer = Timer {
     state: Mutex::new(State {
-        entries: BTreeMap::new(),
+        wheel: Wheel::new(),
+        origin: None,
+        sleeping_until: 0,
         started: false,
     }),
     wake: Condvar::new(),
@@ -49,12 +70,39 @@ static TIMER: Timer = Timer {
 
 #[cfg(not(loom))]
 fn lock() -> MutexGuard<'static, State> {
-    // No user code runs under this lock; poison cannot leave the map torn.
+    // No user code runs under this lock; poison cannot leave the wheel torn.
     TIMER.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn key(node: &CancelNode, at: Instant) -> (Instant, usize) {
-    (at, node as *const CancelNode as usize)
+/// Identifies a node's entry (checked on removal, see `wheel.rs`).
+fn owner(node: &CancelNode) -> usize {
+    node as *const CancelNode as usize
+}
+
+impl State {
+    /// The first tick at or after `at` (rounded up: never early).
+    fn tick_of(&mut self, at: Instant) -> u64 {
+        // The clock at the first deadline, not the deadline itself: tick 0
+        // must not lie in the future, or earlier deadlines would wait for it.
+        let origin = *self.origin.get_or_insert_with(Instant::now);
+        let nanos = at.saturating_duration_since(origin).as_nanos();
+        let tick = nanos.div_ceil(TICK.as_nanos());
+        u64::try_from(tick).unwrap_or(u64::MAX)
+    }
+
+    /// The last tick that has fully passed at `now`.
+    fn ticks_passed(&self, now: Instant) -> u64 {
+        let origin = self.origin.unwrap_or(now);
+        let tick = now.saturating_duration_since(origin).as_nanos() / TICK.as_nanos();
+        u64::try_from(tick).unwrap_or(u64::MAX)
+    }
+
+    fn arm(&mut self, node: &Arc<CancelNode>, at: Instant) -> u64 {
+        let tick = self.tick_of(at);
+        let index = self.wheel.insert(tick, owner(node), Arc::downgrade(node));
+        node.set_timer_slot(index);
+        tick
+    }
 }
 
 /// Arms `node` to expire at `at`. If no timer thread can be started, the
@@ -69,35 +117,37 @@ pub(crate) fn insert(node: &Arc<CancelNode>, at: Instant) {
             eprintln!("goctx: cannot start the timer thread ({err}); deadlines will not fire");
         }
     }
-    let earliest = state
-        .entries
-        .first_key_value()
-        .is_none_or(|(first, _)| at < first.0);
-    state.entries.insert(key(node, at), Arc::downgrade(node));
+    let tick = state.arm(node, at);
+    let earlier = tick < state.sleeping_until;
     drop(state);
-    if earliest {
+    if earlier {
         TIMER.wake.notify_one();
     }
 }
 
-/// Disarms `node`'s deadline `at`. Harmless if it already fired.
-pub(crate) fn remove(node: &CancelNode, at: Instant) {
-    lock().entries.remove(&key(node, at));
+/// Disarms `node`'s deadline. Harmless if it already fired.
+#[cfg(not(loom))]
+pub(crate) fn remove(node: &CancelNode, _at: Instant) {
+    let mut state = lock();
+    let entry = state.wheel.remove(node.timer_slot(), owner(node));
+    drop(state);
+    // The weak reference is dropped after the lock.
+    drop(entry);
 }
 
-/// Moves `node`'s entry from `from` to `to`.
-pub(crate) fn reschedule(node: &Arc<CancelNode>, from: Instant, to: Instant) {
+/// Moves `node`'s entry from `from` to `to` (later).
+#[cfg(not(loom))]
+pub(crate) fn reschedule(node: &Arc<CancelNode>, _from: Instant, to: Instant) {
     let mut state = lock();
+    let tick = state.tick_of(to);
     // The old entry may be gone already: the thread took it out and waits
     // for this node's lock to expire it. It will then see the new deadline
-    // and leave the node alone, so the new entry is armed in any case.
-    let weak = state
-        .entries
-        .remove(&key(node, from))
-        .unwrap_or_else(|| Arc::downgrade(node));
-    state.entries.insert(key(node, to), weak);
+    // and leave the node alone, so a new entry is armed in that case.
+    if !state.wheel.reschedule(node.timer_slot(), owner(node), tick) {
+        state.arm(node, to);
+    }
     // Later than before: the thread's current sleep ends early at worst,
-    // and it re-reads the map then. No need to wake it.
+    // and it looks at the wheel again then. No need to wake it.
 }
 
 #[cfg(not(loom))]
@@ -106,18 +156,14 @@ fn run() {
     let mut state = lock();
     loop {
         let now = Instant::now();
-        while let Some(entry) = state.entries.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let at = entry.key().0;
-            due.push((at, entry.remove()));
-        }
+        let passed = state.ticks_passed(now);
+        state.wheel.advance(passed, &mut due);
         if !due.is_empty() {
+            state.sleeping_until = 0;
             drop(state);
-            for (at, node) in due.drain(..) {
+            for (_, node) in due.drain(..) {
                 if let Some(node) = node.upgrade() {
-                    let expire = std::panic::AssertUnwindSafe(|| node.expire(at));
+                    let expire = std::panic::AssertUnwindSafe(|| node.expire(now));
                     // A user's waker panicked; the context is done anyway.
                     let _ = std::panic::catch_unwind(expire);
                 }
@@ -125,13 +171,23 @@ fn run() {
             state = lock();
             continue;
         }
-        state = match state.entries.first_key_value() {
-            None => TIMER
-                .wake
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner),
-            Some((first, _)) => {
-                let sleep = first.0.saturating_duration_since(now);
+        state = match state.wheel.next_tick() {
+            None => {
+                state.sleeping_until = u64::MAX;
+                TIMER
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner)
+            }
+            Some(tick) => {
+                state.sleeping_until = tick;
+                let origin = state.origin.unwrap_or(now);
+                // One tick is one millisecond. A wake-up beyond `Instant`'s
+                // range (centuries) is rounded to an hour and re-checked.
+                let wake_at = origin.checked_add(Duration::from_millis(tick));
+                let sleep = wake_at.map_or(Duration::from_secs(3600), |at| {
+                    at.saturating_duration_since(now)
+                });
                 TIMER
                     .wake
                     .wait_timeout(state, sleep)
@@ -148,25 +204,45 @@ fn run() {
 /// no `goctx-timer` thread here. The entries live in a map that is new for
 /// every loom execution (a `loom::lazy_static`), behind the crate's loom
 /// mutex, so that the models explore the node → timer lock order of
-/// `arm`/`extend_deadline` against `fire_deadlines`. `remove` and
-/// `reschedule` above are shared with the real build; only `lock` and
-/// `insert` (which starts the thread) are replaced.
+/// `arm`/`extend_deadline` against `fire_deadlines`. The wheel itself is
+/// plain single-threaded bookkeeping under one lock, tested on its own in
+/// `wheel.rs`; an ordered map stands in for it here.
 #[cfg(loom)]
 pub(crate) mod model {
-    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Weak};
+    use std::time::Instant;
+
+    use crate::tree::CancelNode;
+
+    type Entries = BTreeMap<(Instant, usize), Weak<CancelNode>>;
 
     loom::lazy_static! {
-        static ref STATE: crate::sync::Mutex<State> =
-            crate::sync::Mutex::new(State { entries: BTreeMap::new(), started: true });
+        static ref STATE: crate::sync::Mutex<Entries> = crate::sync::Mutex::new(BTreeMap::new());
     }
 
-    pub(super) fn lock() -> crate::sync::MutexGuard<'static, State> {
-        STATE.lock()
+    fn key(node: &CancelNode, at: Instant) -> (Instant, usize) {
+        (at, super::owner(node))
     }
 
     /// Arms `node` to expire at `at`, without any thread to wake.
     pub(crate) fn insert(node: &Arc<CancelNode>, at: Instant) {
-        lock().entries.insert(key(node, at), Arc::downgrade(node));
+        STATE.lock().insert(key(node, at), Arc::downgrade(node));
+    }
+
+    /// Disarms `node`'s deadline `at`.
+    pub(crate) fn remove(node: &CancelNode, at: Instant) {
+        let entry = STATE.lock().remove(&key(node, at));
+        drop(entry);
+    }
+
+    /// Moves `node`'s entry from `from` to `to`.
+    pub(crate) fn reschedule(node: &Arc<CancelNode>, from: Instant, to: Instant) {
+        let mut entries = STATE.lock();
+        let weak = entries
+            .remove(&key(node, from))
+            .unwrap_or_else(|| Arc::downgrade(node));
+        entries.insert(key(node, to), weak);
     }
 
     /// Does what one round of the timer thread's loop does when the clock
@@ -176,18 +252,17 @@ pub(crate) mod model {
     /// does not catch panics: in a model, any panic is a failure.
     pub fn fire_deadlines(now: Instant) {
         let mut due = Vec::new();
-        let mut state = lock();
-        while let Some(entry) = state.entries.first_entry() {
+        let mut entries = STATE.lock();
+        while let Some(entry) = entries.first_entry() {
             if entry.key().0 > now {
                 break;
             }
-            let at = entry.key().0;
-            due.push((at, entry.remove()));
+            due.push(entry.remove());
         }
-        drop(state);
-        for (at, node) in due {
+        drop(entries);
+        for node in due {
             if let Some(node) = node.upgrade() {
-                node.expire(at);
+                node.expire(now);
             }
         }
     }
@@ -195,12 +270,9 @@ pub(crate) mod model {
     /// How many deadlines are armed: 0 once every deadline context was
     /// canceled, fired or dropped.
     pub fn armed() -> usize {
-        lock().entries.len()
+        STATE.lock().len()
     }
 }
 
 #[cfg(loom)]
-use model::lock;
-
-#[cfg(loom)]
-pub(crate) use model::insert;
+pub(crate) use model::{insert, remove, reschedule};

@@ -49,7 +49,7 @@ use crate::after::AfterState;
 use crate::context::Ctx;
 use crate::custom::{Notify, Subscription};
 use crate::error::{Cause, Error};
-use crate::sync::{AtomicU8, AtomicU32, AtomicUsize, Mutex, Ordering};
+use crate::sync::{AtomicU8, AtomicU32, Mutex, Ordering};
 use crate::timer;
 
 /// `state` values (the low two bits).
@@ -76,8 +76,9 @@ pub(crate) enum CauseArg {
     /// Use the cause stored at creation (a deadline firing with the
     /// `*_cause` argument of `with_deadline_cause`).
     Stored,
-    /// Like `Stored`, from the timer thread for the deadline it had armed:
-    /// ignored if `extend_deadline` moved the deadline meanwhile.
+    /// Like `Stored`, from the timer thread, which read this time from the
+    /// clock: ignored unless the node's deadline is at or before it (it was
+    /// moved later by `extend_deadline` after the thread took the entry).
     Expired(Instant),
     /// Use this cause; `None` means "the error itself".
     Set(Option<Cause>),
@@ -93,21 +94,27 @@ pub(crate) struct CancelNode {
     /// at creation; moved later only by `extend_deadline`, under `inner`'s
     /// lock while the node is live, so it is frozen once the node is done.
     deadline: AtomicInstant,
-    /// `LIVE`, `CANCELED` or `DEADLINE`, plus the `ARMED` flag while live.
-    /// Only written under `inner`'s lock; goes from live to done once
-    /// (invariant 1), with `Release`; read lock-free with `Acquire` so that
-    /// a reader who sees "done" also sees the cause and everything the
+    /// `LIVE`, `CANCELED` or `DEADLINE` in the low bits, plus flag bits
+    /// (`ARMED`, `REGISTRY`, `CAUSE`, `SUBSCRIBED`) while live. Flags are set
+    /// by read-modify-write under `inner`'s lock; the state goes from live
+    /// to done once (invariant 1), with `Release`; it is read lock-free with
+    /// `Acquire`, so a reader who sees "done" also sees everything the
     /// canceling thread wrote before it canceled.
     state: AtomicU8,
     /// How many `CancelFunc` clones are alive. Changed by `CancelFunc`'s
     /// `Clone`/`Drop`/`detach` only; the drop that takes it to zero cancels
-    /// the node (RAII cancel).
-    pub(crate) handles: AtomicUsize,
+    /// the node (RAII cancel). 32 bits keep the node in 96 bytes; at
+    /// `u32::MAX` it sticks (see `cancel.rs`).
+    pub(crate) handles: AtomicU32,
     /// This node's index in the registry of the node it is registered with
     /// (its nearest cancelable ancestor), or `NO_SLOT`. Written and read
     /// only while that ancestor's lock is held, so `Relaxed` suffices: the
     /// lock orders the accesses.
     slot: AtomicU32,
+    /// The index of this node's entry in the timer wheel, written by the
+    /// timer under its lock when the entry is made (`NIL` before). Only
+    /// meaningful while `ARMED`; the timer checks ownership on use.
+    timer_slot: AtomicU32,
     /// Everything that changes at cancellation.
     inner: Mutex<Inner>,
 }
@@ -147,7 +154,8 @@ impl CancelNode {
         CancelNode {
             parent,
             deadline: AtomicInstant::new(deadline),
-            handles: AtomicUsize::new(1),
+            handles: AtomicU32::new(1),
+            timer_slot: AtomicU32::new(crate::wheel::NIL),
             slot: AtomicU32::new(NO_SLOT),
             state: AtomicU8::new(if cause.is_some() { CAUSE } else { LIVE }),
             inner: Mutex::new(Inner {
@@ -235,6 +243,15 @@ impl CancelNode {
         }
     }
 
+    /// See `timer_slot`. Relaxed: both sides hold the timer's lock.
+    pub(crate) fn timer_slot(&self) -> u32 {
+        self.timer_slot.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_timer_slot(&self, index: u32) {
+        self.timer_slot.store(index, Ordering::Relaxed);
+    }
+
     /// This node's own deadline (not the parent's).
     #[inline]
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -279,9 +296,10 @@ impl CancelNode {
         }
     }
 
-    /// Called by the timer thread when the deadline `at` has passed.
-    pub(crate) fn expire(self: &Arc<Self>, at: Instant) {
-        self.cancel(Error::DeadlineExceeded, CauseArg::Expired(at), true);
+    /// Called by the timer thread, which read `now` from the clock after
+    /// finding this node's deadline due.
+    pub(crate) fn expire(self: &Arc<Self>, now: Instant) {
+        self.cancel(Error::DeadlineExceeded, CauseArg::Expired(now), true);
     }
 
     /// Called by a custom parent's notification: cancel with whatever the
@@ -350,8 +368,8 @@ impl CancelNode {
             if state & DONE_MASK != LIVE {
                 return None;
             }
-            if let CauseArg::Expired(at) = cause
-                && self.deadline() != Some(at)
+            if let CauseArg::Expired(now) = cause
+                && self.deadline().is_none_or(|deadline| deadline > now)
             {
                 // Extended after the timer took the old entry out; the new
                 // one is armed.
@@ -501,11 +519,10 @@ impl CancelNode {
         mem::take(&mut self.parent)
     }
 
-    /// The last handle is gone (no `Ctx`, no `CancelFunc`, no child). If
-    /// the node never ended, take its traces out of the world: its entry in
-    /// the parent, its timer, its subscription with a custom parent. Its
-    /// pending `after_func` callbacks move to the parent: this context can
-    /// now only end when an ancestor does, so that is when they must run.
+    /// The last handle is gone (no `Ctx`, no `CancelFunc`, no child, no
+    /// pending callback). If the node never ended, take its traces out of
+    /// the world: its entry in the parent, its timer entry, its
+    /// subscription with a custom parent.
     fn release(&mut self) {
         let state = self.state.load(Ordering::Relaxed);
         if state & DONE_MASK != LIVE {
@@ -522,16 +539,10 @@ impl CancelNode {
             let _ = subscription.cancel();
         }
         self.unlink();
-        for entry in registry
-            .into_iter()
-            .flat_map(|registry| registry.into_entries())
-        {
-            // Children hold us alive and `done()` futures borrow us, so
-            // only callbacks can be left here.
-            if let Entry::After(state) = entry {
-                AfterState::rehome(state, &self.parent);
-            }
-        }
+        // Children hold us alive, `done()` futures borrow us and pending
+        // `after_func` callbacks keep us (see `AfterState::keep`), so the
+        // registry is empty here; whatever it holds is dropped unfired.
+        drop(registry);
     }
 }
 

@@ -160,21 +160,38 @@ fn extend_deadline_moves_the_timer() {
 }
 
 #[test]
-fn after_func_of_a_dropped_detached_context_runs_with_the_parent() {
+fn a_pending_after_func_keeps_an_abandoned_context_until_it_ends() {
     let (parent, cancel_parent) = goctx::with_cancel(&goctx::background());
     let (child, cancel_child) = goctx::with_cancel(&parent);
     let (tx, rx) = std::sync::mpsc::channel();
     let _handle = goctx::after_func(&child, move || tx.send(()).unwrap_or(()));
     cancel_child.detach();
     drop(child);
-    assert_eq!(parent.dependents(), 1, "the callback moved to the parent");
+    assert_eq!(
+        parent.dependents(),
+        1,
+        "the child stays registered for its callback"
+    );
     assert!(rx.recv_timeout(Duration::from_millis(20)).is_err());
     cancel_parent.cancel();
     assert!(rx.recv_timeout(LONG).is_ok());
 }
 
 #[test]
-fn stopping_a_moved_after_func_unregisters_it() {
+fn a_pending_after_func_still_fires_at_an_abandoned_contexts_deadline() {
+    let root = goctx::background();
+    let start = Instant::now();
+    let (ctx, cancel) = goctx::with_timeout(&root, Duration::from_millis(30));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _handle = goctx::after_func(&ctx, move || tx.send(Instant::now()).unwrap_or(()));
+    cancel.detach();
+    drop(ctx);
+    let fired = rx.recv_timeout(LONG).expect("the deadline fired");
+    assert!(fired >= start + Duration::from_millis(30));
+}
+
+#[test]
+fn stopping_the_callback_of_an_abandoned_context_frees_it() {
     let (parent, _cancel_parent) = goctx::with_cancel(&goctx::background());
     let (child, cancel_child) = goctx::with_cancel(&parent);
     let handle = goctx::after_func(&child, || {});
@@ -182,7 +199,7 @@ fn stopping_a_moved_after_func_unregisters_it() {
     drop(child);
     assert_eq!(parent.dependents(), 1);
     assert!(handle.stop());
-    assert_eq!(parent.dependents(), 0);
+    assert_eq!(parent.dependents(), 0, "stop released the last reference");
 }
 
 /// A waker that counts its wake-ups.
