@@ -1,1 +1,384 @@
-fn main() {}
+//! The concurrent task processor of the seed's hands-on assignment, on
+//! goctx: timeouts, cancellation and request-scoped values working
+//! together.
+//!
+//! ```text
+//! cargo run --example processor                      # the seed's sample run
+//! cargo run --example processor -- --tasks examples/processor/tasks/pipeline.toml
+//! cargo run --example processor -- --time-scale 0.2  # everything 5x faster
+//! ```
+//!
+//! Ctrl+C (or SIGTERM) cancels the run: running tasks end with `context
+//! canceled`, queued ones are reported canceled, the summary follows. A
+//! second Ctrl+C exits at once.
+//!
+//! Exit codes: 0 when every task completed, timed out or was canceled; 1
+//! when a task failed after its retries; 2 for bad input; 130 on a second
+//! signal. See `docs/processor.md` for the design.
+
+mod console;
+mod metrics;
+mod pool;
+mod progress;
+mod queue;
+mod retry;
+mod run;
+mod task;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+use crate::console::Console;
+use crate::progress::ProgressMode;
+use crate::retry::RetryPolicy;
+use crate::run::{Cause, Emitter, Event, RunConfig};
+use crate::task::{InputError, Task, parse_duration};
+
+/// Runs simulated tasks concurrently under goctx contexts: a per-task
+/// timeout, cancellation on SIGINT/SIGTERM, the request ID in every line.
+#[derive(Parser, Debug)]
+#[command(name = "processor", version)]
+struct Cli {
+    /// Task set to run, TOML or JSON by extension [default: the seed's four tasks]
+    #[arg(long, value_name = "FILE")]
+    tasks: Option<PathBuf>,
+
+    /// Tasks running at once
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    workers: usize,
+
+    /// Deadline of each task (500ms, 1.5s, 2m, ...)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        allow_hyphen_values = true
+    )]
+    task_timeout: String,
+
+    /// Deadline of the whole run [default: none]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    run_timeout: Option<String>,
+
+    /// Retries of a failing task before it is given up
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    max_retries: u32,
+
+    /// Backoff before the first retry; doubles for each later one, plus jitter
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "200ms",
+        allow_hyphen_values = true
+    )]
+    backoff: String,
+
+    /// Largest backoff between two attempts
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "2s",
+        allow_hyphen_values = true
+    )]
+    max_backoff: String,
+
+    /// How far a critical task's deadline moves each time it runs short (0 disables)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "2s",
+        allow_hyphen_values = true
+    )]
+    extend_by: String,
+
+    /// Longest a critical task may run, extensions included
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        allow_hyphen_values = true
+    )]
+    hard_limit: String,
+
+    /// Multiplies every duration (task work, timeouts, backoff); 0.1 runs ten times faster
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    time_scale: f64,
+
+    /// Progress display
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
+
+    /// Do not print the metrics table
+    #[arg(long)]
+    no_metrics: bool,
+}
+
+/// Everything the run needs, checked.
+struct Setup {
+    tasks: Vec<Task>,
+    config: RunConfig,
+    run_timeout: Option<Duration>,
+    progress: ProgressMode,
+    show_metrics: bool,
+}
+
+/// The most workers accepted; far more than any demo needs, and well
+/// inside the semaphore's limit.
+const MAX_WORKERS: usize = 10_000;
+
+fn duration_flag(flag: &str, text: &str, scale: f64) -> Result<Duration, InputError> {
+    let d = parse_duration(text).map_err(|e| InputError(format!("--{flag}: {e}")))?;
+    task::scale(d, scale).map_err(|e| InputError(format!("--{flag}: {e}")))
+}
+
+fn positive(flag: &str, d: Duration) -> Result<Duration, InputError> {
+    if d.is_zero() {
+        return Err(InputError(format!("--{flag} must be greater than zero")));
+    }
+    Ok(d)
+}
+
+impl Setup {
+    fn from_cli(cli: Cli) -> Result<Setup, InputError> {
+        let scale = cli.time_scale;
+        if !scale.is_finite() || scale <= 0.0 {
+            return Err(InputError(format!(
+                "--time-scale must be a positive number, got {scale}"
+            )));
+        }
+        if cli.workers == 0 {
+            return Err(InputError("--workers must be at least 1".into()));
+        }
+        if cli.workers > MAX_WORKERS {
+            return Err(InputError(format!(
+                "--workers must be at most {MAX_WORKERS}"
+            )));
+        }
+        let task_timeout = positive(
+            "task-timeout",
+            duration_flag("task-timeout", &cli.task_timeout, scale)?,
+        )?;
+        let run_timeout = match &cli.run_timeout {
+            Some(text) => Some(positive(
+                "run-timeout",
+                duration_flag("run-timeout", text, scale)?,
+            )?),
+            None => None,
+        };
+        let base = duration_flag("backoff", &cli.backoff, scale)?;
+        let max_delay = duration_flag("max-backoff", &cli.max_backoff, scale)?;
+        let extend_by = duration_flag("extend-by", &cli.extend_by, scale)?;
+        let hard_limit = duration_flag("hard-limit", &cli.hard_limit, scale)?;
+        if hard_limit < task_timeout {
+            return Err(InputError(format!(
+                "--hard-limit ({}) must not be shorter than --task-timeout ({})",
+                cli.hard_limit, cli.task_timeout
+            )));
+        }
+        let tasks = match &cli.tasks {
+            Some(path) => task::load(path)?,
+            None => task::default_tasks(),
+        };
+        let tasks = tasks
+            .iter()
+            .map(|t| t.scaled(scale))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Setup {
+            tasks,
+            config: RunConfig {
+                workers: cli.workers,
+                task_timeout,
+                retry: RetryPolicy {
+                    max_retries: cli.max_retries,
+                    base,
+                    max_delay,
+                },
+                extend_by,
+                hard_limit,
+            },
+            run_timeout,
+            progress: cli.progress,
+            show_metrics: !cli.no_metrics,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    // clap reports its own usage errors and exits with code 2.
+    let cli = Cli::parse();
+    let setup = match Setup::from_cli(cli) {
+        Ok(setup) => setup,
+        Err(err) => {
+            eprintln!("processor: error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("processor: error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(process(setup))
+}
+
+async fn process(setup: Setup) -> ExitCode {
+    // The context tree of the run (drawn in docs/processor.md).
+    let root = goctx::background();
+    // Canceled by the signal handler: Go's `ctx, cancel := WithCancel(...)`.
+    let (run_ctx, cancel_run) = goctx::with_cancel(&root);
+    let ctx = run::with_request_id(&run_ctx, &request_id_now());
+    // The optional deadline of the whole run; its CancelFunc lives to the end.
+    let (ctx, _run_deadline) = match setup.run_timeout {
+        Some(limit) => {
+            let cause = Cause(format!("run timeout of {}", task::fmt_duration(limit)));
+            let (ctx, cancel) = goctx::with_timeout_cause(&ctx, limit, cause);
+            (ctx, Some(cancel))
+        }
+        None => (ctx, None),
+    };
+
+    let (events, mut received) = Emitter::channel();
+    // Listen before the first task starts, so no early signal is lost.
+    let signals = Signals::listen();
+    let watcher = tokio::spawn(signals.watch(cancel_run.clone(), events.clone()));
+    let running = tokio::spawn(run::run(ctx, setup.config, setup.tasks, events));
+
+    let mut console = Console::new(setup.progress, setup.show_metrics);
+    let mut finished = None;
+    while let Some(event) = received.recv().await {
+        console.show(&event);
+        if let Event::RunFinished(summary) = event {
+            finished = Some(summary);
+            break;
+        }
+    }
+    watcher.abort();
+    let summary = match (finished, running.await) {
+        (Some(summary), _) | (None, Ok(summary)) => summary,
+        (None, Err(err)) => {
+            eprintln!("processor: error: the run stopped unexpectedly: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    console.finish(&summary);
+    drop(cancel_run);
+    if summary.failed + summary.lost > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// SIGINT and SIGTERM, Go's `signal.Notify(ch, os.Interrupt, syscall.SIGTERM)`.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(stream) => Some(stream),
+                Err(err) => {
+                    eprintln!("processor: warning: cannot listen for {name}: {err}");
+                    None
+                }
+            };
+            Signals {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The name of the next signal received.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn recv(stream: &mut Option<tokio::signal::unix::Signal>) {
+                if let Some(stream) = stream
+                    && stream.recv().await.is_some()
+                {
+                    return;
+                }
+                std::future::pending().await
+            }
+            tokio::select! {
+                () = recv(&mut self.interrupt) => "SIGINT",
+                () = recv(&mut self.terminate) => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl+C",
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+
+    /// First signal: announce the shutdown, then cancel the run (in that
+    /// order, so the announcement comes before the tasks' "Canceled"
+    /// lines). Second signal: exit at once.
+    async fn watch(mut self, cancel_run: goctx::CancelFunc, events: Emitter) {
+        let name = self.next().await;
+        events.send(Event::Shutdown {
+            reason: format!("{name} received"),
+        });
+        cancel_run.cancel_with_cause(Cause(format!("{name} received")));
+        let name = self.next().await;
+        eprintln!("processor: second signal ({name}), exiting now");
+        std::process::exit(130);
+    }
+}
+
+/// `req-YYYYMMDD-HHMMSS` from the UTC clock.
+fn request_id_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let (year, month, day) = civil_from_days(days);
+    let rest = secs % 86_400;
+    format!(
+        "req-{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's
+/// `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}

@@ -1,0 +1,564 @@
+//! One processing run, as a library: give it a context, a configuration
+//! and tasks; it reports everything that happens as a stream of [`Event`]s
+//! and returns a [`Summary`].
+//!
+//! The run prints nothing. The CLI in `main.rs` is one consumer of the
+//! events (it renders lines, progress and metrics); an HTTP endpoint or a
+//! live dashboard would be another, fed from the same channel.
+//!
+//! Context tree of one run (see `docs/processor.md`):
+//!
+//! ```text
+//! background()                          main
+//! └─ with_cancel                        run: canceled on SIGINT/SIGTERM
+//!    └─ with_value(RequestId)           run: the request ID
+//!       └─ with_timeout (optional)      run: --run-timeout
+//!          ├─ with_timeout              task: --task-timeout (or its own)
+//!          │  └─ with_cancel            the task's subtask group
+//!          │     └─ with_cancel / with_timeout   one subtask
+//!          └─ with_timeout              critical task: hard limit
+//!             └─ with_timeout           critical task: extendable deadline
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use goctx::{CancelFunc, Ctx};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::pool::WorkerPool;
+use crate::queue::PriorityQueue;
+use crate::retry::{self, RetryPolicy, TaskError};
+use crate::task::{Task, fmt_duration};
+
+/// The context key of the request ID. Private: the only way in or out is
+/// [`with_request_id`] and [`request_id`], Go's unexported key type.
+struct RequestId(Arc<str>);
+
+/// A child of `parent` carrying the run's request ID.
+pub fn with_request_id(parent: &Ctx, id: &str) -> Ctx {
+    goctx::with_value(parent, RequestId(id.into()))
+}
+
+/// The request ID `ctx` carries, or `-`.
+pub fn request_id(ctx: &Ctx) -> Arc<str> {
+    ctx.value::<RequestId>()
+        .map_or_else(|| Arc::from("-"), |id| id.0.clone())
+}
+
+/// A cancellation cause: the detail behind `context canceled` or
+/// `context deadline exceeded` (shown in the metrics table).
+#[derive(Clone, Debug)]
+pub struct Cause(pub String);
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Cause {}
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Tasks running at once (at least 1).
+    pub workers: usize,
+    /// Deadline of each top-level task that sets no timeout of its own.
+    pub task_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// How far a critical task's deadline is pushed out each time it runs
+    /// short. Zero disables extensions.
+    pub extend_by: Duration,
+    /// A critical task never runs longer than this, extensions included.
+    pub hard_limit: Duration,
+}
+
+/// Which task an event is about.
+#[derive(Clone, Debug)]
+pub struct TaskRef {
+    /// Read from the task's own context, where it arrived by `with_value`.
+    pub request_id: Arc<str>,
+    pub id: Arc<str>,
+    /// The display name; a subtask's is `Parent / Child`.
+    pub name: Arc<str>,
+    pub priority: u32,
+    /// The parent task's id, for subtasks.
+    pub parent: Option<Arc<str>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Completed,
+    /// Ended by its context: [`goctx::Error::DeadlineExceeded`] for a
+    /// timeout, [`goctx::Error::Canceled`] otherwise.
+    Canceled(goctx::Error),
+    /// Gave up after the last retry, or a subtask did not complete.
+    Failed(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct TaskReport {
+    pub task: TaskRef,
+    pub outcome: Outcome,
+    /// False for a task still queued when the run was canceled.
+    pub started: bool,
+    pub elapsed: Duration,
+    pub attempts: u32,
+    /// `ctx.cause()` of a canceled task, when it says more than the error.
+    pub cause: Option<String>,
+}
+
+/// Everything a run reports, in order.
+#[derive(Clone, Debug)]
+pub enum Event {
+    RunStarted {
+        request_id: Arc<str>,
+        tasks: usize,
+        workers: usize,
+    },
+    /// A top-level task entered the queue.
+    Queued {
+        task: TaskRef,
+    },
+    /// A task got a worker (a subtask: its parent started it).
+    Started {
+        task: TaskRef,
+        deadline_in: Option<Duration>,
+    },
+    /// Work done in the current attempt; an attempt starts at 0.
+    Progress {
+        task: TaskRef,
+        percent: u8,
+        attempt: u32,
+    },
+    /// An attempt failed; the next one starts after `delay` unless the
+    /// context ends first.
+    Retrying {
+        task: TaskRef,
+        attempt: u32,
+        error: String,
+        delay: Duration,
+    },
+    /// A critical task's deadline moved later.
+    DeadlineExtended {
+        task: TaskRef,
+        by: Duration,
+        left: Duration,
+        at_hard_limit: bool,
+    },
+    Finished(TaskReport),
+    /// Sent by the front end that stops the run (the CLI on a signal),
+    /// just before it cancels the run's context.
+    Shutdown {
+        /// Not shown by the CLI (the seed's line has no reason); for
+        /// other consumers.
+        #[allow(dead_code)]
+        reason: String,
+    },
+    /// The last event of a run.
+    RunFinished(Summary),
+}
+
+/// Where a run sends its events. Sending never blocks, and a consumer
+/// that went away does not disturb the run.
+#[derive(Clone, Debug)]
+pub struct Emitter(mpsc::UnboundedSender<Event>);
+
+impl Emitter {
+    pub fn channel() -> (Emitter, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Emitter(tx), rx)
+    }
+
+    pub fn send(&self, event: Event) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// Counts over the top-level tasks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub tasks: usize,
+    pub completed: usize,
+    pub timed_out: usize,
+    pub canceled: usize,
+    pub failed: usize,
+    /// Tasks whose worker panicked (a bug; reported, never hidden).
+    pub lost: usize,
+}
+
+impl Summary {
+    fn add(&mut self, report: &TaskReport) {
+        self.tasks += 1;
+        match report.outcome {
+            Outcome::Completed => self.completed += 1,
+            Outcome::Canceled(goctx::Error::DeadlineExceeded) => self.timed_out += 1,
+            Outcome::Canceled(goctx::Error::Canceled) => self.canceled += 1,
+            Outcome::Failed(_) => self.failed += 1,
+        }
+    }
+}
+
+/// Runs `tasks` under `ctx`, at most `config.workers` at a time, most
+/// urgent first. Returns when every task has completed, failed or been
+/// canceled; tasks still queued when `ctx` ends are reported canceled.
+pub async fn run(ctx: Ctx, config: RunConfig, tasks: Vec<Task>, events: Emitter) -> Summary {
+    let shared = Arc::new(Shared { config, events });
+    let request_id = request_id(&ctx);
+    shared.events.send(Event::RunStarted {
+        request_id: request_id.clone(),
+        tasks: tasks.len(),
+        workers: shared.config.workers,
+    });
+
+    let queue = PriorityQueue::new();
+    for task in tasks {
+        shared.events.send(Event::Queued {
+            task: task_ref(&request_id, &task, None),
+        });
+        queue.push(task.priority, task);
+    }
+    queue.close();
+
+    // The dispatcher: a free worker, then the most urgent task. Both waits
+    // race the run's context, so a shutdown stops dispatching at once.
+    let mut pool = WorkerPool::new(shared.config.workers);
+    loop {
+        let Ok(slot) = pool.ready(&ctx).await else {
+            break;
+        };
+        let Ok(Some(task)) = queue.pop(&ctx).await else {
+            break;
+        };
+        let node = start_task(&ctx, task, &shared);
+        pool.spawn(slot, execute(node, shared.clone()));
+    }
+
+    let mut summary = Summary::default();
+    // Left in the queue: the run ended before they got a worker.
+    let reason = ctx.err().unwrap_or(goctx::Error::Canceled);
+    for task in queue.drain() {
+        let report = TaskReport {
+            task: task_ref(&request_id, &task, None),
+            outcome: Outcome::Canceled(reason),
+            started: false,
+            elapsed: Duration::ZERO,
+            attempts: 0,
+            cause: cause_detail(&ctx),
+        };
+        summary.add(&report);
+        shared.events.send(Event::Finished(report));
+    }
+
+    for joined in pool.join_all().await {
+        match joined {
+            Ok(report) => summary.add(&report),
+            Err(_) => summary.lost += 1,
+        }
+    }
+    shared.events.send(Event::RunFinished(summary.clone()));
+    summary
+}
+
+struct Shared {
+    config: RunConfig,
+    events: Emitter,
+}
+
+/// A task with its contexts, started but not yet run.
+struct Node {
+    task: Task,
+    tref: TaskRef,
+    ctx: Ctx,
+    /// Released (and so canceling `ctx`) when the node is dropped.
+    cancel: CancelFunc,
+    timeout: Option<Duration>,
+    critical: Option<HardLimit>,
+    started_at: Instant,
+}
+
+/// The upper bound of a critical task: a parent context whose deadline
+/// does not move.
+struct HardLimit {
+    deadline: Option<Instant>,
+    ctx: Ctx,
+    _cancel: CancelFunc,
+}
+
+fn task_ref(request_id: &Arc<str>, task: &Task, parent: Option<&TaskRef>) -> TaskRef {
+    let name = match parent {
+        Some(parent) => format!("{} / {}", parent.name, task.name),
+        None => task.name.clone(),
+    };
+    TaskRef {
+        request_id: request_id.clone(),
+        id: task.id.as_str().into(),
+        name: name.into(),
+        priority: task.priority,
+        parent: parent.map(|p| p.id.clone()),
+    }
+}
+
+/// Creates a top-level task's contexts and announces it. Done by the
+/// dispatcher, so `Started` events come in dispatch order.
+fn start_task(run_ctx: &Ctx, task: Task, shared: &Shared) -> Node {
+    let timeout = task.timeout.unwrap_or(shared.config.task_timeout);
+    let critical = task.critical.then(|| {
+        let limit = shared.config.hard_limit;
+        let cause = Cause(format!(
+            "hard limit of {} for critical tasks",
+            fmt_duration(limit)
+        ));
+        let (ctx, cancel) = goctx::with_timeout_cause(run_ctx, limit, cause);
+        HardLimit {
+            deadline: ctx.deadline(),
+            ctx,
+            _cancel: cancel,
+        }
+    });
+    let parent = critical.as_ref().map_or(run_ctx, |hard| &hard.ctx);
+    let (ctx, cancel) = goctx::with_timeout(parent, timeout);
+    announce(
+        Node {
+            tref: task_ref(&request_id(&ctx), &task, None),
+            task,
+            ctx,
+            cancel,
+            timeout: Some(timeout),
+            critical,
+            started_at: Instant::now(),
+        },
+        shared,
+    )
+}
+
+/// Creates a subtask's contexts under its parent's subtask group.
+fn start_subtask(group: &Ctx, task: Task, parent: &TaskRef, shared: &Shared) -> Node {
+    let (ctx, cancel) = match task.timeout {
+        Some(timeout) => goctx::with_timeout(group, timeout),
+        None => goctx::with_cancel(group),
+    };
+    announce(
+        Node {
+            tref: task_ref(&request_id(&ctx), &task, Some(parent)),
+            timeout: task.timeout,
+            task,
+            ctx,
+            cancel,
+            critical: None,
+            started_at: Instant::now(),
+        },
+        shared,
+    )
+}
+
+fn announce(node: Node, shared: &Shared) -> Node {
+    let deadline_in = node
+        .ctx
+        .deadline()
+        .map(|d| d.saturating_duration_since(node.started_at));
+    shared.events.send(Event::Started {
+        task: node.tref.clone(),
+        deadline_in,
+    });
+    node
+}
+
+fn cause_detail(ctx: &Ctx) -> Option<String> {
+    let cause = ctx.cause()?;
+    // A cause that is just the error itself adds nothing.
+    match cause.downcast_ref::<goctx::Error>() {
+        Some(_) => None,
+        None => Some(cause.to_string()),
+    }
+}
+
+/// Runs a started task to the end and reports it. Boxed: subtasks make it
+/// recursive.
+fn execute(node: Node, shared: Arc<Shared>) -> Pin<Box<dyn Future<Output = TaskReport> + Send>> {
+    Box::pin(async move {
+        let body = body(&node, &shared);
+        let (result, attempts) = match &node.critical {
+            Some(hard) => {
+                tokio::pin!(body);
+                tokio::select! {
+                    done = &mut body => done,
+                    () = extend_while_running(&node, hard, &shared) => body.await,
+                }
+            }
+            None => body.await,
+        };
+        let outcome = match result {
+            Ok(()) => Outcome::Completed,
+            // `err()` tells a timeout from a cancel.
+            Err(TaskError::Context(err)) => Outcome::Canceled(node.ctx.err().unwrap_or(err)),
+            Err(TaskError::Failed(error)) => Outcome::Failed(error),
+        };
+        let cause = match outcome {
+            Outcome::Canceled(_) => cause_detail(&node.ctx),
+            _ => None,
+        };
+        let report = TaskReport {
+            task: node.tref.clone(),
+            outcome,
+            started: true,
+            elapsed: node.started_at.elapsed(),
+            attempts,
+            cause,
+        };
+        shared.events.send(Event::Finished(report.clone()));
+        report
+        // `node` drops here: its CancelFuncs release its contexts.
+    })
+}
+
+/// The task's own work (with retries), then its subtasks.
+async fn body(node: &Node, shared: &Arc<Shared>) -> (Result<(), TaskError>, u32) {
+    let retried = retry::retry(
+        &node.ctx,
+        &shared.config.retry,
+        |attempt| work(node, shared, attempt),
+        |notice| {
+            shared.events.send(Event::Retrying {
+                task: node.tref.clone(),
+                attempt: notice.attempt,
+                error: notice.error,
+                delay: notice.delay,
+            });
+        },
+    )
+    .await;
+    if retried.result.is_err() || node.task.subtasks.is_empty() {
+        return (retried.result, retried.attempts);
+    }
+    (run_subtasks(node, shared).await, retried.attempts)
+}
+
+/// Simulated work in small steps; each step races the context, so a
+/// cancel or a deadline interrupts it within microseconds. Steps end at
+/// fixed points from the start of the attempt, so a late wake-up on a busy
+/// machine does not make the work longer than `duration`.
+async fn work(node: &Node, shared: &Shared, attempt: u32) -> Result<(), TaskError> {
+    let total = node.task.duration;
+    let fails = attempt <= node.task.fail_times;
+    let step = (total / 20).clamp(Duration::from_millis(10), Duration::from_millis(200));
+    let start = tokio::time::Instant::now();
+    let mut reported = None;
+    loop {
+        if let Some(err) = node.ctx.err() {
+            return Err(err.into());
+        }
+        let done = start.elapsed().min(total);
+        let percent = if total.is_zero() {
+            100
+        } else {
+            (done.as_secs_f64() / total.as_secs_f64() * 100.0).min(100.0) as u8
+        };
+        if reported != Some(percent) {
+            reported = Some(percent);
+            shared.events.send(Event::Progress {
+                task: node.tref.clone(),
+                percent,
+                attempt,
+            });
+        }
+        if fails && done >= total / 2 {
+            return Err(TaskError::Failed("simulated failure halfway".into()));
+        }
+        if done >= total {
+            return Ok(());
+        }
+        // Until the next step boundary (or the halfway point, for a
+        // failing attempt), never past the end.
+        let into_step = Duration::from_nanos((done.as_nanos() % step.as_nanos()) as u64);
+        let mut wait = (step - into_step).min(total - done);
+        if fails {
+            wait = wait.min(total / 2 - done);
+        }
+        node.ctx.run(tokio::time::sleep(wait)).await?;
+    }
+}
+
+/// Runs the subtasks concurrently, each under a context derived from this
+/// task's, so this task's cancel or timeout reaches them all. The first
+/// subtask that does not complete cancels its siblings (manual
+/// cancellation through the group's `with_cancel`) and fails the parent.
+async fn run_subtasks(node: &Node, shared: &Arc<Shared>) -> Result<(), TaskError> {
+    let (group, cancel_group) = goctx::with_cancel(&node.ctx);
+    let mut running = JoinSet::new();
+    for subtask in &node.task.subtasks {
+        let child = start_subtask(&group, subtask.clone(), &node.tref, shared);
+        running.spawn(execute(child, shared.clone()));
+    }
+    let mut problem = None;
+    while let Some(joined) = running.join_next().await {
+        let trouble = match joined {
+            Ok(report) => match report.outcome {
+                Outcome::Completed => continue,
+                // Ended by this task's own end, or by the sibling that failed.
+                Outcome::Canceled(_) if node.ctx.err().is_some() || problem.is_some() => continue,
+                Outcome::Canceled(err) => format!("subtask {} ended: {err}", report.task.name),
+                Outcome::Failed(error) => format!("subtask {} failed: {error}", report.task.name),
+            },
+            Err(_) => "a subtask's worker panicked".to_owned(),
+        };
+        if problem.is_none() {
+            cancel_group.cancel_with_cause(Cause(trouble.clone()));
+            problem = Some(trouble);
+        }
+    }
+    if let Some(err) = node.ctx.err() {
+        return Err(TaskError::Context(err));
+    }
+    problem.map_or(Ok(()), |p| Err(TaskError::Failed(p)))
+}
+
+/// For a critical task: whenever its deadline comes near while it still
+/// runs, push the deadline out by `extend_by`, never past the hard limit.
+/// Returns when no more extension is possible (or the task's context is
+/// done); the task itself goes on.
+async fn extend_while_running(node: &Node, hard: &HardLimit, shared: &Shared) {
+    let (Some(limit), Some(timeout)) = (hard.deadline, node.timeout) else {
+        return;
+    };
+    let extend_by = shared.config.extend_by;
+    let margin = timeout / 4;
+    let tick = (timeout / 20).clamp(Duration::from_millis(5), Duration::from_millis(100));
+    loop {
+        if node.ctx.run(tokio::time::sleep(tick)).await.is_err() {
+            return;
+        }
+        let Some(deadline) = node.ctx.deadline() else {
+            return;
+        };
+        let now = Instant::now();
+        if deadline.saturating_duration_since(now) > margin {
+            continue;
+        }
+        let target = deadline
+            .checked_add(extend_by)
+            .map_or(limit, |t| t.min(limit));
+        if target <= deadline {
+            return;
+        }
+        // Fails once the context is done, or when it has no deadline of its
+        // own (the run's deadline was sooner): nothing to extend then.
+        let Ok(new) = node.cancel.extend_deadline(target) else {
+            return;
+        };
+        let at_hard_limit = new >= limit;
+        shared.events.send(Event::DeadlineExtended {
+            task: node.tref.clone(),
+            by: new.saturating_duration_since(deadline),
+            left: new.saturating_duration_since(now),
+            at_hard_limit,
+        });
+        if at_hard_limit {
+            return;
+        }
+    }
+}

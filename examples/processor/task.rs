@@ -1,0 +1,299 @@
+//! The task model, the built-in task set and loading task sets from TOML or
+//! JSON files.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+/// One unit of simulated work.
+///
+/// `duration` is how long the work takes when nothing interrupts it. A task
+/// may own `subtasks`; they start once the task's own work is done, run
+/// concurrently, and their contexts derive from the task's context.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub name: String,
+    pub duration: Duration,
+    /// 1 is the most urgent.
+    pub priority: u32,
+    /// Overrides the run's per-task timeout for this task.
+    pub timeout: Option<Duration>,
+    /// A critical task's deadline is pushed out while it still runs, up to
+    /// the run's hard limit. Top-level tasks only.
+    pub critical: bool,
+    /// The first `fail_times` attempts fail halfway (to exercise retries).
+    pub fail_times: u32,
+    pub subtasks: Vec<Task>,
+}
+
+impl Task {
+    fn new(id: &str, name: &str, millis: u64, priority: u32) -> Task {
+        Task {
+            id: id.into(),
+            name: name.into(),
+            duration: Duration::from_millis(millis),
+            priority,
+            timeout: None,
+            critical: false,
+            fail_times: 0,
+            subtasks: Vec::new(),
+        }
+    }
+
+    /// This task with every duration multiplied by `factor` (which must be
+    /// finite and positive).
+    pub fn scaled(&self, factor: f64) -> Result<Task, InputError> {
+        Ok(Task {
+            duration: scale(self.duration, factor)?,
+            timeout: self.timeout.map(|t| scale(t, factor)).transpose()?,
+            subtasks: self
+                .subtasks
+                .iter()
+                .map(|s| s.scaled(factor))
+                .collect::<Result<_, _>>()?,
+            ..self.clone()
+        })
+    }
+}
+
+/// The seed's sample run: Send Emails needs longer than the 5 s limit.
+/// With three workers, Send Emails waits for the first free one.
+pub fn default_tasks() -> Vec<Task> {
+    vec![
+        Task::new("img", "Process Images", 2_500, 1),
+        Task::new("db", "Update Database", 1_500, 1),
+        Task::new("report", "Generate Report", 3_500, 2),
+        Task::new("email", "Send Emails", 8_000, 3),
+    ]
+}
+
+/// A problem with what the user asked for: reported on one line, exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError(pub String);
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Multiplies `d` by `factor`, refusing results that do not fit.
+pub fn scale(d: Duration, factor: f64) -> Result<Duration, InputError> {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).map_err(|_| {
+        InputError(format!(
+            "duration {} is too large after scaling",
+            fmt_duration(d)
+        ))
+    })
+}
+
+/// Parses `500ms`, `1.5s`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.starts_with('-') {
+        return Err(format!("negative durations are not allowed: '{text}'"));
+    }
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration '{text}' (expected e.g. 500ms, 1.5s, 2m)"))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in duration '{text}' (use ms, s, m or h)"
+            ));
+        }
+    };
+    seconds(secs).map_err(|_| format!("duration '{text}' is out of range"))
+}
+
+fn seconds(secs: f64) -> Result<Duration, String> {
+    if secs.is_sign_negative() && secs != 0.0 {
+        return Err(format!("negative durations are not allowed: {secs}"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration of {secs:e} s is out of range"))
+}
+
+/// `350ms`, `1.50s`, `2m05s`: short, for log lines and tables.
+pub fn fmt_duration(d: Duration) -> String {
+    let millis = d.as_millis();
+    if millis < 1000 {
+        format!("{millis}ms")
+    } else if d.as_secs() < 60 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+/// Loads a task set; the format follows the extension (`.toml`, `.json`).
+pub fn load(path: &Path) -> Result<Vec<Task>, InputError> {
+    let shown = path.display();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let parse: fn(&str) -> Result<RawFile, String> = match ext.as_deref() {
+        Some("toml") => parse_toml,
+        Some("json") => |text| serde_json::from_str(text).map_err(|e| e.to_string()),
+        Some(other) => {
+            return Err(InputError(format!(
+                "unsupported tasks file extension '.{other}' in '{shown}' (use .toml or .json)"
+            )));
+        }
+        None => {
+            return Err(InputError(format!(
+                "tasks file '{shown}' has no extension (use .toml or .json)"
+            )));
+        }
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError(format!("cannot read tasks file '{shown}': {e}")))?;
+    let raw =
+        parse(&text).map_err(|e| InputError(format!("malformed tasks file '{shown}': {e}")))?;
+    convert(raw).map_err(|e| InputError(format!("invalid tasks file '{shown}': {e}")))
+}
+
+/// toml's own message spans several lines (with a source excerpt); this
+/// keeps it to one, with the position.
+fn parse_toml(text: &str) -> Result<RawFile, String> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().replace('\n', "; ");
+        match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!("{message} at line {line} column {column}")
+            }
+            None => message,
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    tasks: Vec<RawTask>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    id: Option<String>,
+    name: String,
+    duration: FileDuration,
+    priority: Option<i64>,
+    timeout: Option<FileDuration>,
+    #[serde(default)]
+    critical: bool,
+    #[serde(default)]
+    fail_times: u32,
+    #[serde(default)]
+    subtasks: Vec<RawTask>,
+}
+
+/// A duration in a file: a number of seconds or a string such as `"1.5s"`.
+struct FileDuration(Duration);
+
+impl<'de> Deserialize<'de> for FileDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = FileDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration: seconds as a number, or a string such as \"1.5s\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FileDuration, E> {
+                Ok(FileDuration(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileDuration, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!(
+                        "negative durations are not allowed: {v}"
+                    ))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FileDuration, E> {
+                seconds(v).map(FileDuration).map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileDuration, E> {
+                parse_duration(v).map(FileDuration).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+fn convert(raw: RawFile) -> Result<Vec<Task>, String> {
+    if raw.tasks.is_empty() {
+        return Err("the file lists no tasks".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut counter = 0;
+    raw.tasks
+        .into_iter()
+        .map(|t| convert_task(t, None, &mut seen, &mut counter))
+        .collect()
+}
+
+fn convert_task(
+    raw: RawTask,
+    parent: Option<u32>,
+    seen: &mut std::collections::HashSet<String>,
+    counter: &mut usize,
+) -> Result<Task, String> {
+    *counter += 1;
+    let id = raw.id.unwrap_or_else(|| format!("task-{counter}"));
+    if raw.name.trim().is_empty() {
+        return Err(format!("task '{id}' has an empty name"));
+    }
+    if !seen.insert(id.clone()) {
+        return Err(format!("duplicate task id '{id}'"));
+    }
+    let priority = match (raw.priority, parent) {
+        (Some(p), _) => u32::try_from(p).ok().filter(|p| *p >= 1).ok_or_else(|| {
+            format!("task '{id}' has priority {p}; priorities start at 1 (the most urgent)")
+        })?,
+        (None, Some(p)) => p,
+        (None, None) => 1,
+    };
+    if raw.critical && parent.is_some() {
+        return Err(format!(
+            "subtask '{id}' is marked critical; only top-level tasks can be critical"
+        ));
+    }
+    if raw.timeout.as_ref().is_some_and(|t| t.0.is_zero()) {
+        return Err(format!("task '{id}' has a zero timeout"));
+    }
+    let subtasks = raw
+        .subtasks
+        .into_iter()
+        .map(|s| convert_task(s, Some(priority), seen, counter))
+        .collect::<Result<_, _>>()?;
+    Ok(Task {
+        id,
+        name: raw.name,
+        duration: raw.duration.0,
+        priority,
+        timeout: raw.timeout.map(|t| t.0),
+        critical: raw.critical,
+        fail_times: raw.fail_times,
+        subtasks,
+    })
+}
