@@ -22,6 +22,10 @@ use crate::tree::Entry;
 ///   `f` never runs.
 /// - [`AfterFunc::stop`] cancels the registration. Dropping the handle does
 ///   **not**: the callback stays armed.
+/// - While the callback is pending, the registration keeps `ctx` alive, so
+///   the context still ends by its deadline or its parent even if every
+///   other handle of it is dropped. Once the callback has started or was
+///   stopped, the registration holds nothing.
 ///
 /// Several callbacks on one context are independent of each other.
 ///

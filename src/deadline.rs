@@ -27,8 +27,9 @@ use crate::{CancelFunc, Cause};
 /// # Precision
 ///
 /// A deadline never fires early: the child is done at some point at or
-/// after `deadline`, usually within well under a millisecond, later on an
-/// overloaded machine. `err()` stays `None` until then.
+/// after `deadline`, usually within about a millisecond (the timer's
+/// resolution), later on an overloaded machine. `err()` stays `None` until
+/// then.
 ///
 /// # Examples
 ///

@@ -25,7 +25,8 @@
 //! - **RAII cancel**: dropping the last clone of a [`CancelFunc`] cancels
 //!   its context; [`CancelFunc::detach`] opts out.
 //! - **No leaks**: a context whose handles are all gone leaves its parent's
-//!   registry and the timer; no reference cycles.
+//!   registry and the timer (a pending `after_func` callback counts as a
+//!   handle until it starts or is stopped).
 //! - **Cheap checks**: [`Ctx::err`] is one atomic load.
 //! - **Any runtime, or none**: `done()` is a plain future, [`Ctx::wait`]
 //!   blocks a thread, and deadlines are driven by one lazily started helper
