@@ -2,7 +2,7 @@
 //! typed request-scoped values, flowing through async and threaded code.
 //!
 //! A [`Ctx`] is a cheap handle to a node in a tree. Roots come from
-//! [`background`] (or [`todo`]); every other context is derived from a
+//! [`background()`] (or [`todo()`]); every other context is derived from a
 //! parent and ends when its parent does:
 //!
 //! | Go | goctx |
