@@ -29,8 +29,10 @@ pub struct Done<'a> {
 /// Where this future's waker is registered.
 enum Registration {
     None,
-    /// In the registry of the context's cancel node, at this slot.
-    Slot(usize),
+    /// In the registry of the context's cancel node, at this slot, with a
+    /// copy of the waker stored there (so a re-poll with the same waker
+    /// needs no lock).
+    Slot(usize, Waker),
     /// With a custom context; the waker is kept to notice a changed one.
     Custom(Subscription, Waker),
 }
@@ -56,14 +58,26 @@ impl Future for Done<'_> {
                 if let Some(err) = node.err() {
                     return Poll::Ready(err);
                 }
+                // Polled again with the waker we registered: it is still in
+                // the registry (only we remove it, and a cancel drains it
+                // only after making `err()` report, which we just checked),
+                // so the cancel will wake it. Nothing to do, no lock.
+                if let Registration::Slot(_, registered) = &this.registration
+                    && registered.will_wake(cx.waker())
+                {
+                    return Poll::Pending;
+                }
                 // Check and register under the node's lock, so a cancel
                 // cannot slip between the two (tree invariant 2).
                 let mut slot = match this.registration {
-                    Registration::Slot(slot) => Some(slot),
+                    Registration::Slot(slot, _) => Some(slot),
                     _ => None,
                 };
                 let result = node.poll_register(&mut slot, cx.waker());
-                this.registration = slot.map_or(Registration::None, Registration::Slot);
+                this.registration = match slot {
+                    Some(slot) => Registration::Slot(slot, cx.waker().clone()),
+                    None => Registration::None,
+                };
                 match result {
                     Some(err) => Poll::Ready(err),
                     None => Poll::Pending,
@@ -102,7 +116,7 @@ impl Drop for Done<'_> {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.registration, Registration::None) {
             Registration::None => {}
-            Registration::Slot(slot) => {
+            Registration::Slot(slot, _) => {
                 if let Source::Node(node) = self.ctx.source() {
                     node.deregister(slot);
                 }
