@@ -26,8 +26,8 @@
 //! - The lock order is node, then timer (arming happens under the node's
 //!   lock); the timer thread never takes a node lock while holding its own.
 //!
-//! Under `--cfg loom` there is no thread and no clock: the entries live in
-//! a per-execution map behind a loom mutex, and a model fires them with
+//! Under `--cfg loom` there is no thread and no clock: the wheel is a
+//! per-execution one behind a loom mutex, and a model fires it with
 //! `model::fire_deadlines` (see the `model` module at the end).
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
@@ -126,7 +126,6 @@ pub(crate) fn insert(node: &Arc<CancelNode>, at: Instant) {
 }
 
 /// Disarms `node`'s deadline. Harmless if it already fired.
-#[cfg(not(loom))]
 pub(crate) fn remove(node: &CancelNode, _at: Instant) {
     let mut state = lock();
     let entry = state.wheel.remove(node.timer_slot(), owner(node));
@@ -136,7 +135,6 @@ pub(crate) fn remove(node: &CancelNode, _at: Instant) {
 }
 
 /// Moves `node`'s entry from `from` to `to` (later).
-#[cfg(not(loom))]
 pub(crate) fn reschedule(node: &Arc<CancelNode>, _from: Instant, to: Instant) {
     let mut state = lock();
     let tick = state.tick_of(to);
@@ -201,78 +199,83 @@ fn run() {
 /// The loom stand-in for the timer thread (`--cfg loom` only).
 ///
 /// Loom has no clock and must not be blocked by a real thread, so there is
-/// no `goctx-timer` thread here. The entries live in a map that is new for
-/// every loom execution (a `loom::lazy_static`), behind the crate's loom
-/// mutex, so that the models explore the node → timer lock order of
-/// `arm`/`extend_deadline` against `fire_deadlines`. The wheel itself is
-/// plain single-threaded bookkeeping under one lock, tested on its own in
-/// `wheel.rs`; an ordered map stands in for it here.
+/// no `goctx-timer` thread: `insert` only arms, and a model thread plays
+/// the timer thread with `fire_deadlines`. The rest is the real code: the
+/// same `State`, wheel, `remove` and `reschedule`, on a `State` that is new
+/// for every loom execution (a `loom::lazy_static`) behind the crate's loom
+/// mutex. So the models explore the node → timer lock order of `arm`,
+/// `extend_deadline` and cancel against `fire_deadlines`, and loom checks
+/// the accesses to the nodes' `timer_slot`.
 #[cfg(loom)]
 pub(crate) mod model {
-    use std::collections::BTreeMap;
-    use std::sync::{Arc, Weak};
-    use std::time::Instant;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
+    use super::State;
+    use crate::sync::{Mutex, MutexGuard};
     use crate::tree::CancelNode;
-
-    type Entries = BTreeMap<(Instant, usize), Weak<CancelNode>>;
+    use crate::wheel::Wheel;
 
     loom::lazy_static! {
-        static ref STATE: crate::sync::Mutex<Entries> = crate::sync::Mutex::new(BTreeMap::new());
+        static ref STATE: Mutex<State> = Mutex::new(State {
+            wheel: Wheel::new(),
+            origin: None,
+            sleeping_until: 0,
+            started: true,
+        });
     }
 
-    fn key(node: &CancelNode, at: Instant) -> (Instant, usize) {
-        (at, super::owner(node))
+    pub(super) fn lock() -> MutexGuard<'static, State> {
+        STATE.lock()
     }
 
-    /// Arms `node` to expire at `at`, without any thread to wake.
+    /// Arms `node` to expire at `at`; there is no thread to start or wake.
     pub(crate) fn insert(node: &Arc<CancelNode>, at: Instant) {
-        STATE.lock().insert(key(node, at), Arc::downgrade(node));
+        lock().arm(node, at);
     }
 
-    /// Disarms `node`'s deadline `at`.
-    pub(crate) fn remove(node: &CancelNode, at: Instant) {
-        let entry = STATE.lock().remove(&key(node, at));
-        drop(entry);
-    }
-
-    /// Moves `node`'s entry from `from` to `to`.
-    pub(crate) fn reschedule(node: &Arc<CancelNode>, from: Instant, to: Instant) {
-        let mut entries = STATE.lock();
-        let weak = entries
-            .remove(&key(node, from))
-            .unwrap_or_else(|| Arc::downgrade(node));
-        entries.insert(key(node, to), weak);
-    }
-
-    /// Does what one round of the timer thread's loop does when the clock
-    /// reads `now`: takes every entry due at or before `now` out under the
-    /// timer lock, releases it, then expires each node still alive through
-    /// `CancelNode::expire`, the thread's own path. Unlike the thread it
-    /// does not catch panics: in a model, any panic is a failure.
+    /// Plays one round of the timer thread's loop, its clock reading `now`
+    /// rounded up to the end of its tick (as the thread's clock would read
+    /// a moment later): under the timer lock, takes out every entry whose
+    /// tick has passed, which is every deadline at or before `now` (and
+    /// none a tick or more after it); releases the lock; then expires each
+    /// node still alive through `CancelNode::expire`, the thread's own
+    /// path. Unlike the thread it does not catch panics: in a model, any
+    /// panic is a failure.
     pub fn fire_deadlines(now: Instant) {
         let mut due = Vec::new();
-        let mut entries = STATE.lock();
-        while let Some(entry) = entries.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            due.push(entry.remove());
-        }
-        drop(entries);
-        for node in due {
+        let mut state = lock();
+        let tick = state.tick_of(now);
+        let clock = state
+            .origin
+            .and_then(|origin| origin.checked_add(Duration::from_millis(tick)))
+            .map_or(now, |end| end.max(now));
+        state.wheel.advance(tick, &mut due);
+        drop(state);
+        for (_, node) in due {
             if let Some(node) = node.upgrade() {
-                node.expire(now);
+                node.expire(clock);
             }
         }
     }
 
     /// How many deadlines are armed: 0 once every deadline context was
-    /// canceled, fired or dropped.
+    /// canceled, fired or dropped. Also checks that the wheel's count and
+    /// its slot bitmaps agree on whether anything is armed.
     pub fn armed() -> usize {
-        STATE.lock().len()
+        let state = lock();
+        let armed = state.wheel.len();
+        assert_eq!(
+            armed == 0,
+            state.wheel.next_tick().is_none(),
+            "wheel count vs. slots"
+        );
+        armed
     }
 }
 
 #[cfg(loom)]
-pub(crate) use model::{insert, remove, reschedule};
+use model::lock;
+
+#[cfg(loom)]
+pub(crate) use model::insert;

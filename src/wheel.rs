@@ -64,8 +64,9 @@ impl<T> Wheel<T> {
         }
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    /// Also `loom`: the models count armed deadlines with it.
+    #[cfg(any(test, loom))]
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
