@@ -509,11 +509,11 @@ fn after_func_registration_and_stop_vs_parent_cancel() {
     });
 }
 
-/// A context with a pending callback is dropped without being canceled,
-/// so the callback moves to the parent, while the parent is canceled: the
-/// callback runs exactly once, whichever way it went.
+/// The last outside handle of a context with a pending callback is dropped
+/// (the callback keeps the context) while the parent is canceled: the
+/// callback runs exactly once, and nothing stays registered.
 #[test]
-fn after_func_rehome_vs_parent_cancel() {
+fn after_func_keeps_abandoned_context_vs_parent_cancel() {
     model(|| {
         let (parent, cancel) = goctx::with_cancel(&goctx::background());
         let (child, child_cancel) = goctx::with_cancel(&parent);
