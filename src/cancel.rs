@@ -106,6 +106,9 @@ impl CancelFunc {
     pub fn cancel(&self) {
         if let Some(node) = &self.node {
             node.cancel(Error::Canceled, CauseArg::Set(None), true);
+            // If another cancellation got there first, wait for it to
+            // finish the subtree: `cancel()` returning means "all done".
+            node.wait_propagated();
         }
     }
 
@@ -122,6 +125,7 @@ impl CancelFunc {
                 CauseArg::Set(Some(into_cause(cause))),
                 true,
             );
+            node.wait_propagated();
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::custom::{CustomNode, Notify, Subscription};
 use crate::done::{self, Done, Run};
 use crate::error::{Cause, Error};
-use crate::tree::{CancelNode, Entry, Source};
+use crate::tree::{CancelNode, Entry, OwnCause, Source};
 use crate::value::ValueNode;
 
 /// A context: a cancellation signal, an optional deadline and typed
@@ -271,13 +271,22 @@ impl Ctx {
     /// ```
     #[doc(alias = "Cause")]
     pub fn cause(&self) -> Option<Cause> {
-        match self.source() {
-            Source::Never => None,
-            Source::Node(node) => node.cause(),
-            Source::Custom(custom) => {
-                // Go 1.27 asks `Err` first and trusts no cause without it.
-                custom.err()?;
-                custom.cause()
+        let mut cur = self;
+        loop {
+            match cur.source() {
+                Source::Never => return None,
+                Source::Node(node) => match node.own_cause() {
+                    OwnCause::Live => return None,
+                    OwnCause::Cause(cause) => return Some(cause),
+                    // Ended by its parent: the parent's cause, found
+                    // iteratively (a long chain costs no stack).
+                    OwnCause::Inherited => cur = &node.parent,
+                },
+                Source::Custom(custom) => {
+                    // Go 1.27 asks `Err` first and trusts no cause without it.
+                    custom.err()?;
+                    return custom.cause();
+                }
             }
         }
     }
@@ -539,10 +548,14 @@ impl Drop for Ctx {
         loop {
             next = match next {
                 Repr::Background | Repr::Todo | Repr::Custom(_) => return,
-                Repr::Cancel(node) => match Arc::into_inner(node) {
-                    Some(node) => node.into_parent().0.take(),
-                    None => return,
-                },
+                Repr::Cancel(node) => {
+                    // The timer knows a node by its address in the `Arc`.
+                    let owner = Arc::as_ptr(&node) as usize;
+                    match Arc::into_inner(node) {
+                        Some(node) => node.into_parent(owner).0.take(),
+                        None => return,
+                    }
+                }
                 Repr::Value(node) => match Arc::into_inner(node) {
                     Some(node) => node.into_parent().0.take(),
                     None => return,

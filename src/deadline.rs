@@ -45,7 +45,7 @@ use crate::{CancelFunc, Cause};
 #[doc(alias = "WithDeadline")]
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn with_deadline(parent: &Ctx, deadline: Instant) -> (Ctx, CancelFunc) {
-    deadline_node(parent, deadline, None)
+    deadline_node(parent, deadline, None, deadline <= Instant::now())
 }
 
 /// Like [`with_deadline`]; when the deadline fires, [`Ctx::cause`] reports
@@ -72,7 +72,12 @@ pub fn with_deadline_cause<E>(parent: &Ctx, deadline: Instant, cause: E) -> (Ctx
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    deadline_node(parent, deadline, Some(into_cause(cause)))
+    deadline_node(
+        parent,
+        deadline,
+        Some(into_cause(cause)),
+        deadline <= Instant::now(),
+    )
 }
 
 /// `with_deadline(parent, now + timeout)`. Go: `WithTimeout`.
@@ -96,7 +101,9 @@ where
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn with_timeout(parent: &Ctx, timeout: Duration) -> (Ctx, CancelFunc) {
     match Instant::now().checked_add(timeout) {
-        Some(deadline) => deadline_node(parent, deadline, None),
+        // One clock read: `now + timeout` is past exactly when the timeout
+        // is zero.
+        Some(deadline) => deadline_node(parent, deadline, None, timeout.is_zero()),
         None => new_cancel(parent, None, None),
     }
 }
@@ -123,12 +130,20 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     match Instant::now().checked_add(timeout) {
-        Some(deadline) => deadline_node(parent, deadline, Some(into_cause(cause))),
+        Some(deadline) => {
+            deadline_node(parent, deadline, Some(into_cause(cause)), timeout.is_zero())
+        }
         None => new_cancel(parent, None, None),
     }
 }
 
-fn deadline_node(parent: &Ctx, deadline: Instant, cause: Option<Cause>) -> (Ctx, CancelFunc) {
+/// `expired`: `deadline` is not in the future (the caller read the clock).
+fn deadline_node(
+    parent: &Ctx,
+    deadline: Instant,
+    cause: Option<Cause>,
+    expired: bool,
+) -> (Ctx, CancelFunc) {
     if let Some(sooner) = parent.deadline()
         && sooner < deadline
     {
@@ -138,7 +153,7 @@ fn deadline_node(parent: &Ctx, deadline: Instant, cause: Option<Cause>) -> (Ctx,
     }
     let (ctx, cancel) = new_cancel(parent, Some(deadline), cause);
     if let Repr::Cancel(node) = &ctx.0 {
-        if deadline <= Instant::now() {
+        if expired {
             node.cancel(Error::DeadlineExceeded, CauseArg::Stored, true);
         } else {
             node.arm(deadline);

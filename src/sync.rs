@@ -80,3 +80,15 @@ impl<T> Mutex<T> {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 }
+
+/// Lets other threads run while waiting for one (a cancellation finishing
+/// on another thread). Under loom, a yield point the model checker knows.
+#[cfg(not(loom))]
+pub(crate) fn yield_now() {
+    std::thread::yield_now();
+}
+
+#[cfg(loom)]
+pub(crate) fn yield_now() {
+    loom::thread::yield_now();
+}

@@ -74,8 +74,9 @@ fn lock() -> MutexGuard<'static, State> {
     TIMER.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Identifies a node's entry (checked on removal, see `wheel.rs`).
-fn owner(node: &CancelNode) -> usize {
+/// Identifies a node's entry (checked on removal, see `wheel.rs`): the
+/// node's address in its `Arc` allocation.
+pub(crate) fn owner(node: &CancelNode) -> usize {
     node as *const CancelNode as usize
 }
 
@@ -125,10 +126,13 @@ pub(crate) fn insert(node: &Arc<CancelNode>, at: Instant) {
     }
 }
 
-/// Disarms `node`'s deadline. Harmless if it already fired.
-pub(crate) fn remove(node: &CancelNode, _at: Instant) {
+/// Disarms `node`'s deadline. Harmless if it already fired. `owner` is the
+/// node's address inside its `Arc` (`owner(node)` while it is there; a
+/// node being dropped after `Arc::into_inner` moved it passes the address
+/// it had).
+pub(crate) fn remove(node: &CancelNode, owner: usize) {
     let mut state = lock();
-    let entry = state.wheel.remove(node.timer_slot(), owner(node));
+    let entry = state.wheel.remove(node.timer_slot(), owner);
     drop(state);
     // The weak reference is dropped after the lock.
     drop(entry);
@@ -138,10 +142,13 @@ pub(crate) fn remove(node: &CancelNode, _at: Instant) {
 pub(crate) fn reschedule(node: &Arc<CancelNode>, _from: Instant, to: Instant) {
     let mut state = lock();
     let tick = state.tick_of(to);
-    // The old entry may be gone already: the thread took it out and waits
-    // for this node's lock to expire it. It will then see the new deadline
-    // and leave the node alone, so a new entry is armed in that case.
-    if !state.wheel.reschedule(node.timer_slot(), owner(node), tick) {
+    // The old entry may be gone: the thread took it out and waits for
+    // this node's lock to expire it (it will then see the new deadline and
+    // leave the node alone), so a new entry is armed. Or a lock-free cancel
+    // ended the node and took the entry out: then nothing is armed. A
+    // cancel that ends it after this check finds the new entry (its
+    // removal takes this lock), so no entry outlives the node.
+    if !state.wheel.reschedule(node.timer_slot(), owner(node), tick) && node.err().is_none() {
         state.arm(node, to);
     }
     // Later than before: the thread's current sleep ends early at worst,

@@ -59,14 +59,27 @@ pub(crate) const DEADLINE: u8 = 2;
 /// Mask of the bits above.
 const DONE_MASK: u8 = 3;
 /// Flag bit: the node has an entry in the timer. Set when the deadline is
-/// armed; cleared when the node ends (the ender removes the entry).
+/// armed; whoever ends the node removes the entry.
 const ARMED: u8 = 4;
-/// Flag bit: the node's registry has been allocated (something registered).
+/// Flag bit: something was registered (the registry may be non-empty).
 const REGISTRY: u8 = 8;
-/// Flag bit: `inner.cause` holds a deadline cause while live.
+/// Flag bit: `inner.extra` holds a deadline cause while live.
 const CAUSE: u8 = 16;
-/// Flag bit: `inner.subscription` holds a custom parent's subscription.
+/// Flag bit: `inner.extra` holds a custom parent's subscription.
 const SUBSCRIBED: u8 = 32;
+/// Set together with the done bits: the node was ended by its (library)
+/// parent, so its cause is the parent's; nothing is copied.
+const INHERITED: u8 = 64;
+/// Set together with the done bits when the node had registrations, and
+/// cleared once the whole subtree below it is done. A `CancelFunc::cancel`
+/// that loses the race to end the node waits for it to clear, so that
+/// any `cancel()` returning implies the subtree is done (as in Go, where
+/// the loser waits on the node's mutex).
+const PROPAGATING: u8 = 128;
+/// Flags that need the locked path to end a node (there is something to
+/// take out under the lock). `ARMED` alone does not: the ender removes the
+/// timer entry after the CAS, which the timer tolerates (see `arm`).
+const NEEDS_LOCK: u8 = REGISTRY | CAUSE | SUBSCRIBED;
 
 /// Marks "not registered in a parent" in `CancelNode::slot`.
 const NO_SLOT: u32 = u32::MAX;
@@ -82,6 +95,17 @@ pub(crate) enum CauseArg {
     Expired(Instant),
     /// Use this cause; `None` means "the error itself".
     Set(Option<Cause>),
+    /// Ended by the library parent the node is registered with: the cause
+    /// is that parent's, found through `parent` when asked.
+    Inherited,
+}
+
+/// What `CancelNode::own_cause` found.
+pub(crate) enum OwnCause {
+    Live,
+    /// Ask the parent (the node was ended by it).
+    Inherited,
+    Cause(Cause),
 }
 
 /// The state of one cancelable context.
@@ -95,10 +119,11 @@ pub(crate) struct CancelNode {
     /// lock while the node is live, so it is frozen once the node is done.
     deadline: AtomicInstant,
     /// `LIVE`, `CANCELED` or `DEADLINE` in the low bits, plus flag bits
-    /// (`ARMED`, `REGISTRY`, `CAUSE`, `SUBSCRIBED`) while live. Flags are set
-    /// by read-modify-write under `inner`'s lock; the state goes from live
-    /// to done once (invariant 1), with `Release`; it is read lock-free with
-    /// `Acquire`, so a reader who sees "done" also sees everything the
+    /// (`ARMED`, `REGISTRY`, `CAUSE`, `SUBSCRIBED`) while live and
+    /// `INHERITED` once done. Flags are set by read-modify-write (under
+    /// `inner`'s lock, except `ARMED`); the state goes from live to done
+    /// once, by CAS (invariant 1), with `Release`; it is read lock-free
+    /// with `Acquire`, so a reader who sees "done" also sees everything the
     /// canceling thread wrote before it canceled.
     state: AtomicU8,
     /// How many `CancelFunc` clones are alive. Changed by `CancelFunc`'s
@@ -120,30 +145,41 @@ pub(crate) struct CancelNode {
 }
 
 /// The lock-protected part of a node. Guarded by `CancelNode::inner`.
+#[derive(Default)]
 struct Inner {
-    /// Who to notify when this node is done. Allocated on the first
-    /// registration (leaves never pay for it) and kept while the node is
-    /// live; taken out by the cancellation that ends the node.
-    registry: Option<Box<Registry>>,
+    /// Who to notify when this node is done. Taken out by the cancellation
+    /// that ends the node.
+    registry: Registry,
+    /// Rarely needed state, boxed to keep the node small.
+    extra: Option<Box<Extra>>,
+}
+
+/// The rare parts of a node's state. Guarded by `CancelNode::inner`.
+#[derive(Default)]
+struct Extra {
     /// While live: the cause a firing deadline will report (the argument of
     /// `with_deadline_cause`), if any. Once done: the cause of the first
-    /// cancellation; `None` means "the error itself".
+    /// cancellation, unless `INHERITED`; `None` means "the error itself".
     cause: Option<Cause>,
     /// The registration with a custom (user-implemented) parent, if the
-    /// parent is one. Boxed because it is rare. Taken when the node is done
-    /// or dropped.
-    subscription: Option<Box<Subscription>>,
+    /// parent is one. Taken when the node is done or dropped.
+    subscription: Option<Subscription>,
+    /// The deadline, when it is too far from now (centuries) for
+    /// `AtomicInstant` to hold exactly; `deadline` then says `FAR`.
+    far_deadline: Option<Instant>,
 }
 
 impl Inner {
-    /// Registers an entry, allocating the registry on first use. Only
-    /// through `CancelNode::insert_locked`, which sets `REGISTRY`.
-    fn insert(&mut self, entry: Entry) -> usize {
-        self.registry.get_or_insert_with(Box::default).insert(entry)
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
     }
 
-    fn remove(&mut self, slot: usize) -> Option<Entry> {
-        self.registry.as_mut()?.remove(slot)
+    fn take_subscription(&mut self) -> Option<Subscription> {
+        self.extra.as_mut()?.subscription.take()
+    }
+
+    fn cause(&self) -> Option<Cause> {
+        self.extra.as_ref()?.cause.clone()
     }
 }
 
@@ -151,17 +187,29 @@ impl CancelNode {
     /// A new, live, unregistered node. The caller registers it with the
     /// parent (`attach`) before handing it out.
     pub(crate) fn new(parent: Ctx, deadline: Option<Instant>, cause: Option<Cause>) -> Self {
-        CancelNode {
-            parent,
-            deadline: AtomicInstant::new(deadline),
-            handles: AtomicU32::new(1),
-            timer_slot: AtomicU32::new(crate::wheel::NIL),
-            slot: AtomicU32::new(NO_SLOT),
-            state: AtomicU8::new(if cause.is_some() { CAUSE } else { LIVE }),
-            inner: Mutex::new(Inner {
-                registry: None,
+        let (deadline, far_deadline) = match deadline.map(encode) {
+            None => (NO_INSTANT, None),
+            Some(Some(nanos)) => (nanos, None),
+            Some(None) => (FAR, deadline),
+        };
+        let state = if cause.is_some() { CAUSE } else { LIVE };
+        let extra = (cause.is_some() || far_deadline.is_some()).then(|| {
+            Box::new(Extra {
                 cause,
                 subscription: None,
+                far_deadline,
+            })
+        });
+        CancelNode {
+            parent,
+            deadline: AtomicInstant(crate::sync::AtomicI64::new(deadline)),
+            state: AtomicU8::new(state),
+            handles: AtomicU32::new(1),
+            slot: AtomicU32::new(NO_SLOT),
+            timer_slot: AtomicU32::new(crate::wheel::NIL),
+            inner: Mutex::new(Inner {
+                registry: Registry::Empty,
+                extra,
             }),
         }
     }
@@ -181,7 +229,7 @@ impl CancelNode {
                 return Err(entry);
             }
         }
-        Ok(inner.insert(entry))
+        Ok(inner.registry.insert(entry))
     }
 
     /// This node's error: one `Acquire` load, no lock.
@@ -190,12 +238,18 @@ impl CancelNode {
         state_err(self.state.load(Ordering::Acquire))
     }
 
-    /// The cause, following Go: `None` while live; else the cause of the
-    /// first cancellation, defaulting to the error.
-    pub(crate) fn cause(&self) -> Option<Cause> {
-        let err = self.err()?;
-        let inner = self.inner.lock();
-        Some(inner.cause.clone().unwrap_or_else(|| err.into_cause()))
+    /// This node's own answer to `cause()`; `Ctx::cause` follows
+    /// `Inherited` up the tree, iteratively.
+    pub(crate) fn own_cause(&self) -> OwnCause {
+        let state = self.state.load(Ordering::Acquire);
+        let Some(err) = state_err(state) else {
+            return OwnCause::Live;
+        };
+        if state & INHERITED != 0 {
+            return OwnCause::Inherited;
+        }
+        let cause = self.inner.lock().cause();
+        OwnCause::Cause(cause.unwrap_or_else(|| err.into_cause()))
     }
 
     /// Registers `self` (a fresh node) with the context it derives from.
@@ -212,14 +266,13 @@ impl CancelNode {
                         // A registry of over four billion entries cannot
                         // record this slot; the entry then stays until the
                         // parent ends (it is weak, so it holds nothing).
-                        self.slot
-                            .store(u32::try_from(slot).unwrap_or(NO_SLOT), Ordering::Relaxed);
+                        let slot = u32::try_from(slot).unwrap_or(NO_SLOT);
+                        self.slot.store(slot, Ordering::Relaxed);
                     }
                     Err(_) => {
-                        let err = state_err(parent.state.load(Ordering::Relaxed));
-                        let cause = inner.cause.clone();
                         drop(inner);
-                        self.cancel(err.unwrap_or(Error::Canceled), CauseArg::Set(cause), false);
+                        let err = parent.err().unwrap_or(Error::Canceled);
+                        self.cancel(err, CauseArg::Inherited, false);
                     }
                 }
             }
@@ -232,7 +285,7 @@ impl CancelNode {
                 let mut inner = self.inner.lock();
                 let prev = self.state.fetch_or(SUBSCRIBED, Ordering::Relaxed);
                 if prev & DONE_MASK == LIVE {
-                    inner.subscription = Some(Box::new(sub));
+                    inner.extra().subscription = Some(sub);
                 } else {
                     // Already canceled by the notification: the
                     // subscription has fired and needs no cancel.
@@ -255,7 +308,25 @@ impl CancelNode {
     /// This node's own deadline (not the parent's).
     #[inline]
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.deadline.load()
+        match self.deadline.load() {
+            Stored::None => None,
+            Stored::At(at) => Some(at),
+            Stored::Far => self
+                .inner
+                .lock()
+                .extra
+                .as_ref()
+                .and_then(|e| e.far_deadline),
+        }
+    }
+
+    /// `deadline()` for a caller that holds `inner`'s lock.
+    fn deadline_locked(&self, inner: &Inner) -> Option<Instant> {
+        match self.deadline.load() {
+            Stored::None => None,
+            Stored::At(at) => Some(at),
+            Stored::Far => inner.extra.as_ref().and_then(|e| e.far_deadline),
+        }
     }
 
     /// Moves this node's own deadline later, re-arming the timer. Refused
@@ -266,33 +337,43 @@ impl CancelNode {
         self: &Arc<Self>,
         deadline: Instant,
     ) -> Result<Instant, ExtendError> {
-        let _guard = self.inner.lock();
+        let mut inner = self.inner.lock();
         let state = self.state.load(Ordering::Relaxed);
         if let Some(err) = state_err(state) {
             return Err(ExtendError::Done(err));
         }
-        let current = self.deadline().ok_or(ExtendError::NoDeadline)?;
+        let current = self
+            .deadline_locked(&inner)
+            .ok_or(ExtendError::NoDeadline)?;
         if deadline <= current {
             return Ok(current);
         }
-        self.deadline.store(deadline);
+        match encode(deadline) {
+            Some(nanos) => self.deadline.store(nanos),
+            None => {
+                inner.extra().far_deadline = Some(deadline);
+                self.deadline.store(FAR);
+            }
+        }
         if state & ARMED != 0 {
-            // Still under the node's lock: the timer thread cannot expire
-            // us (it would need this lock to cancel) before the move.
+            // Under the node's lock the timer thread cannot expire us (its
+            // expiry takes this lock). A lock-free cancel can still end us
+            // meanwhile; `reschedule` then re-arms nothing (see there).
             timer::reschedule(self, current, deadline);
         }
         Ok(deadline)
     }
 
     /// Arms this node's deadline with the timer, unless it is already done.
-    /// Lock order: node, then timer (invariant 3).
+    /// No node lock: the entry is made first, then `ARMED` is set by
+    /// read-modify-write. If the node ended before that (the RMW sees it),
+    /// nobody else knew of the entry, so we take it out again; if it ends
+    /// after, its ender sees `ARMED` and takes it out.
     pub(crate) fn arm(self: &Arc<Self>, at: Instant) {
-        let _guard = self.inner.lock();
-        // Setting the flag first makes a racing lock-free cancel fail and
-        // take the locked path, which waits for us and then disarms.
-        let prev = self.state.fetch_or(ARMED, Ordering::Relaxed);
-        if prev & DONE_MASK == LIVE {
-            timer::insert(self, at);
+        timer::insert(self, at);
+        let prev = self.state.fetch_or(ARMED, Ordering::AcqRel);
+        if prev & DONE_MASK != LIVE {
+            timer::remove(self, timer::owner(self));
         }
     }
 
@@ -323,26 +404,28 @@ impl CancelNode {
     ///
     /// When this returns, every descendant reports done (`err()` is `Some`).
     pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: CauseArg, unlink: bool) {
-        // Fast path (invariant 1): nothing registered, nothing armed, no
-        // cause to store. Release publishes the cancel to `err()` readers.
-        if let CauseArg::Set(None) = cause
-            && self
-                .state
-                .compare_exchange(LIVE, err_state(err), Ordering::Release, Ordering::Relaxed)
-                .is_ok()
-        {
-            if unlink {
-                self.unlink();
-            }
+        let mut work = Work::default();
+        let ended = match self.end_lock_free(err, &cause) {
+            Some(ended) => ended,
+            None => self.finish(err, cause, &mut work, unlink),
+        };
+        if !ended {
             return;
         }
-        let mut work = Work::default();
-        let Some(cause) = self.finish(err, cause, &mut work, unlink) else {
-            return;
-        };
         // Depth-first over the subtree with an explicit stack (invariant 5).
-        while let Some(child) = work.children.pop() {
-            child.finish(err, CauseArg::Set(cause.clone()), &mut work, false);
+        // A `Complete` step is pushed below a node's children, so it is
+        // reached once they (and their subtrees) are all done.
+        while let Some(step) = work.children.pop() {
+            match step {
+                Step::Cancel(child, cause) => {
+                    if child.end_lock_free(err, &cause).is_none() {
+                        child.finish(err, cause, &mut work, false);
+                    }
+                }
+                Step::Complete(node) => {
+                    node.state.fetch_and(!PROPAGATING, Ordering::Release);
+                }
+            }
         }
         if unlink {
             self.unlink();
@@ -351,80 +434,167 @@ impl CancelNode {
         work.notify();
     }
 
+    /// Returns once no cancellation is still walking the subtree below this
+    /// node (see `PROPAGATING`). The walk runs no user code, so this waits
+    /// for a bounded amount of tree work on another thread.
+    pub(crate) fn wait_propagated(&self) {
+        let mut spins = 0u32;
+        while self.state.load(Ordering::Acquire) & PROPAGATING != 0 {
+            if spins < 64 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                crate::sync::yield_now();
+            }
+        }
+    }
+
+    /// The lock-free end of invariant 1, for a node with nothing to take
+    /// out under the lock (at most a timer entry) and no cause to store.
+    /// `Some(true)` if this call ended the node, `Some(false)` if it was
+    /// already done, `None` if the locked path is needed.
+    fn end_lock_free(&self, err: Error, cause: &CauseArg) -> Option<bool> {
+        let inherited = match cause {
+            // `Stored` with nothing stored (no `CAUSE` flag, checked below)
+            // is the same as no cause.
+            CauseArg::Set(None) | CauseArg::Stored => 0,
+            CauseArg::Inherited => INHERITED,
+            CauseArg::Set(Some(_)) | CauseArg::Expired(_) => return None,
+        };
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & DONE_MASK != LIVE {
+                return Some(false);
+            }
+            if state & NEEDS_LOCK != 0 {
+                return None;
+            }
+            // Release publishes the cancel to `err()` readers.
+            match self.state.compare_exchange_weak(
+                state,
+                err_state(err) | inherited,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => state = now,
+            }
+        }
+        if state & ARMED != 0 {
+            timer::remove(self, timer::owner(self));
+        }
+        Some(true)
+    }
+
     /// Ends this one node under its lock: sets state and cause, takes the
-    /// registry. Returns the cause handed to the children, or `None` if the
-    /// node was already done.
+    /// registry and queues its children and notifications in `work`.
+    /// Returns false if the node was already done.
     fn finish(
-        &self,
+        self: &Arc<Self>,
         err: Error,
         cause: CauseArg,
         work: &mut Work,
         own_cancel: bool,
-    ) -> Option<Option<Cause>> {
+    ) -> bool {
         let mut replaced = None;
-        let (registry, armed, subscription, cause) = {
+        let (registry, armed, subscription) = {
             let mut inner = self.inner.lock();
             let state = self.state.load(Ordering::Relaxed);
             if state & DONE_MASK != LIVE {
-                return None;
+                return false;
             }
             if let CauseArg::Expired(now) = cause
-                && self.deadline().is_none_or(|deadline| deadline > now)
+                && self
+                    .deadline_locked(&inner)
+                    .is_none_or(|deadline| deadline > now)
             {
                 // Extended after the timer took the old entry out; the new
                 // one is armed.
-                return None;
+                return false;
             }
-            // Under the lock only the lock-free fast path can change the
-            // state, and only from exactly `LIVE`: if it won, we lost.
+            let inherited = if matches!(cause, CauseArg::Inherited) {
+                INHERITED
+            } else {
+                0
+            };
+            let propagating = if inner.registry.len() > 0 {
+                PROPAGATING
+            } else {
+                0
+            };
+            // Only the lock-free path (or `arm`'s flag) can change the state
+            // behind our lock; if the CAS fails, look again.
             // Release: publishes everything before the cancel to threads
             // that load "done" with Acquire (the cause, written next, is
             // read under this lock). This also clears the flag bits; the
             // entries they stand for are taken out right here.
-            if self
-                .state
-                .compare_exchange(state, err_state(err), Ordering::Release, Ordering::Relaxed)
-                .is_err()
-            {
-                return None;
+            let mut state = state;
+            loop {
+                match self.state.compare_exchange(
+                    state,
+                    err_state(err) | inherited | propagating,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(now) if now & DONE_MASK != LIVE => return false,
+                    Err(now) => state = now,
+                }
             }
-            if let CauseArg::Set(cause) = cause {
-                // The replaced cause (a deadline cause that did not fire)
-                // is a user value: dropped after the lock (invariant 4).
-                replaced = mem::replace(&mut inner.cause, cause);
+            match cause {
+                // The replaced cause (a deadline cause that did not fire) is
+                // a user value: dropped after the lock (invariant 4).
+                CauseArg::Set(Some(cause)) => replaced = inner.extra().cause.replace(cause),
+                CauseArg::Set(None) | CauseArg::Inherited => {
+                    replaced = inner.extra.as_mut().and_then(|extra| extra.cause.take());
+                }
+                CauseArg::Stored | CauseArg::Expired(_) => {}
             }
             (
-                inner.registry.take(),
+                mem::take(&mut inner.registry),
                 state & ARMED != 0,
-                inner.subscription.take(),
-                inner.cause.clone(),
+                inner.take_subscription(),
             )
         };
         drop(replaced);
-        if armed && let Some(at) = self.deadline() {
-            timer::remove(self, at);
+        if armed {
+            timer::remove(self, timer::owner(self));
         }
         // If we ended first, the custom parent must forget us; otherwise its
         // notification is what got us here and there is nothing to undo.
+        // That is user code: it runs with the notifications, after the
+        // whole subtree is done (invariant 4), so a panic in it cannot
+        // leave descendants live.
         if own_cancel && let Some(subscription) = subscription {
-            let _ = subscription.cancel();
+            work.unsubscribe.push(subscription);
         }
-        for entry in registry
-            .into_iter()
-            .flat_map(|registry| registry.into_entries())
-        {
+        if registry.len() > 0 {
+            // Below the children: reached when the subtree is done.
+            work.children.push(Step::Complete(self.clone()));
+        }
+        let mut parent_cause = None;
+        for entry in registry.into_entries() {
             match entry {
                 Entry::Child(child) => {
-                    if let Some(child) = child.upgrade() {
-                        work.children.push(child);
-                    }
                     // A child whose last handle is gone is being dropped
                     // right now; its `Drop` sees us done and does nothing.
+                    let Some(child) = child.upgrade() else {
+                        continue;
+                    };
+                    // A direct child finds its cause through us; one that
+                    // reached us through a custom wrapper gets a copy.
+                    let cause = match child.parent.source() {
+                        Source::Node(parent) if Arc::ptr_eq(parent, self) => CauseArg::Inherited,
+                        _ => CauseArg::Set(
+                            parent_cause.get_or_insert_with(|| node_cause(self)).clone(),
+                        ),
+                    };
+                    work.children.push(Step::Cancel(child, cause));
                 }
                 other => work.notify.push(other),
             }
         }
-        Some(cause)
+        true
     }
 
     /// Removes this node's entry from the ancestor it is registered with.
@@ -434,9 +604,14 @@ impl CancelNode {
             // A done parent has already emptied its registry (invariant 1):
             // our slot number means nothing there any more.
             if parent.state.load(Ordering::Relaxed) & DONE_MASK == LIVE {
-                let slot = self.slot.swap(NO_SLOT, Ordering::Relaxed);
+                // Both sides of `slot` hold the parent's lock: plain
+                // load and store, no read-modify-write needed.
+                let slot = self.slot.load(Ordering::Relaxed);
                 if slot != NO_SLOT {
-                    inner.remove(slot as usize);
+                    self.slot.store(NO_SLOT, Ordering::Relaxed);
+                    let entry = inner.registry.remove(slot as usize);
+                    drop(inner);
+                    drop(entry);
                 }
             }
         }
@@ -456,7 +631,7 @@ impl CancelNode {
         if self.state.load(Ordering::Relaxed) & DONE_MASK != LIVE {
             return false;
         }
-        let entry = inner.remove(slot);
+        let entry = inner.registry.remove(slot);
         drop(inner);
         // Dropped unlocked: a waker's drop may free a task that owns
         // contexts (invariant 4).
@@ -473,8 +648,7 @@ impl CancelNode {
         }
         match slot {
             Some(index) => {
-                if let Some(Entry::Waker(old)) =
-                    inner.registry.as_mut().and_then(|r| r.get_mut(*index))
+                if let Some(Entry::Waker(old)) = inner.registry.get_mut(*index)
                     && !old.will_wake(waker)
                 {
                     let old = std::mem::replace(old, waker.clone());
@@ -497,13 +671,18 @@ impl CancelNode {
     }
 
     /// The number of live registrations (children, waiters, callbacks).
-    /// Used by tests through `Ctx::registrations`.
+    /// Used by `Ctx::dependents`.
     pub(crate) fn registrations(&self) -> usize {
-        self.inner
-            .lock()
-            .registry
-            .as_ref()
-            .map_or(0, |registry| registry.len())
+        self.inner.lock().registry.len()
+    }
+}
+
+/// The cause of a done node, following `Inherited` links up the tree.
+pub(crate) fn node_cause(node: &CancelNode) -> Option<Cause> {
+    match node.own_cause() {
+        OwnCause::Live => None,
+        OwnCause::Cause(cause) => Some(cause),
+        OwnCause::Inherited => node.parent.cause(),
     }
 }
 
@@ -511,8 +690,8 @@ impl CancelNode {
     /// Consumes a node whose last handle is gone and gives back its parent
     /// handle, so that `Ctx`'s `Drop` can continue up the chain without
     /// recursion.
-    pub(crate) fn into_parent(mut self) -> Ctx {
-        self.release();
+    pub(crate) fn into_parent(mut self, owner: usize) -> Ctx {
+        self.release(owner);
         // Nothing can observe this node any more; mark it so that `Drop`
         // does not release it twice.
         self.state.store(CANCELED, Ordering::Relaxed);
@@ -523,32 +702,39 @@ impl CancelNode {
     /// pending callback). If the node never ended, take its traces out of
     /// the world: its entry in the parent, its timer entry, its
     /// subscription with a custom parent.
-    fn release(&mut self) {
+    ///
+    /// `owner` is the address the node had in its `Arc` (the timer knows
+    /// the node by it); `into_parent` has moved the node out since.
+    fn release(&mut self, owner: usize) {
         let state = self.state.load(Ordering::Relaxed);
         if state & DONE_MASK != LIVE {
             return;
         }
-        let armed = state & ARMED != 0;
         let inner = self.inner.get_mut();
-        let subscription = inner.subscription.take();
-        let registry = inner.registry.take();
-        if armed && let Some(at) = self.deadline() {
-            timer::remove(self, at);
-        }
-        if let Some(subscription) = subscription {
-            let _ = subscription.cancel();
+        let subscription = inner.take_subscription();
+        let registry = mem::take(&mut inner.registry);
+        if state & ARMED != 0 {
+            timer::remove(self, owner);
         }
         self.unlink();
         // Children hold us alive, `done()` futures borrow us and pending
         // `after_func` callbacks keep us (see `AfterState::keep`), so the
         // registry is empty here; whatever it holds is dropped unfired.
         drop(registry);
+        // User code last, once our own traces are gone: if it panics, the
+        // panic leaves nothing half done.
+        if let Some(subscription) = subscription {
+            let _ = subscription.cancel();
+        }
     }
 }
 
 impl Drop for CancelNode {
     fn drop(&mut self) {
-        self.release();
+        // Still in place in the `Arc` allocation (or already released and
+        // marked by `into_parent`).
+        let owner = timer::owner(self);
+        self.release(owner);
     }
 }
 
@@ -587,13 +773,24 @@ impl Entry {
     }
 }
 
+/// One step of a cancellation's walk over the subtree.
+enum Step {
+    /// End this node, with this cause.
+    Cancel(Arc<CancelNode>, CauseArg),
+    /// Everything below this node is done: clear its `PROPAGATING` bit.
+    Complete(Arc<CancelNode>),
+}
+
 /// What a cancellation collected to do once all state is final.
 #[derive(Default)]
 struct Work {
-    /// Children still to cancel (the explicit stack of invariant 5).
-    children: Vec<Arc<CancelNode>>,
+    /// The explicit stack of invariant 5: children still to cancel, and
+    /// nodes whose subtree is complete once the steps above them are done.
+    children: Vec<Step>,
     /// Wakers and callbacks to fire after the whole subtree is done.
     notify: Vec<Entry>,
+    /// Subscriptions with custom parents to cancel then.
+    unsubscribe: Vec<Subscription>,
 }
 
 impl Work {
@@ -602,6 +799,14 @@ impl Work {
     /// all of them ran, so the caller still sees it.
     fn notify(self) {
         let mut first_panic = None;
+        for subscription in self.unsubscribe {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = subscription.cancel();
+            }));
+            if let Err(payload) = result {
+                first_panic.get_or_insert(payload);
+            }
+        }
         for entry in self.notify {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.fire()));
             if let Err(payload) = result {
@@ -614,9 +819,83 @@ impl Work {
     }
 }
 
+/// A node's registrations. Most nodes have none or one (a chain of
+/// contexts, a single waiter), kept inline; more move to a slab.
+#[derive(Default)]
+enum Registry {
+    #[default]
+    Empty,
+    /// One entry, at index 0.
+    One(Entry),
+    /// Any number, in a slab (kept once allocated, reused).
+    Many(Box<Slab>),
+}
+
+impl Registry {
+    fn len(&self) -> usize {
+        match self {
+            Registry::Empty => 0,
+            Registry::One(_) => 1,
+            Registry::Many(slab) => slab.len(),
+        }
+    }
+
+    fn insert(&mut self, entry: Entry) -> usize {
+        match mem::take(self) {
+            Registry::Empty => {
+                *self = Registry::One(entry);
+                0
+            }
+            Registry::One(first) => {
+                // The first entry keeps index 0 in the slab.
+                let mut slab = Box::<Slab>::default();
+                slab.insert(first);
+                let index = slab.insert(entry);
+                *self = Registry::Many(slab);
+                index
+            }
+            Registry::Many(mut slab) => {
+                let index = slab.insert(entry);
+                *self = Registry::Many(slab);
+                index
+            }
+        }
+    }
+
+    fn remove(&mut self, index: usize) -> Option<Entry> {
+        match self {
+            Registry::Empty => None,
+            Registry::One(_) if index == 0 => match mem::take(self) {
+                Registry::One(entry) => Some(entry),
+                _ => None,
+            },
+            Registry::One(_) => None,
+            Registry::Many(slab) => slab.remove(index),
+        }
+    }
+
+    fn get_mut(&mut self, index: usize) -> Option<&mut Entry> {
+        match self {
+            Registry::One(entry) if index == 0 => Some(entry),
+            Registry::Many(slab) => slab.get_mut(index),
+            _ => None,
+        }
+    }
+
+    fn into_entries(self) -> impl Iterator<Item = Entry> {
+        let (one, many) = match self {
+            Registry::Empty => (None, None),
+            Registry::One(entry) => (Some(entry), None),
+            Registry::Many(slab) => (None, Some(slab)),
+        };
+        one.into_iter()
+            .chain(many.into_iter().flat_map(|slab| (*slab).into_entries()))
+    }
+}
+
 /// A slab of entries with a free list: O(1) insert and remove by index,
 /// indexes stable while an entry is present.
-pub(crate) struct Registry {
+struct Slab {
     slots: Vec<Slot>,
     /// Head of the free list (an index into `slots`), or `NO_FREE`.
     free: usize,
@@ -632,9 +911,9 @@ enum Slot {
     Vacant(usize),
 }
 
-impl Default for Registry {
+impl Default for Slab {
     fn default() -> Self {
-        Registry {
+        Slab {
             slots: Vec::new(),
             free: NO_FREE,
             len: 0,
@@ -642,7 +921,7 @@ impl Default for Registry {
     }
 }
 
-impl Registry {
+impl Slab {
     fn len(&self) -> usize {
         self.len
     }
@@ -730,13 +1009,20 @@ pub enum ExtendError {
 }
 
 /// An `Option<Instant>` that can be read without a lock: signed
-/// nanoseconds from a process-wide base instant, `i64::MIN` for `None`.
-/// Covers ±292 years around the first use; instants beyond are clamped to
-/// the nearest representable one (a deadline centuries away behaves the
-/// same).
+/// nanoseconds from a process-wide base instant. `NO_INSTANT` is `None`;
+/// `FAR` marks a deadline more than ±292 years from the base, kept exactly
+/// in `Extra::far_deadline` instead.
 struct AtomicInstant(crate::sync::AtomicI64);
 
 const NO_INSTANT: i64 = i64::MIN;
+const FAR: i64 = i64::MIN + 1;
+
+/// What `AtomicInstant` holds.
+enum Stored {
+    None,
+    At(Instant),
+    Far,
+}
 
 fn base() -> Instant {
     static BASE: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
@@ -744,33 +1030,33 @@ fn base() -> Instant {
 }
 
 impl AtomicInstant {
-    fn new(at: Option<Instant>) -> Self {
-        AtomicInstant(crate::sync::AtomicI64::new(at.map_or(NO_INSTANT, encode)))
-    }
-
     /// Relaxed: the value is set before the node is shared (the `Arc`
     /// publishes it) and changed only under the node's lock by
     /// `extend_deadline`; a reader racing an extension sees the old or the
     /// new deadline, both of which were true at some point.
-    fn load(&self) -> Option<Instant> {
+    fn load(&self) -> Stored {
         match self.0.load(Ordering::Relaxed) {
-            NO_INSTANT => None,
-            nanos => Some(decode(nanos)),
+            NO_INSTANT => Stored::None,
+            FAR => Stored::Far,
+            nanos => Stored::At(decode(nanos)),
         }
     }
 
-    fn store(&self, at: Instant) {
-        self.0.store(encode(at), Ordering::Relaxed);
+    fn store(&self, nanos: i64) {
+        self.0.store(nanos, Ordering::Relaxed);
     }
 }
 
-fn encode(at: Instant) -> i64 {
+/// `at` as nanoseconds from the base, if that fits (and is not one of the
+/// two reserved values).
+fn encode(at: Instant) -> Option<i64> {
     let base = base();
-    if at >= base {
-        i64::try_from((at - base).as_nanos()).unwrap_or(i64::MAX)
+    let nanos = if at >= base {
+        i64::try_from((at - base).as_nanos()).ok()?
     } else {
-        i64::try_from((base - at).as_nanos()).map_or(NO_INSTANT + 1, |n| -n)
-    }
+        -i64::try_from((base - at).as_nanos()).ok()?
+    };
+    (nanos > FAR).then_some(nanos)
 }
 
 fn decode(nanos: i64) -> Instant {
@@ -781,6 +1067,7 @@ fn decode(nanos: i64) -> Instant {
     } else {
         base.checked_sub(offset)
     };
+    // Unreachable for values `encode` made; `base` is a harmless answer.
     at.unwrap_or(base)
 }
 
