@@ -314,11 +314,16 @@ impl Ctx {
     /// The type-erased lookup behind [`value`](Ctx::value). Iterative: a
     /// long chain costs no stack.
     fn lookup_any(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
+        let bit = crate::value::key_bit(key);
         let mut cur = self;
         loop {
             match &cur.0 {
                 Repr::Background | Repr::Todo => return None,
                 Repr::Value(node) => {
+                    // No value of this type anywhere above: stop here.
+                    if node.keys & bit == 0 {
+                        return None;
+                    }
                     if node.key == key {
                         return Some(node.value());
                     }
@@ -352,6 +357,7 @@ impl Ctx {
     /// # });
     /// ```
     #[doc(alias = "Done")]
+    #[inline]
     pub fn done(&self) -> Done<'_> {
         Done::new(self)
     }

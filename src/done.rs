@@ -38,6 +38,7 @@ enum Registration {
 }
 
 impl<'a> Done<'a> {
+    #[inline]
     pub(crate) fn new(ctx: &'a Ctx) -> Self {
         Done {
             ctx,
@@ -49,6 +50,7 @@ impl<'a> Done<'a> {
 impl Future for Done<'_> {
     type Output = Error;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
         let this = self.get_mut();
         match this.ctx.source() {
@@ -113,6 +115,7 @@ impl Future for Done<'_> {
 }
 
 impl Drop for Done<'_> {
+    #[inline]
     fn drop(&mut self) {
         match std::mem::replace(&mut self.registration, Registration::None) {
             Registration::None => {}

@@ -312,3 +312,32 @@ fn err_some_means_done_is_complete() {
         canceler.join().expect("canceler thread");
     }
 }
+
+/// A value type per number, to fill the 64-bit key summary many times over.
+#[derive(Debug, PartialEq)]
+struct K<const N: usize>(usize);
+
+macro_rules! chain_of_keys {
+    ($ctx:ident; $($n:literal)*) => {
+        $( let $ctx = goctx::with_value(&$ctx, K::<$n>($n)); )*
+    };
+}
+
+#[test]
+fn value_lookups_stay_exact_with_more_types_than_summary_bits() {
+    let root = goctx::background();
+    let (ctx, _c) = goctx::with_cancel(&root);
+    chain_of_keys!(ctx; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29
+        30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
+        60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79);
+    let (leaf, _l) = goctx::with_cancel(&ctx);
+    assert_eq!(leaf.value::<K<0>>(), Some(&K(0)));
+    assert_eq!(leaf.value::<K<41>>(), Some(&K(41)));
+    assert_eq!(leaf.value::<K<79>>(), Some(&K(79)));
+    assert_eq!(leaf.value::<K<80>>(), None);
+    assert_eq!(leaf.value::<u8>(), None);
+    // A shadowing value of the same type wins; the summary does not hide it.
+    let shadowed = goctx::with_value(&leaf, K::<3>(333));
+    assert_eq!(shadowed.value::<K<3>>(), Some(&K(333)));
+    assert_eq!(goctx::without_cancel(&shadowed).value::<K<7>>(), Some(&K(7)));
+}
