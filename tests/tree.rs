@@ -339,5 +339,8 @@ fn value_lookups_stay_exact_with_more_types_than_summary_bits() {
     // A shadowing value of the same type wins; the summary does not hide it.
     let shadowed = goctx::with_value(&leaf, K::<3>(333));
     assert_eq!(shadowed.value::<K<3>>(), Some(&K(333)));
-    assert_eq!(goctx::without_cancel(&shadowed).value::<K<7>>(), Some(&K(7)));
+    assert_eq!(
+        goctx::without_cancel(&shadowed).value::<K<7>>(),
+        Some(&K(7))
+    );
 }
