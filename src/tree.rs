@@ -6,23 +6,25 @@
 //! A [`CancelNode`] holds a strong reference to its parent context. A parent
 //! knows its dependants only through its [`Registry`]: weak references to
 //! child nodes, wakers of pending `done()` futures, and `after_func`
-//! registrations. Strong references therefore only ever point towards the
-//! root, so there are no reference cycles: dropping the last handle of a
-//! context frees it, and its `Drop` takes its entry out of the parent.
+//! registrations. Strong references therefore point towards the root, and
+//! dropping the last handle of a context frees it; its `Drop` takes its
+//! entry out of the parent. (A pending `after_func` registration holds its
+//! context on purpose, see `after.rs`.) Most nodes have at most one
+//! registration, which is stored inline; more move to a slab.
 //!
 //! # Invariants
 //!
-//! 1. `state` goes from live to `CANCELED` or `DEADLINE` once. Normally
-//!    under `inner`'s lock, in the critical section that also stores the
-//!    cause and takes the whole registry out. A node that never had
-//!    anything registered, no timer, no stored cause and no custom parent
-//!    (its `state` is exactly `LIVE`, no flag bit) may instead be ended by
-//!    one compare-and-swap from `LIVE`, without the lock: there is nothing
-//!    to take out. Flag bits are only ever set by read-modify-write under
-//!    the lock, so once one is set that CAS fails and the locked path runs;
-//!    and the locked path also ends the node by CAS, so exactly one ender
-//!    wins.
-//! 2. Hence, under `inner`'s lock, a `LIVE` state means the registry is
+//! 1. `state` goes from live to `CANCELED` or `DEADLINE` once, by
+//!    compare-and-swap. Normally under `inner`'s lock, in the critical
+//!    section that also stores the cause and takes the whole registry out.
+//!    A node with nothing to take out under the lock (none of the
+//!    `NEEDS_LOCK` flag bits: no registration, no stored cause, no custom
+//!    parent) is ended by the CAS alone, without the lock; if it had a
+//!    timer entry (`ARMED`), the ender removes it afterwards. The
+//!    `NEEDS_LOCK` bits are set by read-modify-write under the lock, so
+//!    once one is set the lock-free CAS fails and the locked path runs.
+//!    Either way exactly one ender wins.
+//! 2. Hence, under `inner`'s lock, a live state means the registry is
 //!    still the node's and anything inserted will be notified; a done state
 //!    means nothing may be inserted any more. Every insertion checks the
 //!    state under the lock first (check–insert under one lock: no lost
@@ -31,14 +33,22 @@
 //!    node's entries out under its lock, releases it, and only then visits
 //!    the children one at a time. Removal from a parent locks only the
 //!    parent. There is therefore no lock order to get wrong between nodes.
-//!    The only nesting is node lock → timer lock (arming a deadline), and
+//!    The only nesting is node lock → timer lock (`extend_deadline`), and
 //!    the timer thread never takes a node lock while holding its own.
-//! 4. No user code (wakers, callbacks, custom `Context` methods) runs while
-//!    a goctx lock is held, except `Subscription` cancel functions and
-//!    `Drop` of wakers, which must not re-enter the same node.
+//! 4. No user code (wakers, callbacks, custom `Context` methods and
+//!    `Subscription`s, drops of user values) runs while a goctx lock is
+//!    held, nor before the whole subtree of a cancellation is done.
 //! 5. Cancellation is iterative: an explicit stack of nodes, never
 //!    recursion, so a chain of any depth cancels on a small stack.
-//!    Dropping a chain is iterative too (see `Ctx`'s `Drop`).
+//!    Dropping a chain is iterative too (see `Ctx`'s `Drop`), and so is
+//!    following inherited causes (`Ctx::cause`).
+//! 6. A node ended by its library parent does not copy the cause: it is
+//!    marked `INHERITED` and `cause()` asks the parent, whose cause is final
+//!    by then. A node that had registrations stays `PROPAGATING` until its
+//!    subtree is done; `CancelFunc::cancel` waits for that, so every
+//!    `cancel()` that returns, winner or loser of a race, leaves the
+//!    subtree done (Go gets this from holding the mutex while canceling
+//!    children).
 
 use std::mem;
 use std::sync::{Arc, Weak};
@@ -260,8 +270,22 @@ impl CancelNode {
         match self.parent.source() {
             Source::Never => {}
             Source::Node(parent) => {
+                // A done parent (checked before and again under its lock)
+                // needs no lock and no weak reference made and dropped.
+                if let Some(err) = parent.err() {
+                    self.cancel(err, CauseArg::Inherited, false);
+                    return;
+                }
                 let mut inner = parent.inner.lock();
-                match parent.insert_locked(&mut inner, Entry::Child(Arc::downgrade(self))) {
+                let done = parent.state.load(Ordering::Relaxed) & DONE_MASK != LIVE;
+                let registered = if done {
+                    Err(())
+                } else {
+                    parent
+                        .insert_locked(&mut inner, Entry::Child(Arc::downgrade(self)))
+                        .map_err(drop)
+                };
+                match registered {
                     Ok(slot) => {
                         // A registry of over four billion entries cannot
                         // record this slot; the entry then stays until the
@@ -584,7 +608,14 @@ impl CancelNode {
                     // A direct child finds its cause through us; one that
                     // reached us through a custom wrapper gets a copy.
                     let cause = match child.parent.source() {
-                        Source::Node(parent) if Arc::ptr_eq(parent, self) => CauseArg::Inherited,
+                        Source::Node(parent) if Arc::ptr_eq(parent, self) => {
+                            // A leaf child ends right here, lock-free,
+                            // without a trip through the stack.
+                            if child.end_lock_free(err, &CauseArg::Inherited).is_some() {
+                                continue;
+                            }
+                            CauseArg::Inherited
+                        }
                         _ => CauseArg::Set(
                             parent_cause.get_or_insert_with(|| node_cause(self)).clone(),
                         ),
