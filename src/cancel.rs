@@ -224,15 +224,30 @@ impl Drop for CancelFunc {
     }
 }
 
-/// Gives one handle back; true if it was the last one. AcqRel: the handle
-/// that reaches zero must see everything the others did before they went.
-/// A saturated count never comes down (see `Clone`).
+/// Gives one handle back; true if it was the last one. The count is of
+/// the handles besides one, so the usual single handle needs no
+/// read-modify-write: seeing zero means no other handle exists, and none
+/// can appear (clones are made from live handles, and this one is going).
+/// Acquire: the last handle must see everything the others did before they
+/// went (their decrements are `AcqRel`). A saturated count never comes
+/// down (see `Clone`).
 fn release_handle(node: &CancelNode) -> bool {
-    node.handles
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n != u32::MAX).then(|| n - 1)
-        })
-        == Ok(1)
+    let mut n = node.handles.load(Ordering::Acquire);
+    loop {
+        match n {
+            0 => return true,
+            u32::MAX => return false,
+            _ => match node.handles.compare_exchange_weak(
+                n,
+                n - 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return false,
+                Err(now) => n = now,
+            },
+        }
+    }
 }
 
 impl fmt::Debug for CancelFunc {

@@ -136,10 +136,11 @@ pub(crate) struct CancelNode {
     /// with `Acquire`, so a reader who sees "done" also sees everything the
     /// canceling thread wrote before it canceled.
     state: AtomicU8,
-    /// How many `CancelFunc` clones are alive. Changed by `CancelFunc`'s
-    /// `Clone`/`Drop`/`detach` only; the drop that takes it to zero cancels
-    /// the node (RAII cancel). 32 bits keep the node in 96 bytes; at
-    /// `u32::MAX` it sticks (see `cancel.rs`).
+    /// How many `CancelFunc` handles are alive besides one (0: a single
+    /// handle). Changed by `CancelFunc`'s `Clone`/`Drop`/`detach` only; the
+    /// drop that finds it at zero is the last and cancels the node (RAII
+    /// cancel). 32 bits keep the node in 96 bytes; at `u32::MAX` it sticks
+    /// (see `cancel.rs`).
     pub(crate) handles: AtomicU32,
     /// This node's index in the registry of the node it is registered with
     /// (its nearest cancelable ancestor), or `NO_SLOT`. Written and read
@@ -214,7 +215,7 @@ impl CancelNode {
             parent,
             deadline: AtomicInstant(crate::sync::AtomicI64::new(deadline)),
             state: AtomicU8::new(state),
-            handles: AtomicU32::new(1),
+            handles: AtomicU32::new(0),
             slot: AtomicU32::new(NO_SLOT),
             timer_slot: AtomicU32::new(crate::wheel::NIL),
             inner: Mutex::new(Inner {
