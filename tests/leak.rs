@@ -19,8 +19,10 @@
 //! `cargo test --release --test leak`, runs the full million per kind in
 //! comparable time).
 
+mod common;
+use common::Wrapper;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::any::{Any, TypeId};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -30,7 +32,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use goctx::{Cause, Context, Ctx, Error, Notify, Subscription, background};
+use goctx::{Context, Ctx, Error, Notify, Subscription, background};
 
 // ---------------------------------------------------------------------------
 // The counting allocator
@@ -155,27 +157,6 @@ fn scale() -> usize {
 
 // ---------------------------------------------------------------------------
 // Test doubles
-
-/// A user context that delegates everything to an inner context.
-struct Wrapper(Ctx);
-
-impl Context for Wrapper {
-    fn deadline(&self) -> Option<Instant> {
-        self.0.deadline()
-    }
-    fn err(&self) -> Option<Error> {
-        self.0.err()
-    }
-    fn cause(&self) -> Option<Cause> {
-        self.0.cause()
-    }
-    fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
-        Context::lookup(&self.0, key)
-    }
-    fn subscribe(&self, notify: Notify) -> Subscription {
-        Context::subscribe(&self.0, notify)
-    }
-}
 
 /// A user context with its own subscriber list (never canceled here), so
 /// that derived contexts register with user code and must unregister.

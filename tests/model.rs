@@ -41,6 +41,9 @@
 //! Run more cases with `PROPTEST_CASES=5000 cargo test --test model`;
 //! `GOCTX_MODEL_STATS=1` (with `--nocapture`) prints coverage counters.
 
+mod common;
+use common::Wrapper;
+
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::future::Future;
@@ -174,27 +177,6 @@ impl fmt::Display for TestCause {
 }
 
 impl std::error::Error for TestCause {}
-
-/// A user context that delegates everything.
-struct Wrapper(Ctx);
-
-impl Context for Wrapper {
-    fn deadline(&self) -> Option<Instant> {
-        self.0.deadline()
-    }
-    fn err(&self) -> Option<Error> {
-        self.0.err()
-    }
-    fn cause(&self) -> Option<Cause> {
-        self.0.cause()
-    }
-    fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
-        Context::lookup(&self.0, key)
-    }
-    fn subscribe(&self, notify: Notify) -> Subscription {
-        Context::subscribe(&self.0, notify)
-    }
-}
 
 /// A user context with its own cancellation, notifying synchronously.
 struct Manual {

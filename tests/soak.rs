@@ -27,7 +27,9 @@
 //! list is empty), every callback either ran once or was stopped, and no
 //! goctx helper thread panicked.
 
-use std::any::{Any, TypeId};
+mod common;
+use common::Wrapper;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -38,7 +40,7 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use goctx::{AfterFunc, CancelFunc, Cause, Context, Ctx, Error, Notify, Subscription, background};
+use goctx::{AfterFunc, CancelFunc, Context, Ctx, Error, Notify, Subscription, background};
 
 /// A thread whose progress counter did not move for this long is stuck.
 const STALL: Duration = Duration::from_secs(60);
@@ -86,27 +88,6 @@ impl fmt::Display for Why {
 impl std::error::Error for Why {}
 
 struct Tag(#[allow(dead_code)] u64);
-
-/// A user context that delegates everything.
-struct Wrapper(Ctx);
-
-impl Context for Wrapper {
-    fn deadline(&self) -> Option<Instant> {
-        self.0.deadline()
-    }
-    fn err(&self) -> Option<Error> {
-        self.0.err()
-    }
-    fn cause(&self) -> Option<Cause> {
-        self.0.cause()
-    }
-    fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
-        Context::lookup(&self.0, key)
-    }
-    fn subscribe(&self, notify: Notify) -> Subscription {
-        Context::subscribe(&self.0, notify)
-    }
-}
 
 /// A long-lived user context with its own subscriber list (never canceled
 /// during the run), so that derived contexts register with user code.
