@@ -24,6 +24,8 @@ use crate::tree::{Entry, Source};
 pub struct Done<'a> {
     ctx: &'a Ctx,
     registration: Registration,
+    /// Set once `poll` returned `Ready` (for `FusedFuture`).
+    finished: bool,
 }
 
 /// Where this future's waker is registered.
@@ -43,6 +45,7 @@ impl<'a> Done<'a> {
         Done {
             ctx,
             registration: Registration::None,
+            finished: false,
         }
     }
 }
@@ -53,6 +56,24 @@ impl Future for Done<'_> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
         let this = self.get_mut();
+        let result = this.poll_ctx(cx);
+        this.finished |= result.is_ready();
+        result
+    }
+}
+
+impl futures_core::FusedFuture for Done<'_> {
+    /// True once the future returned `Ready`, so `futures::select!` skips
+    /// it. Polling it again anyway returns the same error.
+    fn is_terminated(&self) -> bool {
+        self.finished
+    }
+}
+
+impl Done<'_> {
+    #[inline]
+    fn poll_ctx(&mut self, cx: &mut TaskContext<'_>) -> Poll<Error> {
+        let this = self;
         match this.ctx.source() {
             Source::Never => Poll::Pending,
             Source::Node(node) => {

@@ -96,3 +96,21 @@ fn done_on_a_never_done_context_stays_pending() {
     assert_eq!(std::pin::Pin::new(&mut done).poll(&mut cx), Poll::Pending);
     assert_eq!(root.dependents(), 0);
 }
+
+#[test]
+fn done_is_a_fused_future_for_select() {
+    use futures::future::FusedFuture;
+    let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    let mut done = ctx.done();
+    let mut never = futures::future::pending::<()>();
+    assert!(!done.is_terminated());
+    cancel.cancel();
+    let got = futures::executor::block_on(async {
+        futures::select! {
+            err = done => Some(err),
+            () = never => None,
+        }
+    });
+    assert_eq!(got, Some(Error::Canceled));
+    assert!(done.is_terminated());
+}
