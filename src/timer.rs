@@ -155,6 +155,19 @@ pub(crate) fn reschedule(node: &Arc<CancelNode>, _from: Instant, to: Instant) {
     // and it looks at the wheel again then. No need to wake it.
 }
 
+/// The live nodes among `due`, earliest deadline first (`due` is left
+/// empty). Entries of one 1 ms tick come out of the wheel in no particular
+/// order; a child whose deadline is a little before its parent's must still
+/// end first, by its own deadline and with its own cause.
+fn in_deadline_order(due: &mut Vec<(u64, Weak<CancelNode>)>) -> Vec<Arc<CancelNode>> {
+    let mut nodes: Vec<_> = due
+        .drain(..)
+        .filter_map(|(_, node)| node.upgrade())
+        .collect();
+    nodes.sort_by_cached_key(|node| node.deadline());
+    nodes
+}
+
 #[cfg(not(loom))]
 fn run() {
     let mut due = Vec::new();
@@ -166,12 +179,10 @@ fn run() {
         if !due.is_empty() {
             state.sleeping_until = 0;
             drop(state);
-            for (_, node) in due.drain(..) {
-                if let Some(node) = node.upgrade() {
-                    let expire = std::panic::AssertUnwindSafe(|| node.expire(now));
-                    // A user's waker panicked; the context is done anyway.
-                    let _ = std::panic::catch_unwind(expire);
-                }
+            for node in in_deadline_order(&mut due) {
+                let expire = std::panic::AssertUnwindSafe(|| node.expire(now));
+                // A user's waker panicked; the context is done anyway.
+                let _ = std::panic::catch_unwind(expire);
             }
             state = lock();
             continue;
@@ -259,10 +270,8 @@ pub(crate) mod model {
             .map_or(now, |end| end.max(now));
         state.wheel.advance(tick, &mut due);
         drop(state);
-        for (_, node) in due {
-            if let Some(node) = node.upgrade() {
-                node.expire(clock);
-            }
+        for node in super::in_deadline_order(&mut due) {
+            node.expire(clock);
         }
     }
 

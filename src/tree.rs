@@ -365,6 +365,10 @@ impl CancelNode {
         let mut inner = self.inner.lock();
         let state = self.state.load(Ordering::Relaxed);
         if let Some(err) = state_err(state) {
+            drop(inner);
+            // As with a losing `cancel()`: report "done" only once the
+            // subtree is done too.
+            self.wait_propagated();
             return Err(ExtendError::Done(err));
         }
         let current = self
@@ -430,12 +434,28 @@ impl CancelNode {
     /// When this returns, every descendant reports done (`err()` is `Some`).
     pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: CauseArg, unlink: bool) {
         let mut work = Work::default();
+        {
+            // While this thread walks a subtree, a `cancel()` it makes from
+            // a `Drop` of a user value (freed along the way) must not wait
+            // for the walk to finish: it would wait for itself.
+            let _walking = Walking::enter();
+            if !self.walk(err, cause, unlink, &mut work) {
+                return;
+            }
+        }
+        // All state is final; now run what may be user code (invariant 4).
+        work.notify();
+    }
+
+    /// The part of `cancel` before any user code runs: ends this node and
+    /// its whole subtree. Returns false if the node was already done.
+    fn walk(self: &Arc<Self>, err: Error, cause: CauseArg, unlink: bool, work: &mut Work) -> bool {
         let ended = match self.end_lock_free(err, &cause) {
             Some(ended) => ended,
-            None => self.finish(err, cause, &mut work, unlink),
+            None => self.finish(err, cause, work, unlink),
         };
         if !ended {
-            return;
+            return false;
         }
         // Depth-first over the subtree with an explicit stack (invariant 5).
         // A `Complete` step is pushed below a node's children, so it is
@@ -444,7 +464,7 @@ impl CancelNode {
             match step {
                 Step::Cancel(child, cause) => {
                     if child.end_lock_free(err, &cause).is_none() {
-                        child.finish(err, cause, &mut work, false);
+                        child.finish(err, cause, work, false);
                     }
                 }
                 Step::Complete(node) => {
@@ -455,14 +475,16 @@ impl CancelNode {
         if unlink {
             self.unlink();
         }
-        // All state is final; now run what may be user code (invariant 4).
-        work.notify();
+        true
     }
 
     /// Returns once no cancellation is still walking the subtree below this
     /// node (see `PROPAGATING`). The walk runs no user code, so this waits
     /// for a bounded amount of tree work on another thread.
     pub(crate) fn wait_propagated(&self) {
+        if Walking::active() {
+            return;
+        }
         let mut spins = 0u32;
         while self.state.load(Ordering::Acquire) & PROPAGATING != 0 {
             if spins < 64 {
@@ -802,6 +824,47 @@ impl Entry {
             Entry::Waker(waker) => waker.wake(),
             Entry::After(state) => state.run(),
         }
+    }
+}
+
+/// Marks the current thread as walking a subtree in `CancelNode::cancel`
+/// (a count, since a walk may nest through `Drop`s).
+struct Walking;
+
+#[cfg(not(loom))]
+thread_local! {
+    static WALKING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl Walking {
+    #[cfg(not(loom))]
+    fn enter() -> Walking {
+        WALKING.with(|depth| depth.set(depth.get() + 1));
+        Walking
+    }
+
+    #[cfg(not(loom))]
+    fn active() -> bool {
+        WALKING.with(|depth| depth.get() > 0)
+    }
+
+    /// Loom runs its threads on one OS thread, so a thread-local would be
+    /// shared between modelled threads; the models have no such `Drop`.
+    #[cfg(loom)]
+    fn enter() -> Walking {
+        Walking
+    }
+
+    #[cfg(loom)]
+    fn active() -> bool {
+        false
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Walking {
+    fn drop(&mut self) {
+        WALKING.with(|depth| depth.set(depth.get() - 1));
     }
 }
 

@@ -46,3 +46,46 @@ fn timer_behaviour_in_one_process() {
     cancel_years.cancel();
     assert_eq!(years.err(), Some(Error::Canceled));
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Why(&'static str);
+
+/// A child whose deadline is a fraction of a millisecond before its
+/// parent's ends by its own deadline, with its own cause, even when both
+/// fall into the same 1 ms tick of the timer wheel (whose slots do not keep
+/// order) and went through a cascade from a coarser level (over 64 ms).
+#[test]
+fn the_earlier_of_two_deadlines_in_one_tick_fires_first() {
+    let root = goctx::background();
+    let base = Instant::now() + Duration::from_millis(100);
+    let pairs: Vec<_> = (0..20u64)
+        .map(|i| {
+            let offset = Duration::from_micros(i * 1_037);
+            let (parent, cancel_parent) = goctx::with_deadline_cause(
+                &root,
+                base + offset + Duration::from_micros(600),
+                Why("parent"),
+            );
+            let (child, cancel_child) = goctx::with_deadline_cause(
+                &parent,
+                base + offset + Duration::from_micros(300),
+                Why("child"),
+            );
+            (parent, cancel_parent, child, cancel_child)
+        })
+        .collect();
+    for (parent, _, child, _) in &pairs {
+        assert_eq!(
+            parent.wait_timeout(Duration::from_secs(10)),
+            Some(Error::DeadlineExceeded)
+        );
+        assert_eq!(child.err(), Some(Error::DeadlineExceeded));
+        let cause = child.cause().map(|c| c.to_string());
+        assert_eq!(
+            cause.as_deref(),
+            Some("child"),
+            "the parent's deadline fired first"
+        );
+    }
+}
