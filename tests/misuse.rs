@@ -14,10 +14,12 @@
 //! bug; a panic hook records them and the tests that involve the helpers
 //! assert there were none (none of the callbacks here panic).
 
+mod common;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread;
@@ -51,24 +53,7 @@ fn cause(text: &'static str) -> Cause {
 /// `LIMIT` (a deadlock). Panics inside `body` are passed on.
 fn watchdog<T: Send + 'static>(name: &str, body: impl FnOnce() -> T + Send + 'static) -> T {
     watch_helper_panics();
-    let (done_tx, done_rx) = mpsc::channel();
-    let handle = thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            let out = body();
-            let _ = done_tx.send(());
-            out
-        })
-        .expect("spawn test thread");
-    match done_rx.recv_timeout(LIMIT) {
-        Ok(()) | Err(RecvTimeoutError::Disconnected) => match handle.join() {
-            Ok(out) => out,
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-        Err(RecvTimeoutError::Timeout) => {
-            panic!("{name}: not finished after {LIMIT:?} (deadlock?)")
-        }
-    }
+    common::run_with_deadlock_limit(name, LIMIT, body)
 }
 
 static HELPER_PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());

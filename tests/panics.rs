@@ -21,11 +21,13 @@
 //! Each body runs under a watchdog (a deadlock fails instead of hanging).
 //! The intentional panics carry a marker and are not printed.
 
+mod common;
+
 use std::any::{Any, TypeId};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, Once};
 use std::task::{Context as TaskContext, Wake, Waker};
 use std::thread;
@@ -85,24 +87,7 @@ fn assert_no_helper_panics() {
 
 fn watchdog<T: Send + 'static>(name: &str, body: impl FnOnce() -> T + Send + 'static) -> T {
     install_hook();
-    let (done_tx, done_rx) = mpsc::channel();
-    let handle = thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            let out = body();
-            let _ = done_tx.send(());
-            out
-        })
-        .expect("spawn test thread");
-    match done_rx.recv_timeout(LIMIT) {
-        Ok(()) | Err(RecvTimeoutError::Disconnected) => match handle.join() {
-            Ok(out) => out,
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-        Err(RecvTimeoutError::Timeout) => {
-            panic!("{name}: not finished after {LIMIT:?} (deadlock?)")
-        }
-    }
+    common::run_with_deadlock_limit(name, LIMIT, body)
 }
 
 /// Runs `f`, which must panic; returns the panic message.
