@@ -39,12 +39,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--criterion", action="append",
                         help="criterion output dir; repeat for several runs "
-                             "(default target/criterion)")
+                             "(default <cargo target dir>/criterion)")
     parser.add_argument("--go", help="output of scripts/go-bench.sh")
     parser.add_argument("--out", default="docs/bench.svg")
     args = parser.parse_args()
 
-    runs = [benchdata.load_criterion(d) for d in (args.criterion or ["target/criterion"])]
+    runs = [benchdata.load_criterion(d) for d in (args.criterion or [benchdata.default_criterion_dir()])]
     if not all(runs):
         sys.exit("no criterion results: run `cargo bench --bench context` first")
     go = benchdata.load_go(args.go)

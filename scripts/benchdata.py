@@ -49,7 +49,26 @@ def go_name(group):
     return "Benchmark" + group, 1
 
 
-def load_criterion(root="target/criterion"):
+def target_dir():
+    """The cargo target directory, found as cargo finds it (honours
+    CARGO_TARGET_DIR and .cargo/config), falling back to ./target."""
+    import json
+    import subprocess
+    try:
+        out = subprocess.run(
+            ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+            check=True, capture_output=True, text=True).stdout
+        return json.loads(out)["target_directory"]
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError):
+        return "target"
+
+
+def default_criterion_dir():
+    return os.path.join(target_dir(), "criterion")
+
+
+def load_criterion(root=None):
+    root = root or default_criterion_dir()
     """{group: {function: median ns}} from criterion's latest run."""
     results = {}
     for dirpath, _dirs, files in os.walk(root):

@@ -13,7 +13,7 @@
 #
 # Usage: scripts/valgrind.sh            (debug build)
 #        PROFILE=release scripts/valgrind.sh
-# The full valgrind log is kept in target/valgrind-leakcheck.log.
+# The full valgrind log is kept in <cargo target dir>/valgrind-leakcheck.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,8 +28,12 @@ if [ "$profile" = release ]; then
 else
   cargo build --quiet --example leakcheck
 fi
-binary="target/$profile/examples/leakcheck"
-log="target/valgrind-leakcheck.log"
+# The target directory as cargo finds it (CARGO_TARGET_DIR, .cargo/config).
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target_dir="${target_dir:-target}"
+binary="$target_dir/$profile/examples/leakcheck"
+log="$target_dir/valgrind-leakcheck.log"
 
 status=0
 # No backtrace capture: its symbol caches would show up as "still

@@ -50,12 +50,8 @@ pub fn with_cancel(parent: &Ctx) -> (Ctx, CancelFunc) {
 /// # Examples
 ///
 /// ```
-/// #[derive(Debug, thiserror::Error)]
-/// #[error("shutting down")]
-/// struct Shutdown;
-///
 /// let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
-/// cancel.cancel_with_cause(Shutdown);
+/// cancel.cancel_with_cause("shutting down");
 /// assert_eq!(ctx.err(), Some(goctx::Error::Canceled));
 /// assert_eq!(ctx.cause().map(|c| c.to_string()), Some("shutting down".into()));
 /// ```
@@ -115,9 +111,42 @@ impl CancelFunc {
     /// Cancels the context with [`Error::Canceled`] and records `cause` as
     /// [`Ctx::cause`]. If the context is already done, nothing changes: the
     /// first cause stays. Go: calling a `CancelCauseFunc`.
+    ///
+    /// `cause` is anything that converts into a boxed error, as for
+    /// [`std::io::Error::new`]: a message (`&str`, `String`), any error
+    /// type (found again with `cause.downcast_ref::<T>()`), a
+    /// `Box<dyn Error + Send + Sync>`, or a [`Cause`](crate::Cause) (kept as
+    /// the same shared value).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::fmt;
+    ///
+    /// #[derive(Debug)]
+    /// struct Unreachable(&'static str);
+    ///
+    /// impl fmt::Display for Unreachable {
+    ///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    ///         write!(f, "{} unreachable", self.0)
+    ///     }
+    /// }
+    ///
+    /// impl std::error::Error for Unreachable {}
+    ///
+    /// let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    /// cancel.cancel_with_cause(Unreachable("db"));
+    /// let cause = ctx.cause().expect("canceled");
+    /// assert_eq!(cause.to_string(), "db unreachable");
+    /// assert!(cause.downcast_ref::<Unreachable>().is_some());
+    ///
+    /// let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    /// cancel.cancel_with_cause(format!("{} retries failed", 3));
+    /// assert_eq!(ctx.cause().map(|c| c.to_string()).as_deref(), Some("3 retries failed"));
+    /// ```
     pub fn cancel_with_cause<E>(&self, cause: E)
     where
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if let Some(node) = &self.node {
             node.cancel(
@@ -157,7 +186,9 @@ impl CancelFunc {
     /// the child: extending past the parent's deadline is allowed but the
     /// parent ends the child at its own deadline. A `deadline` not later
     /// than the current one changes nothing. Contexts derived from this one
-    /// without a deadline of their own follow the new deadline.
+    /// without a deadline of their own follow the new deadline; those made
+    /// with a deadline of their own keep it (and [`Ctx::deadline`](crate::Ctx::deadline)
+    /// on them reports the sooner of the two).
     ///
     /// Returns the deadline in force afterwards.
     ///
@@ -218,7 +249,7 @@ impl Drop for CancelFunc {
             // AcqRel: the drop that reaches zero must see everything the
             // other clones did before they were dropped.
             if release_handle(node) && node.err().is_none() {
-                node.cancel(Error::Canceled, CauseArg::Set(None), true);
+                node.cancel(Error::Canceled, CauseArg::Dropped, true);
             }
         }
     }

@@ -189,9 +189,16 @@ impl Ctx {
     }
 
     /// When this context will be canceled because of its deadline, if it
-    /// has one: the earliest deadline on its path to the root, except that
-    /// [`without_cancel`](crate::without_cancel) drops deadlines. Go:
-    /// `Deadline()`.
+    /// has one: the earliest deadline on its path to the root, as it stands
+    /// now (a deadline moved by
+    /// [`CancelFunc::extend_deadline`](crate::CancelFunc::extend_deadline)
+    /// is read as moved), except that [`without_cancel`](crate::without_cancel)
+    /// drops deadlines above it. Go: `Deadline()`.
+    ///
+    /// A context made by [`with_deadline`](crate::with_deadline) keeps its
+    /// own deadline even under a parent whose deadline is sooner; this
+    /// returns the sooner of the two, so it changes if the parent's
+    /// deadline is extended.
     ///
     /// # Examples
     ///
@@ -202,19 +209,27 @@ impl Ctx {
     /// let (ctx, _cancel) = goctx::with_deadline(&goctx::background(), at);
     /// let (child, _c) = goctx::with_cancel(&ctx);
     /// assert_eq!(child.deadline(), Some(at));
+    /// let (later, _l) = goctx::with_deadline(&ctx, at + Duration::from_secs(60));
+    /// assert_eq!(later.deadline(), Some(at));
     /// ```
     #[doc(alias = "Deadline")]
     pub fn deadline(&self) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
         let mut cur = self;
         loop {
-            match &cur.0 {
-                Repr::Background | Repr::Todo | Repr::Without(_) => return None,
-                Repr::Cancel(node) => match node.deadline() {
-                    Some(at) => return Some(at),
-                    None => cur = &node.parent,
-                },
-                Repr::Value(node) => cur = &node.parent,
-                Repr::Custom(node) => return node.context().deadline(),
+            let (found, next) = match &cur.0 {
+                Repr::Background | Repr::Todo | Repr::Without(_) => (None, None),
+                Repr::Cancel(node) => (node.deadline(), Some(&node.parent)),
+                Repr::Value(node) => (None, Some(&node.parent)),
+                // A user context answers for its whole path.
+                Repr::Custom(node) => (node.deadline(), None),
+            };
+            if let Some(at) = found {
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            }
+            match next {
+                Some(parent) => cur = parent,
+                None => return earliest,
             }
         }
     }
@@ -259,15 +274,11 @@ impl Ctx {
     /// # Examples
     ///
     /// ```
-    /// #[derive(Debug, thiserror::Error)]
-    /// #[error("client went away")]
-    /// struct ClientGone;
-    ///
     /// let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
     /// assert!(ctx.cause().is_none());
-    /// cancel.cancel_with_cause(ClientGone);
+    /// cancel.cancel_with_cause("client went away");
     /// assert_eq!(ctx.err(), Some(goctx::Error::Canceled));
-    /// assert!(ctx.cause().is_some_and(|c| c.is::<ClientGone>()));
+    /// assert_eq!(ctx.cause().map(|c| c.to_string()).as_deref(), Some("client went away"));
     /// ```
     #[doc(alias = "Cause")]
     pub fn cause(&self) -> Option<Cause> {
@@ -282,11 +293,8 @@ impl Ctx {
                     // iteratively (a long chain costs no stack).
                     OwnCause::Inherited => cur = &node.parent,
                 },
-                Source::Custom(custom) => {
-                    // Go 1.27 asks `Err` first and trusts no cause without it.
-                    custom.err()?;
-                    return custom.cause();
-                }
+                // `Some` exactly when its `err()` is (see `CustomNode`).
+                Source::Custom(custom) => return custom.cause(),
             }
         }
     }
@@ -456,7 +464,7 @@ impl Ctx {
                 Repr::Background | Repr::Todo | Repr::Without(_) => return Source::Never,
                 Repr::Cancel(node) => return Source::Node(node),
                 Repr::Value(node) => cur = &node.parent,
-                Repr::Custom(node) => return Source::Custom(node.context()),
+                Repr::Custom(node) => return Source::Custom(node),
             }
         }
     }
@@ -473,7 +481,7 @@ impl Ctx {
                     Subscription::notified()
                 }
             },
-            Source::Custom(custom) => custom.subscribe(Notify::new(entry)),
+            Source::Custom(custom) => custom.subscribe(entry),
         }
     }
 

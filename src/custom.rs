@@ -7,9 +7,12 @@
 //! ever watches a custom context.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Instant;
 
 use crate::context::Context;
+use crate::error::{Cause, Error};
+
 use crate::tree::{CancelNode, Entry};
 
 /// A one-shot notification that a context is done.
@@ -24,28 +27,41 @@ use crate::tree::{CancelNode, Entry};
 /// Dropping a `Notify` without calling it is allowed (it is how a context
 /// that can never be done declines).
 #[must_use = "a Notify does nothing unless `notify` is called"]
-pub struct Notify(Entry);
+pub struct Notify {
+    /// What to cancel, wake or start.
+    entry: Entry,
+    /// The user context that handed this out (through
+    /// `CustomNode::subscribe`), so that a notification it delivers while
+    /// its own `err()` still says `None` can be recorded as an end. Weak: a
+    /// user context keeps the `Notify`s it was given, and must not keep
+    /// itself alive through them.
+    origin: Weak<CustomNode>,
+}
 
 impl Notify {
-    pub(crate) fn new(entry: Entry) -> Self {
-        Notify(entry)
-    }
-
     pub(crate) fn into_entry(self) -> Entry {
-        self.0
+        self.entry
     }
 
     /// Delivers the notification: cancels the derived context (with the
     /// error and cause the subscribed context now reports), wakes the
     /// waiting task, or schedules the callback.
+    ///
+    /// A context that notifies while its `err()` still returns `None`
+    /// breaks the contract; goctx then treats it as canceled from here on
+    /// ([`Error::Canceled`](crate::Error::Canceled)), so that what it
+    /// reports and what its derived contexts report agree.
     pub fn notify(self) {
-        self.0.fire();
+        if let Some(origin) = self.origin.upgrade() {
+            origin.end_notified();
+        }
+        self.entry.fire();
     }
 }
 
 impl fmt::Debug for Notify {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let target = match &self.0 {
+        let target = match &self.entry {
             Entry::Child(_) => "context",
             Entry::Waker(_) => "waker",
             Entry::After(_) => "after_func",
@@ -133,17 +149,73 @@ impl fmt::Debug for Subscription {
     }
 }
 
-/// A user context inside a `Ctx`.
+/// A user context inside a `Ctx`, with the answer goctx has already given
+/// about it.
+///
+/// A user's methods may disagree with each other (a done `err()` with no
+/// `cause()`, an `err()` that goes back to `None`, a notification before
+/// `err()` says done). goctx's own promises must hold anyway, so the first
+/// time it sees the context done it records the error and answers from
+/// that record from then on: `err()` never goes back to `None` or changes,
+/// and `done()`, derived contexts and callbacks all see that error.
+/// `cause()` is `Some` exactly when `err()` is: the user's cause, or else
+/// the error itself, as Go does since golang/go#73258. The cause is asked
+/// each time, not recorded, as in Go (whose tests pin that a custom context
+/// finding its cause through its parent reports the parent's later cause).
 pub(crate) struct CustomNode {
     context: Box<dyn Context>,
+    /// The recorded error: set once, by the first `err()` (or notification)
+    /// that finds the context done; never changed afterwards.
+    ended: OnceLock<Error>,
 }
 
 impl CustomNode {
     pub(crate) fn new(context: Box<dyn Context>) -> Self {
-        CustomNode { context }
+        CustomNode {
+            context,
+            ended: OnceLock::new(),
+        }
     }
 
     pub(crate) fn context(&self) -> &dyn Context {
         &*self.context
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.context.deadline()
+    }
+
+    /// The user's `err()`, made monotonic: once `Some`, always the same.
+    /// Two racing first callers may see different user answers; the first
+    /// recorded wins and both return it.
+    pub(crate) fn err(&self) -> Option<Error> {
+        if let Some(err) = self.ended.get() {
+            return Some(*err);
+        }
+        let err = self.context.err()?;
+        Some(*self.ended.get_or_init(|| err))
+    }
+
+    /// `Some` exactly when `err()` is: the user's cause, or the error.
+    pub(crate) fn cause(&self) -> Option<Cause> {
+        let err = self.err()?;
+        Some(self.context.cause().unwrap_or_else(|| err.into_cause()))
+    }
+
+    /// A notification arrived: the context is done, whatever its `err()`
+    /// says (see `Notify::notify`).
+    fn end_notified(&self) {
+        if self.err().is_none() {
+            let _ = self.ended.set(Error::Canceled);
+        }
+    }
+
+    /// Subscribes `entry` with the user context; the `Notify` it is handed
+    /// knows where it came from (see `Notify::origin`).
+    pub(crate) fn subscribe(self: &Arc<Self>, entry: Entry) -> Subscription {
+        self.context.subscribe(Notify {
+            entry,
+            origin: Arc::downgrade(self),
+        })
     }
 }

@@ -13,11 +13,14 @@ use crate::{CancelFunc, Cause};
 /// [`CancelFunc`] (error [`Error::Canceled`]) or by `parent`. Go:
 /// `WithDeadline`.
 ///
-/// Go's rules, exactly:
-/// - If `parent`'s deadline is strictly earlier than `deadline`, the new
-///   deadline could never fire first: the result is a plain
-///   [`with_cancel`](crate::with_cancel) child (no timer; its name ends in
-///   `.WithCancel`).
+/// Go's rules, with one deliberate difference:
+/// - The child keeps `deadline` as its own even when `parent`'s deadline
+///   is sooner. Go returns a plain `WithCancel` child then, which is sound
+///   only while deadlines never move; in goctx a parent's deadline can be
+///   moved later ([`CancelFunc::extend_deadline`]), and the child must
+///   still end at `deadline`. [`Ctx::deadline`] reports the sooner of the
+///   two, as in Go; the child's name (`Display`) shows its own deadline,
+///   `.WithDeadline(..)`, where Go would show `.WithCancel`.
 /// - If `deadline` is not in the future, the child is born done with
 ///   `DeadlineExceeded` (unless the parent is already done: then the
 ///   parent's error and cause win).
@@ -50,17 +53,24 @@ pub fn with_deadline(parent: &Ctx, deadline: Instant) -> (Ctx, CancelFunc) {
 
 /// Like [`with_deadline`]; when the deadline fires, [`Ctx::cause`] reports
 /// `cause`. An explicit cancel still reports the error itself, as in Go
-/// (`WithDeadlineCause`). The cause is dropped when `parent`'s deadline is
-/// earlier, since this deadline can then never fire.
+/// (`WithDeadlineCause`), and so does a parent whose deadline fires first
+/// (the child then reports the parent's cause).
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Instant;
 ///
-/// #[derive(Debug, thiserror::Error)]
-/// #[error("backend too slow")]
+/// #[derive(Debug)]
 /// struct TooSlow;
+///
+/// impl std::fmt::Display for TooSlow {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("backend too slow")
+///     }
+/// }
+///
+/// impl std::error::Error for TooSlow {}
 ///
 /// let (ctx, _cancel) = goctx::with_deadline_cause(&goctx::background(), Instant::now(), TooSlow);
 /// assert_eq!(ctx.err(), Some(goctx::Error::DeadlineExceeded));
@@ -70,7 +80,7 @@ pub fn with_deadline(parent: &Ctx, deadline: Instant) -> (Ctx, CancelFunc) {
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn with_deadline_cause<E>(parent: &Ctx, deadline: Instant, cause: E) -> (Ctx, CancelFunc)
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     deadline_node(
         parent,
@@ -116,18 +126,15 @@ pub fn with_timeout(parent: &Ctx, timeout: Duration) -> (Ctx, CancelFunc) {
 /// ```
 /// use std::time::Duration;
 ///
-/// #[derive(Debug, thiserror::Error)]
-/// #[error("query budget spent")]
-/// struct Budget;
-///
-/// let (ctx, _cancel) = goctx::with_timeout_cause(&goctx::background(), Duration::ZERO, Budget);
+/// let (ctx, _cancel) =
+///     goctx::with_timeout_cause(&goctx::background(), Duration::ZERO, "query budget spent");
 /// assert_eq!(ctx.cause().map(|c| c.to_string()), Some("query budget spent".into()));
 /// ```
 #[doc(alias = "WithTimeoutCause")]
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn with_timeout_cause<E>(parent: &Ctx, timeout: Duration, cause: E) -> (Ctx, CancelFunc)
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     match Instant::now().checked_add(timeout) {
         Some(deadline) => {
@@ -144,13 +151,9 @@ fn deadline_node(
     cause: Option<Cause>,
     expired: bool,
 ) -> (Ctx, CancelFunc) {
-    if let Some(sooner) = parent.deadline()
-        && sooner < deadline
-    {
-        // The parent ends first anyway: no timer, and the cause can never
-        // be reported (Go drops it too).
-        return new_cancel(parent, None, None);
-    }
+    // Unlike Go, a parent whose deadline is sooner does not make this a
+    // plain cancel context: the parent's deadline can move later
+    // (`extend_deadline`), and then this context's own must still hold.
     let (ctx, cancel) = new_cancel(parent, Some(deadline), cause);
     if let Repr::Cancel(node) = &ctx.0 {
         if expired {

@@ -10,7 +10,7 @@ use std::thread::{self, Thread};
 use std::time::Instant;
 
 use crate::context::Ctx;
-use crate::custom::{Notify, Subscription};
+use crate::custom::Subscription;
 use crate::error::Error;
 use crate::tree::{Entry, Source};
 
@@ -121,7 +121,7 @@ impl Done<'_> {
                     let _ = old.cancel();
                 }
                 let waker = cx.waker().clone();
-                let subscription = custom.subscribe(Notify::new(Entry::Waker(waker.clone())));
+                let subscription = custom.subscribe(Entry::Waker(waker.clone()));
                 this.registration = Registration::Custom(subscription, waker);
                 // The context may have ended between the first check and
                 // the subscription; its notification then woke us already,

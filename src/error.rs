@@ -77,16 +77,53 @@ impl From<Error> for std::io::Error {
 /// `cause.downcast_ref::<goctx::Error>()`).
 pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Turns a user's error into a [`Cause`], keeping the identity of a value
-/// that already is one (so `Arc::ptr_eq` works for callers who pass a
-/// `Cause` they hold).
+/// Turns a user's error (any error type, a `&str`, a `String`, a boxed
+/// error) into a [`Cause`], keeping the identity of a value that already is
+/// one (so `Arc::ptr_eq` works for callers who pass a `Cause` they hold)
+/// and sharing the allocation of a plain [`Error`].
 pub(crate) fn into_cause<E>(err: E) -> Cause
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let any: &dyn std::any::Any = &err;
-    match any.downcast_ref::<Cause>() {
-        Some(cause) => cause.clone(),
-        None => Arc::new(err),
+    let boxed: Box<dyn std::error::Error + Send + Sync> = err.into();
+    let boxed = match boxed.downcast::<Cause>() {
+        Ok(cause) => return *cause,
+        Err(other) => other,
+    };
+    match boxed.downcast::<Error>() {
+        Ok(err) => err.into_cause(),
+        Err(other) => Arc::from(other),
     }
+}
+
+/// The cause of a context canceled because the last handle of its
+/// [`CancelFunc`](crate::CancelFunc) was dropped, rather than by a call.
+///
+/// Its `err()` is [`Error::Canceled`] as usual; the cause tells the two
+/// apart. The usual culprit is Go's habit `ctx, _ := context.WithTimeout(..)`
+/// written as `let (ctx, _) = goctx::with_timeout(..)`: `_` drops the
+/// `CancelFunc` at once, so the context is canceled before it is used. Bind
+/// it to a name (`_cancel`) instead, or call
+/// [`CancelFunc::detach`](crate::CancelFunc::detach) to give it up without
+/// canceling.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let (ctx, _) = goctx::with_timeout(&goctx::background(), Duration::from_secs(5));
+/// assert_eq!(ctx.err(), Some(goctx::Error::Canceled));
+/// let cause = ctx.cause().expect("done");
+/// assert!(cause.is::<goctx::CancelFuncDropped>());
+/// assert_eq!(cause.to_string(), "context canceled: the last CancelFunc was dropped");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("context canceled: the last CancelFunc was dropped")]
+pub struct CancelFuncDropped;
+
+/// `CancelFuncDropped` as a [`Cause`]: one shared allocation.
+pub(crate) fn dropped_cause() -> Cause {
+    static DROPPED: LazyLock<Cause> = LazyLock::new(|| Arc::new(CancelFuncDropped));
+    DROPPED.clone()
 }

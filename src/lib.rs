@@ -83,7 +83,7 @@ pub use context::{Context, Ctx, background, todo};
 pub use custom::{Notify, Subscription};
 pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeout_cause};
 pub use done::{Done, Run};
-pub use error::{Cause, Error};
+pub use error::{CancelFuncDropped, Cause, Error};
 pub use tree::ExtendError;
 pub use value::with_value;
 

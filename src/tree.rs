@@ -57,7 +57,7 @@ use std::time::Instant;
 
 use crate::after::AfterState;
 use crate::context::Ctx;
-use crate::custom::{Notify, Subscription};
+use crate::custom::Subscription;
 use crate::error::{Cause, Error};
 use crate::sync::{AtomicU8, AtomicU32, Mutex, Ordering};
 use crate::timer;
@@ -66,6 +66,11 @@ use crate::timer;
 pub(crate) const LIVE: u8 = 0;
 pub(crate) const CANCELED: u8 = 1;
 pub(crate) const DEADLINE: u8 = 2;
+/// Canceled because the last `CancelFunc` was dropped: `err()` is
+/// `Canceled`, and the cause, when no other was stored, is
+/// `CancelFuncDropped` (kept in the state, so the common RAII cancel stores
+/// nothing and allocates nothing).
+pub(crate) const DROPPED: u8 = 3;
 /// Mask of the bits above.
 const DONE_MASK: u8 = 3;
 /// Flag bit: the node has an entry in the timer. Set when the deadline is
@@ -105,6 +110,8 @@ pub(crate) enum CauseArg {
     Expired(Instant),
     /// Use this cause; `None` means "the error itself".
     Set(Option<Cause>),
+    /// The last `CancelFunc` was dropped: the cause is `CancelFuncDropped`.
+    Dropped,
     /// Ended by the library parent the node is registered with: the cause
     /// is that parent's, found through `parent` when asked.
     Inherited,
@@ -259,6 +266,9 @@ impl CancelNode {
         if state & INHERITED != 0 {
             return OwnCause::Inherited;
         }
+        if state & DONE_MASK == DROPPED {
+            return OwnCause::Cause(crate::error::dropped_cause());
+        }
         let cause = self.inner.lock().cause();
         OwnCause::Cause(cause.unwrap_or_else(|| err.into_cause()))
     }
@@ -302,11 +312,18 @@ impl CancelNode {
                 }
             }
             Source::Custom(custom) => {
+                // Done already (as goctx has recorded it): born done, like
+                // a child of a done library node, whether or not the user's
+                // context would notify.
+                if let Some(err) = custom.err() {
+                    self.cancel(err, CauseArg::Set(custom.cause()), false);
+                    return;
+                }
                 // Ask the user's context to notify us. It may call the
                 // notification right away (it is already done), or from
                 // another thread at any moment; `cancel_from_parent`
                 // handles both.
-                let sub = custom.subscribe(Notify::new(Entry::Child(Arc::downgrade(self))));
+                let sub = custom.subscribe(Entry::Child(Arc::downgrade(self)));
                 let mut inner = self.inner.lock();
                 let prev = self.state.fetch_or(SUBSCRIBED, Ordering::Relaxed);
                 if prev & DONE_MASK == LIVE {
@@ -504,7 +521,7 @@ impl CancelNode {
         let inherited = match cause {
             // `Stored` with nothing stored (no `CAUSE` flag, checked below)
             // is the same as no cause.
-            CauseArg::Set(None) | CauseArg::Stored => 0,
+            CauseArg::Set(None) | CauseArg::Stored | CauseArg::Dropped => 0,
             CauseArg::Inherited => INHERITED,
             CauseArg::Set(Some(_)) | CauseArg::Expired(_) => return None,
         };
@@ -519,7 +536,7 @@ impl CancelNode {
             // Release publishes the cancel to `err()` readers.
             match self.state.compare_exchange_weak(
                 state,
-                err_state(err) | inherited,
+                done_bits(err, cause) | inherited,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -579,7 +596,7 @@ impl CancelNode {
             loop {
                 match self.state.compare_exchange(
                     state,
-                    err_state(err) | inherited | propagating,
+                    done_bits(err, &cause) | inherited | propagating,
                     Ordering::Release,
                     Ordering::Relaxed,
                 ) {
@@ -592,7 +609,7 @@ impl CancelNode {
                 // The replaced cause (a deadline cause that did not fire) is
                 // a user value: dropped after the lock (invariant 4).
                 CauseArg::Set(Some(cause)) => replaced = inner.extra().cause.replace(cause),
-                CauseArg::Set(None) | CauseArg::Inherited => {
+                CauseArg::Set(None) | CauseArg::Inherited | CauseArg::Dropped => {
                     replaced = inner.extra.as_mut().and_then(|extra| extra.cause.take());
                 }
                 CauseArg::Stored | CauseArg::Expired(_) => {}
@@ -799,7 +816,7 @@ pub(crate) enum Source<'a> {
     /// From this library node (the nearest cancelable ancestor).
     Node(&'a Arc<CancelNode>),
     /// From a user-implemented context.
-    Custom(&'a dyn crate::Context),
+    Custom(&'a Arc<crate::custom::CustomNode>),
 }
 
 /// Something to notify when a node is done.
@@ -1077,15 +1094,18 @@ impl Slab {
 fn state_err(state: u8) -> Option<Error> {
     match state & DONE_MASK {
         LIVE => None,
-        CANCELED => Some(Error::Canceled),
-        _ => Some(Error::DeadlineExceeded),
+        DEADLINE => Some(Error::DeadlineExceeded),
+        // CANCELED or DROPPED
+        _ => Some(Error::Canceled),
     }
 }
 
-fn err_state(err: Error) -> u8 {
-    match err {
-        Error::Canceled => CANCELED,
-        Error::DeadlineExceeded => DEADLINE,
+/// The done bits a cancellation with `err` and `cause` leaves.
+fn done_bits(err: Error, cause: &CauseArg) -> u8 {
+    match (err, cause) {
+        (Error::Canceled, CauseArg::Dropped) => DROPPED,
+        (Error::Canceled, _) => CANCELED,
+        (Error::DeadlineExceeded, _) => DEADLINE,
     }
 }
 
@@ -1097,8 +1117,8 @@ pub enum ExtendError {
     #[error("cannot extend the deadline: {0}")]
     Done(Error),
     /// The context has no deadline of its own to move: it was made by
-    /// `with_cancel`, or by `with_deadline`/`with_timeout` under a parent
-    /// whose deadline was sooner.
+    /// `with_cancel` (or `with_cancel_cause`), so its deadline, if any, is
+    /// an ancestor's.
     #[error("cannot extend the deadline: the context has no deadline of its own")]
     NoDeadline,
 }

@@ -287,6 +287,8 @@ impl Wake for CountingWaker {
 enum MCause {
     Err(Error),
     User(usize),
+    /// The last `CancelFunc` was dropped: `goctx::CancelFuncDropped`.
+    Dropped,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -311,6 +313,10 @@ struct Node {
     done: Option<(Error, MCause)>,
     /// Cancel nodes with a deadline of their own.
     own_deadline: Option<Instant>,
+    /// How far the true own deadline may lie after `own_deadline`: zero
+    /// when it was read back exactly, the span of the call for a zero
+    /// timeout (born done, so it cannot be read back).
+    own_slack: Duration,
     /// Cause reported when the own deadline fires.
     deadline_cause: Option<usize>,
     /// A short deadline that `Advance` will fire (Go semantics: it fires
@@ -429,6 +435,7 @@ impl World {
             children: Vec::new(),
             done: None,
             own_deadline: None,
+            own_slack: Duration::ZERO,
             deadline_cause: None,
             armed: false,
             freed: false,
@@ -467,16 +474,28 @@ impl World {
         self.src(i).and_then(|s| self.nodes[s].done)
     }
 
-    fn deadline(&self, i: usize) -> Option<Instant> {
+    /// The earliest own deadline on the path to the root, as deadlines
+    /// stand now (extensions included), and how much later the true one
+    /// may be (see `own_slack`).
+    fn deadline(&self, i: usize) -> Option<(Instant, Duration)> {
         let mut i = i;
+        let mut earliest: Option<Instant> = None;
+        let mut slack = Duration::ZERO;
         loop {
             let node = &self.nodes[i];
+            if let (NodeKind::Cancel, Some(own)) = (node.kind, node.own_deadline) {
+                earliest = Some(earliest.map_or(own, |e| e.min(own)));
+                slack = slack.max(node.own_slack);
+            }
             match node.kind {
-                NodeKind::Root | NodeKind::Without | NodeKind::Manual => return None,
-                NodeKind::Cancel if node.own_deadline.is_some() => return node.own_deadline,
-                _ => i = node.parent?,
+                NodeKind::Root | NodeKind::Without | NodeKind::Manual => break,
+                _ => match node.parent {
+                    Some(p) => i = p,
+                    None => break,
+                },
             }
         }
+        earliest.map(|at| (at, slack))
     }
 
     fn lookup(&self, i: usize, key: u8) -> Option<u32> {
@@ -677,8 +696,9 @@ impl World {
                 if let Some(i) = pick(&self.with_cancels(), target) {
                     drop(self.nodes[i].cancels.pop());
                     if self.nodes[i].cancels.is_empty() {
-                        // The last counted handle: RAII cancel.
-                        self.end(i, Error::Canceled, MCause::Err(Error::Canceled));
+                        // The last counted handle: RAII cancel, and the
+                        // cause says so.
+                        self.end(i, Error::Canceled, MCause::Dropped);
                     }
                 }
             }
@@ -803,26 +823,31 @@ impl World {
                 };
                 let t1 = Instant::now();
                 let (lo, hi) = (t0 + dur, t1 + dur);
-                match self.deadline(p) {
-                    Some(pd) if pd < lo => {
-                        // Go: the parent's deadline is sooner; a plain cancel
-                        // child, and the cause is dropped.
-                        self.add_cancel(p, ctx, cancel, None, None, false);
-                    }
-                    Some(pd) if pd <= hi => {
-                        return Err(StepError::Reject("parent deadline equals the new one"));
-                    }
-                    _ => {
-                        let observed = ctx.deadline();
-                        let d = observed.ok_or_else(|| {
-                            fail(format!("with_timeout({dur:?}) under node {p}: no deadline"))
-                        })?;
+                // Every deadline context keeps its own deadline, whatever
+                // the parent's (unlike Go, where a sooner parent makes it a
+                // plain cancel context). A request not later than the
+                // current deadline changes nothing and reports it exactly.
+                let own = match cancel.extend_deadline(t0) {
+                    Ok(own) => {
                         ensure!(
-                            lo <= d && d <= hi,
-                            "with_timeout({dur:?}) deadline {d:?} outside [{lo:?}, {hi:?}]"
+                            lo <= own && own <= hi,
+                            "with_timeout({dur:?}) own deadline {own:?} outside [{lo:?}, {hi:?}]"
                         );
-                        self.add_cancel(p, ctx, cancel, Some(d), user.map(|u| u.0), false);
+                        Some(own)
                     }
+                    // Born done (a done parent, or a zero timeout): the
+                    // deadline, if it matters, is already past.
+                    Err(ExtendError::Done(_)) => Some(lo),
+                    Err(ExtendError::NoDeadline) => {
+                        return Err(fail(format!(
+                            "with_timeout({dur:?}) under node {p}: no deadline of its own"
+                        )));
+                    }
+                };
+                let exact = own != Some(lo) || lo == hi;
+                let i = self.add_cancel(p, ctx, cancel, own, user.map(|u| u.0), false);
+                if !exact {
+                    self.nodes[i].own_slack = hi - lo;
                 }
             }
             Kind::DeadlineShort { ms, cause } => {
@@ -832,10 +857,7 @@ impl World {
                     Some((_, cause)) => goctx::with_deadline_cause(&parent_ctx, d, cause.clone()),
                     None => goctx::with_deadline(&parent_ctx, d),
                 };
-                match self.deadline(p) {
-                    Some(pd) if pd < d => self.add_cancel(p, ctx, cancel, None, None, false),
-                    _ => self.add_cancel(p, ctx, cancel, Some(d), user.map(|u| u.0), true),
-                }
+                self.add_cancel(p, ctx, cancel, Some(d), user.map(|u| u.0), true);
             }
             Kind::Value { key } => {
                 let val = self.next_val;
@@ -879,7 +901,7 @@ impl World {
         deadline: Option<Instant>,
         cause: Option<usize>,
         short: bool,
-    ) {
+    ) -> usize {
         let parent_state = self.state(p);
         let i = self.push(Some(p), NodeKind::Cancel, Some(ctx));
         let node = &mut self.nodes[i];
@@ -896,6 +918,7 @@ impl World {
         } else {
             node.armed = short;
         }
+        i
     }
 
     fn extend(&mut self, i: usize, by: Duration) -> Check {
@@ -1056,8 +1079,12 @@ impl World {
             );
             self.check_cause(i, ctx.cause(), state.map(|s| s.1))?;
             let deadline = ctx.deadline();
+            let ok = match (deadline, self.deadline(i)) {
+                (Some(got), Some((at, slack))) => at <= got && got <= at + slack,
+                (got, want) => got.is_none() && want.is_none(),
+            };
             ensure!(
-                deadline == self.deadline(i),
+                ok,
                 "node {i}: deadline() = {deadline:?}, model says {:?}",
                 self.deadline(i)
             );
@@ -1106,6 +1133,13 @@ impl World {
                 );
                 Ok(())
             }
+            (Some(got), Some(MCause::Dropped)) => {
+                ensure!(
+                    got.is::<goctx::CancelFuncDropped>(),
+                    "node {i}: cause() = {got:?}, model says CancelFuncDropped"
+                );
+                Ok(())
+            }
             (Some(got), Some(MCause::User(id))) => {
                 ensure!(
                     Arc::ptr_eq(&got, &self.causes[id]),
@@ -1128,7 +1162,7 @@ impl World {
             let cancels = std::mem::take(&mut self.nodes[i].cancels);
             if !cancels.is_empty() {
                 drop(cancels);
-                self.end(i, Error::Canceled, MCause::Err(Error::Canceled));
+                self.end(i, Error::Canceled, MCause::Dropped);
             }
             if let Some(manual) = &self.nodes[i].manual {
                 manual.cancel(None);

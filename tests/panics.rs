@@ -470,10 +470,15 @@ fn panics_in_context_methods_reach_the_caller_and_leave_nothing_behind() {
         assert_eq!(state.subscribers(), 0);
 
         state.panic_deadline.store(true, Ordering::SeqCst);
-        expect_panic("with_timeout over a panicking deadline()", || {
-            drop(goctx::with_timeout(&custom, Duration::from_millis(1)))
+        // Making a deadline child does not ask the parent's deadline (the
+        // child keeps its own); asking the child does.
+        let (timed, cancel_timed) = goctx::with_timeout(&custom, Duration::from_secs(3600));
+        expect_panic("deadline() through a panicking deadline()", || {
+            let _ = timed.deadline();
         });
         state.panic_deadline.store(false, Ordering::SeqCst);
+        assert!(timed.deadline().is_some());
+        drop((timed, cancel_timed));
         assert_eq!(state.subscribers(), 0);
 
         let (child, cancel_child) = goctx::with_cancel(&custom);

@@ -460,6 +460,58 @@ fn json_tasks_file_with_failures_and_timeouts() {
     );
 }
 
+/// Issue 8, A1: a subtask's own timeout holds even while its critical
+/// parent's deadline is extended past it (the parent's 3 s deadline is
+/// sooner than the subtask's 7 s when the subtask starts; extensions then
+/// move the parent's later, and the subtask must still end at 7 s rather
+/// than run its full 8 s).
+#[test]
+fn a_subtask_times_out_under_a_critical_parent_whose_deadline_moves() {
+    let file = scratch(
+        "moving-parent.toml",
+        r#"
+[[tasks]]
+id = "deploy"
+name = "Deploy"
+duration = "1s"
+timeout = "3s"
+priority = 1
+critical = true
+
+  [[tasks.subtasks]]
+  id = "migrate"
+  name = "Migrate"
+  duration = "8s"
+  timeout = "7s"
+"#,
+    );
+    run_scaled(
+        &["--tasks", &file, "--progress", "off"],
+        &["0.3", "1"],
+        |out| {
+            let lines = task_lines(out);
+            ensure!(
+                lines
+                    .iter()
+                    .any(|l| body(l).starts_with("⏳ Deadline extended: Deploy")),
+                "the parent's deadline never moved"
+            );
+            ensure!(
+                count(
+                    &lines,
+                    "❌ Canceled: Deploy / Migrate - Reason: context deadline exceeded"
+                ) == 1,
+                "the subtask did not time out"
+            );
+            ensure!(
+                count(&lines, "✅ Completed: Deploy / Migrate") == 0,
+                "the subtask ran its full duration"
+            );
+            Ok(())
+        },
+    );
+}
+
 /// A scratch directory for this test process.
 fn scratch_dir() -> PathBuf {
     std::env::temp_dir().join(format!("goctx-processor-test-{}", std::process::id()))

@@ -390,14 +390,19 @@ fn extend(world: &World, rng: &mut Rng) {
         return;
     };
     let to = Instant::now() + Duration::from_millis(rng.below(30) as u64);
-    if let Ok(now) = cancel.extend_deadline(to)
+    // deadline() is the sooner of the context's own deadline and its
+    // ancestors' (which may be sooner), so never later than its own. Other
+    // threads may extend the same context meanwhile, so the own deadline is
+    // read back afterwards (a request not later than it changes nothing):
+    // own deadlines only move later, so that bound holds at any earlier read.
+    if cancel.extend_deadline(to).is_ok()
         && let Some(ctx) = ctx
         && let Some(deadline) = ctx.deadline()
-        && deadline < now
-        && ctx.err().is_none()
+        && let Ok(own) = cancel.extend_deadline(to)
+        && deadline > own
     {
         world.fail(format!(
-            "extend_deadline returned {now:?}, deadline() is earlier: {deadline:?}"
+            "extend_deadline says the own deadline is {own:?}, deadline() is later: {deadline:?}"
         ));
     }
 }

@@ -19,9 +19,109 @@ fn dropping_the_last_cancel_func_cancels() {
     assert_eq!(ctx.err(), None, "a clone is still alive");
     drop(clone);
     assert_eq!(ctx.err(), Some(Error::Canceled));
+    // The cause says it was a drop, not a call (issue 8, B6).
+    assert!(
+        ctx.cause()
+            .is_some_and(|c| c.is::<goctx::CancelFuncDropped>())
+    );
+}
+
+/// Go's `ctx, _ := context.WithTimeout(..)` habit, written in Rust: `_`
+/// drops the `CancelFunc` at once. The context and everything derived from
+/// it say why they are canceled.
+#[test]
+fn a_cancel_func_bound_to_underscore_names_the_drop_as_the_cause() {
+    let (ctx, _) = goctx::with_timeout(&goctx::background(), LONG);
+    assert_eq!(ctx.err(), Some(Error::Canceled));
+    let cause = ctx.cause().expect("done, so a cause");
+    assert!(cause.is::<goctx::CancelFuncDropped>(), "{cause}");
+    assert_eq!(
+        cause.to_string(),
+        "context canceled: the last CancelFunc was dropped"
+    );
+    let (child, _keep) = goctx::with_cancel(&ctx);
+    assert!(
+        child
+            .cause()
+            .is_some_and(|c| c.is::<goctx::CancelFuncDropped>())
+    );
+
+    // A call is not a drop, and the first cancellation's cause stays.
+    let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    cancel.cancel();
+    drop(cancel);
     assert_eq!(
         ctx.cause().and_then(|c| c.downcast_ref::<Error>().copied()),
         Some(Error::Canceled)
+    );
+    let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    let (child, child_cancel) = goctx::with_cancel(&ctx);
+    drop(child_cancel);
+    cancel.cancel_with_cause("parent's own cause");
+    assert!(
+        child
+            .cause()
+            .is_some_and(|c| c.is::<goctx::CancelFuncDropped>())
+    );
+    assert_eq!(
+        ctx.cause().map(|c| c.to_string()).as_deref(),
+        Some("parent's own cause")
+    );
+}
+
+/// Causes from plain messages and any error type (issue 8, B7).
+#[test]
+fn causes_accept_messages_strings_boxed_errors_and_error_types() {
+    let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    cancel.cancel_with_cause("db unreachable");
+    assert_eq!(
+        ctx.cause().map(|c| c.to_string()).as_deref(),
+        Some("db unreachable")
+    );
+
+    let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    cancel.cancel_with_cause(String::from("owned message"));
+    assert_eq!(
+        ctx.cause().map(|c| c.to_string()).as_deref(),
+        Some("owned message")
+    );
+
+    let boxed: Box<dyn std::error::Error + Send + Sync> = "boxed".into();
+    let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    cancel.cancel_with_cause(boxed);
+    assert_eq!(ctx.cause().map(|c| c.to_string()).as_deref(), Some("boxed"));
+
+    let io = std::io::Error::other("disk gone");
+    let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    cancel.cancel_with_cause(io);
+    let cause = ctx.cause().expect("a cause");
+    assert_eq!(
+        cause.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+        Some(std::io::ErrorKind::Other)
+    );
+
+    // A `Cause` passed back in stays the same shared value.
+    let shared: goctx::Cause = std::sync::Arc::new(std::io::Error::other("shared"));
+    let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    cancel.cancel_with_cause(shared.clone());
+    assert!(
+        ctx.cause()
+            .is_some_and(|c| std::sync::Arc::ptr_eq(&c, &shared))
+    );
+
+    let (ctx, _c) = goctx::with_timeout_cause(&goctx::background(), Duration::ZERO, "too slow");
+    assert_eq!(
+        ctx.cause().map(|c| c.to_string()).as_deref(),
+        Some("too slow")
+    );
+    let (ctx, _c) = goctx::with_deadline_cause(
+        &goctx::background(),
+        std::time::Instant::now(),
+        format!("budget {}", 3),
+    );
+    assert_eq!(
+        ctx.cause().map(|c| c.to_string()).as_deref(),
+        Some("budget 3")
     );
 }
 

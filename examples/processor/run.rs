@@ -545,8 +545,9 @@ async fn extend_while_running(node: &Node, hard: &HardLimit, shared: &Shared) {
         if target <= deadline {
             return;
         }
-        // Fails once the context is done, or when it has no deadline of its
-        // own (the run's deadline was sooner): nothing to extend then.
+        // Fails once the context is done: nothing to extend then. (A task's
+        // context always has a deadline of its own, even when the run's is
+        // sooner; `deadline()` above is the sooner of the two.)
         let Ok(new) = node.cancel.extend_deadline(target) else {
             return;
         };
