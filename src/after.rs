@@ -65,6 +65,11 @@ pub struct AfterFunc {
     state: Arc<AfterState>,
 }
 
+// Unwind safe for the reasons given at `Ctx`'s impls; `stop` and the
+// callback thread settle who runs by one atomic step.
+impl std::panic::UnwindSafe for AfterFunc {}
+impl std::panic::RefUnwindSafe for AfterFunc {}
+
 impl AfterFunc {
     /// Stops the callback from running. Returns `true` if this call
     /// prevented it; `false` if it has already been started or the

@@ -95,6 +95,10 @@ pub struct CancelFunc {
     node: Option<Arc<CancelNode>>,
 }
 
+// Unwind safe for the reasons given at `Ctx`'s impls.
+impl std::panic::UnwindSafe for CancelFunc {}
+impl std::panic::RefUnwindSafe for CancelFunc {}
+
 impl CancelFunc {
     /// Cancels the context with [`Error::Canceled`]; its cause is the error
     /// itself. Idempotent.

@@ -147,6 +147,17 @@ pub(crate) enum Repr {
     Custom(Arc<CustomNode>),
 }
 
+// Unwind safety (checked in tests/api.rs). goctx's own state is consistent
+// wherever a panic can unwind: no user code runs under a goctx lock, and a
+// cancellation finishes its state changes before it runs wakers and
+// callbacks, re-raising their first panic only afterwards (tree invariant
+// 4). What a `Ctx` shares with user code is read-only through it (values
+// are handed out as `&T`), so a panic observed through one leaves nothing
+// half-changed that goctx exposes. tokio-util marks `CancellationToken`
+// the same way.
+impl std::panic::UnwindSafe for Ctx {}
+impl std::panic::RefUnwindSafe for Ctx {}
+
 /// An empty root context: never done, no deadline, no values. The root of
 /// every tree in `main`, in tests and at the top of a request.
 ///

@@ -38,6 +38,11 @@ pub struct Notify {
     origin: Weak<CustomNode>,
 }
 
+// Unwind safe for the reasons given at `Ctx`'s impls: a notification is
+// consumed by the one call that delivers it.
+impl std::panic::UnwindSafe for Notify {}
+impl std::panic::RefUnwindSafe for Notify {}
+
 impl Notify {
     pub(crate) fn into_entry(self) -> Entry {
         self.entry
@@ -86,6 +91,11 @@ enum SubRepr {
     /// Registered with a user context; this closure takes it back.
     Custom(Box<dyn FnOnce() -> bool + Send + Sync>),
 }
+
+// Unwind safe: consumed by the one `cancel` call that takes it back; a user
+// closure behind it is called at most once, by value.
+impl std::panic::UnwindSafe for Subscription {}
+impl std::panic::RefUnwindSafe for Subscription {}
 
 impl Subscription {
     /// A subscription that `cancel` takes back by calling `cancel`, which

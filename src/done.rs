@@ -39,6 +39,12 @@ enum Registration {
     Custom(Subscription, Waker),
 }
 
+// Unwind safe for the reasons given at `Ctx`'s impls: a `Done` holds a
+// registration that goctx keeps consistent across panics. `Run` follows
+// from it and its future.
+impl std::panic::UnwindSafe for Done<'_> {}
+impl std::panic::RefUnwindSafe for Done<'_> {}
+
 impl<'a> Done<'a> {
     #[inline]
     pub(crate) fn new(ctx: &'a Ctx) -> Self {

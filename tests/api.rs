@@ -9,6 +9,24 @@ fn assert_send_sync<T: Send + Sync>() {}
 fn assert_static<T: 'static>() {}
 fn assert_unpin<T: Unpin>() {}
 fn assert_debug<T: Debug>() {}
+fn assert_unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+
+/// Issue 8, B10: every public type can cross `catch_unwind` without
+/// `AssertUnwindSafe` (goctx's state stays consistent when a panic unwinds
+/// through code that holds these).
+#[test]
+fn public_types_are_unwind_safe() {
+    assert_unwind_safe::<Ctx>();
+    assert_unwind_safe::<CancelFunc>();
+    assert_unwind_safe::<AfterFunc>();
+    assert_unwind_safe::<Done<'static>>();
+    assert_unwind_safe::<Run<'static, std::future::Ready<()>>>();
+    assert_unwind_safe::<Error>();
+    assert_unwind_safe::<ExtendError>();
+    assert_unwind_safe::<Subscription>();
+    assert_unwind_safe::<Notify>();
+    assert_unwind_safe::<goctx::CancelFuncDropped>();
+}
 
 #[test]
 fn public_types_are_send_sync_and_debug() {
