@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cancel::new_cancel;
+use crate::clock::Clock;
 use crate::context::{Ctx, Repr};
 use crate::error::{Error, into_cause};
 use crate::tree::CauseArg;
@@ -48,7 +49,9 @@ use crate::{CancelFunc, Cause};
 #[doc(alias = "WithDeadline")]
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn with_deadline(parent: &Ctx, deadline: Instant) -> (Ctx, CancelFunc) {
-    deadline_node(parent, deadline, None, deadline <= Instant::now())
+    let clock = Clock::current();
+    let expired = deadline <= clock.now();
+    deadline_node(parent, deadline, None, expired, clock)
 }
 
 /// Like [`with_deadline`]; when the deadline fires, [`Ctx::cause`] reports
@@ -82,12 +85,9 @@ pub fn with_deadline_cause<E>(parent: &Ctx, deadline: Instant, cause: E) -> (Ctx
 where
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    deadline_node(
-        parent,
-        deadline,
-        Some(into_cause(cause)),
-        deadline <= Instant::now(),
-    )
+    let clock = Clock::current();
+    let expired = deadline <= clock.now();
+    deadline_node(parent, deadline, Some(into_cause(cause)), expired, clock)
 }
 
 /// `with_deadline(parent, now + timeout)`. Go: `WithTimeout`.
@@ -110,10 +110,11 @@ where
 #[doc(alias = "WithTimeout")]
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn with_timeout(parent: &Ctx, timeout: Duration) -> (Ctx, CancelFunc) {
-    match Instant::now().checked_add(timeout) {
+    let clock = Clock::current();
+    match clock.now().checked_add(timeout) {
         // One clock read: `now + timeout` is past exactly when the timeout
         // is zero.
-        Some(deadline) => deadline_node(parent, deadline, None, timeout.is_zero()),
+        Some(deadline) => deadline_node(parent, deadline, None, timeout.is_zero(), clock),
         None => new_cancel(parent, None, None),
     }
 }
@@ -136,10 +137,15 @@ pub fn with_timeout_cause<E>(parent: &Ctx, timeout: Duration, cause: E) -> (Ctx,
 where
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Instant::now().checked_add(timeout) {
-        Some(deadline) => {
-            deadline_node(parent, deadline, Some(into_cause(cause)), timeout.is_zero())
-        }
+    let clock = Clock::current();
+    match clock.now().checked_add(timeout) {
+        Some(deadline) => deadline_node(
+            parent,
+            deadline,
+            Some(into_cause(cause)),
+            timeout.is_zero(),
+            clock,
+        ),
         None => new_cancel(parent, None, None),
     }
 }
@@ -150,6 +156,7 @@ fn deadline_node(
     deadline: Instant,
     cause: Option<Cause>,
     expired: bool,
+    clock: Clock,
 ) -> (Ctx, CancelFunc) {
     // Unlike Go, a parent whose deadline is sooner does not make this a
     // plain cancel context: the parent's deadline can move later
@@ -159,7 +166,7 @@ fn deadline_node(
         if expired {
             node.cancel(Error::DeadlineExceeded, CauseArg::Stored, true);
         } else {
-            node.arm(deadline);
+            clock.arm(node, deadline);
         }
     }
     (ctx, cancel)

@@ -64,6 +64,7 @@
 
 mod after;
 mod cancel;
+mod clock;
 mod context;
 mod custom;
 mod deadline;
@@ -73,6 +74,8 @@ mod name;
 mod spawn;
 mod sync;
 mod timer;
+#[cfg(feature = "tokio")]
+mod tokio_clock;
 mod tree;
 mod value;
 mod wheel;
