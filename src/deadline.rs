@@ -31,6 +31,14 @@ use crate::{CancelFunc, Cause};
 /// resolution), later on an overloaded machine. `err()` stays `None` until
 /// then.
 ///
+/// # Panics
+///
+/// If the deadline needs the timer thread and the system refuses to start
+/// it (a thread or memory limit), as `std::thread::spawn` panics. Nothing
+/// is armed then and the context being built is canceled and dropped; the
+/// next call that needs the thread tries to start it again. Once started, the thread
+/// runs for the life of the process, so later calls cannot fail this way.
+///
 /// # Examples
 ///
 /// ```
@@ -52,6 +60,11 @@ pub fn with_deadline(parent: &Ctx, deadline: Instant) -> (Ctx, CancelFunc) {
 /// `cause`. An explicit cancel still reports the error itself, as in Go
 /// (`WithDeadlineCause`). The cause is dropped when `parent`'s deadline is
 /// earlier, since this deadline can then never fire.
+///
+/// # Panics
+///
+/// As [`with_deadline`]: if the timer thread is needed and cannot be
+/// started.
 ///
 /// # Examples
 ///
@@ -86,6 +99,11 @@ where
 /// to represent as an `Instant` (such as `Duration::MAX`) means "never": the
 /// result is a plain [`with_cancel`](crate::with_cancel) child.
 ///
+/// # Panics
+///
+/// As [`with_deadline`]: if the timer thread is needed and cannot be
+/// started.
+///
 /// # Examples
 ///
 /// ```
@@ -110,6 +128,11 @@ pub fn with_timeout(parent: &Ctx, timeout: Duration) -> (Ctx, CancelFunc) {
 
 /// `with_deadline_cause(parent, now + timeout, cause)`. Go:
 /// `WithTimeoutCause`.
+///
+/// # Panics
+///
+/// As [`with_deadline`]: if the timer thread is needed and cannot be
+/// started.
 ///
 /// # Examples
 ///

@@ -18,6 +18,15 @@
 //! (`CauseArg::Expired`), which also catches a deadline moved later by
 //! `extend_deadline` after the thread took the old entry out.
 //!
+//! # When the thread cannot start
+//!
+//! A refused start (a thread or memory limit) is not remembered as a
+//! start: `insert` panics before arming anything, with the lock released,
+//! so a deadline is never armed without a thread to fire it, and the next
+//! deadline tries again. The panic reaches the caller of `with_deadline` or
+//! `with_timeout`, as `std::thread::spawn` would; it cannot come later,
+//! because the thread never exits once started.
+//!
 //! # Rules
 //!
 //! - The timer thread never runs user code under its lock; it takes the

@@ -61,7 +61,7 @@ impl Tally {
             tally.ran[i].fetch_add(1, SeqCst);
             let now = tally.running.fetch_add(1, SeqCst) + 1;
             tally.max_running.fetch_max(now, SeqCst);
-            if i % 50 == 0
+            if i.is_multiple_of(50)
                 && let Some(threads) = threads_named("goctx-callback")
             {
                 tally.max_threads.fetch_max(threads, SeqCst);
