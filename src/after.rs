@@ -12,12 +12,26 @@ use crate::tree::Entry;
 /// Arranges for `f` to run on a helper thread once `ctx` is done. Go:
 /// `AfterFunc`.
 ///
-/// - `f` runs at most once, after `ctx.err()` became `Some`, and never on
-///   the thread that canceled the context: `cancel()` neither runs nor waits
-///   for it. Each callback gets a helper thread of its own while it runs, so
-///   a slow callback delays no other callback and no deadline.
+/// - `f` runs at most once, after `ctx.err()` became `Some`, on a
+///   `goctx-callback` helper thread: `cancel()` neither runs nor waits for
+///   it (but see the last resort below).
+/// - Up to [`max_callback_threads`] callbacks (512 unless
+///   [`set_max_callback_threads`] changed it) run at once, each on a thread
+///   of its own, so a slow callback delays no other callback and no
+///   deadline. Once that many are running, further callbacks wait in a
+///   queue, in order, for the first thread to come free. Go starts a
+///   goroutine per callback and has no such bound.
+/// - A callback whose thread the system refuses to start (a memory or
+///   thread limit) is not lost: it waits in the same queue for the threads
+///   that exist, and the start is retried later. As a last resort, when no
+///   callback thread exists and none can be started, the callback runs on
+///   the thread that ended `ctx` (inside `cancel()`, on the timer thread,
+///   or inside this call if `ctx` is already done), with no goctx lock
+///   held, before that call returns. Waiting for a thread that may never
+///   come could hold it forever, while [`AfterFunc::stop`] already says it
+///   ran.
 /// - If `ctx` is already done, `f` is started at once (still on a helper
-///   thread).
+///   thread, but for the last resort).
 /// - If `ctx` can never be done (a root, [`without_cancel`](crate::without_cancel)),
 ///   `f` never runs.
 /// - [`AfterFunc::stop`] cancels the registration. Dropping the handle does
@@ -57,6 +71,59 @@ where
     }
     state.settle(subscription);
     AfterFunc { state }
+}
+
+/// Sets how many `after_func` callback threads may exist at once, and
+/// returns the previous bound. The default is 512 (as tokio's
+/// `max_blocking_threads`). Go: none; Go starts a goroutine per
+/// `AfterFunc` callback.
+///
+/// `n` counts threads; `0` counts as 1 (a pool with no thread could run
+/// nothing). The setting is process-wide and can be changed at any time:
+///
+/// - Raising it starts threads for callbacks already waiting.
+/// - Lowering it never interrupts a running callback: surplus threads exit
+///   as they finish theirs, and take no new ones meanwhile.
+///
+/// The trade-off: with the bound, a blocked callback delays no other
+/// callback only as long as fewer than `n` callbacks are running; beyond
+/// that, callbacks wait in a queue for a thread to come free. A program
+/// whose callbacks block for long (waiting on each other, say) needs a
+/// bound above the number that can block at once. Idle threads exit after
+/// 10 seconds, so a high bound costs nothing while unused.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::mpsc;
+///
+/// let previous = goctx::set_max_callback_threads(4);
+/// assert_eq!(goctx::max_callback_threads(), 4);
+///
+/// let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+/// let (tx, rx) = mpsc::channel();
+/// let _handle = goctx::after_func(&ctx, move || tx.send("ran").unwrap_or(()));
+/// cancel.cancel();
+/// assert_eq!(rx.recv().ok(), Some("ran"));
+///
+/// goctx::set_max_callback_threads(0); // counts as 1
+/// assert_eq!(goctx::max_callback_threads(), 1);
+/// goctx::set_max_callback_threads(previous);
+/// ```
+pub fn set_max_callback_threads(n: usize) -> usize {
+    spawn::set_max_threads(n)
+}
+
+/// The current bound on `after_func` callback threads (512 by default);
+/// see [`set_max_callback_threads`].
+///
+/// # Examples
+///
+/// ```
+/// assert!(goctx::max_callback_threads() >= 1);
+/// ```
+pub fn max_callback_threads() -> usize {
+    spawn::max_threads()
 }
 
 /// The handle of an [`after_func`] registration. Go: the `stop` function

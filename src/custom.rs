@@ -22,7 +22,9 @@ use crate::tree::{CancelNode, Entry};
 /// [`notify`](Notify::notify) once its `err()` returns `Some`. Behind it is
 /// a derived context to cancel, a task to wake, or an `after_func` callback
 /// to start on a helper thread: it never blocks and never runs user
-/// callbacks on the calling thread.
+/// callbacks on the calling thread, except in the last resort of
+/// [`after_func`](crate::after_func) (no callback thread exists and the
+/// system refuses to start one).
 ///
 /// Dropping a `Notify` without calling it is allowed (it is how a context
 /// that can never be done declines).

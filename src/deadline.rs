@@ -35,6 +35,14 @@ use crate::{CancelFunc, Cause};
 /// resolution), later on an overloaded machine. `err()` stays `None` until
 /// then.
 ///
+/// # Panics
+///
+/// If the deadline needs the timer thread and the system refuses to start
+/// it (a thread or memory limit), as `std::thread::spawn` panics. Nothing
+/// is armed then and the context being built is canceled and dropped; the
+/// next call that needs the thread tries to start it again. Once started, the thread
+/// runs for the life of the process, so later calls cannot fail this way.
+///
 /// # Examples
 ///
 /// ```
@@ -58,6 +66,11 @@ pub fn with_deadline(parent: &Ctx, deadline: Instant) -> (Ctx, CancelFunc) {
 /// `cause`. An explicit cancel still reports the error itself, as in Go
 /// (`WithDeadlineCause`), and so does a parent whose deadline fires first
 /// (the child then reports the parent's cause).
+///
+/// # Panics
+///
+/// As [`with_deadline`]: if the timer thread is needed and cannot be
+/// started.
 ///
 /// # Examples
 ///
@@ -96,6 +109,11 @@ where
 /// to represent as an `Instant` (such as `Duration::MAX`) means "never": the
 /// result is a plain [`with_cancel`](crate::with_cancel) child.
 ///
+/// # Panics
+///
+/// As [`with_deadline`]: if the timer thread is needed and cannot be
+/// started.
+///
 /// # Examples
 ///
 /// ```
@@ -121,6 +139,11 @@ pub fn with_timeout(parent: &Ctx, timeout: Duration) -> (Ctx, CancelFunc) {
 
 /// `with_deadline_cause(parent, now + timeout, cause)`. Go:
 /// `WithTimeoutCause`.
+///
+/// # Panics
+///
+/// As [`with_deadline`]: if the timer thread is needed and cannot be
+/// started.
 ///
 /// # Examples
 ///

@@ -80,7 +80,7 @@ mod tree;
 mod value;
 mod wheel;
 
-pub use after::{AfterFunc, after_func};
+pub use after::{AfterFunc, after_func, max_callback_threads, set_max_callback_threads};
 pub use cancel::{CancelFunc, with_cancel, with_cancel_cause, without_cancel};
 pub use context::{Context, Ctx, background, todo};
 pub use custom::{Notify, Subscription};

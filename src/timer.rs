@@ -18,6 +18,15 @@
 //! (`CauseArg::Expired`), which also catches a deadline moved later by
 //! `extend_deadline` after the thread took the old entry out.
 //!
+//! # When the thread cannot start
+//!
+//! A refused start (a thread or memory limit) is not remembered as a
+//! start: `insert` panics before arming anything, with the lock released,
+//! so a deadline is never armed without a thread to fire it, and the next
+//! deadline tries again. The panic reaches the caller of `with_deadline` or
+//! `with_timeout`, as `std::thread::spawn` would; it cannot come later,
+//! because the thread never exits once started.
+//!
 //! # Rules
 //!
 //! - The timer thread never runs user code under its lock; it takes the
@@ -54,7 +63,9 @@ struct State {
     /// The tick the thread sleeps until: `u64::MAX` while it waits for any
     /// deadline, 0 while it is awake (it will look at the wheel again).
     sleeping_until: u64,
-    /// Whether the thread was started (or failed to start).
+    /// Whether the thread is running: set once its start succeeded (it
+    /// never exits). A failed start leaves it false, so the next deadline
+    /// tries again.
     started: bool,
 }
 
@@ -106,17 +117,27 @@ impl State {
     }
 }
 
-/// Arms `node` to expire at `at`. If no timer thread can be started, the
-/// deadline never fires and a message says so.
+/// Arms `node` to expire at `at`, starting the timer thread first if it is
+/// not running.
+///
+/// # Panics
+///
+/// If the system refuses to start the timer thread (as
+/// `std::thread::spawn` panics). Nothing is armed then, the lock is
+/// released first, and the next call tries to start the thread again: a
+/// deadline is either armed with a running thread to fire it, or its
+/// caller hears that it could not be.
 #[cfg(not(loom))]
 pub(crate) fn insert(node: &Arc<CancelNode>, at: Instant) {
     let mut state = lock();
     if !state.started {
-        state.started = true;
-        let started = thread::Builder::new().name("goctx-timer".into()).spawn(run);
-        if let Err(err) = started {
-            eprintln!("goctx: cannot start the timer thread ({err}); deadlines will not fire");
+        // Started under the lock, so that two first deadlines do not start
+        // two threads; the new thread takes the lock only once we let go.
+        if let Err(err) = start_thread() {
+            drop(state);
+            panic!("goctx: failed to start the timer thread, so a deadline cannot be armed: {err}");
         }
+        state.started = true;
     }
     let tick = state.arm(node, at);
     let earlier = tick < state.sleeping_until;
@@ -124,6 +145,31 @@ pub(crate) fn insert(node: &Arc<CancelNode>, at: Instant) {
     if earlier {
         TIMER.wake.notify_one();
     }
+}
+
+/// Fault injection for the unit tests: the next this-many timer thread
+/// starts fail as if the system refused them.
+#[cfg(test)]
+pub(crate) static FAIL_STARTS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(not(loom))]
+fn start_thread() -> std::io::Result<()> {
+    #[cfg(test)]
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Only the count matters, not what it orders: `Relaxed`.
+        if FAIL_STARTS
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(std::io::Error::other("injected start failure"));
+        }
+    }
+    thread::Builder::new()
+        .name("goctx-timer".into())
+        .spawn(run)
+        .map(drop)
 }
 
 /// Disarms `node`'s deadline. Harmless if it already fired. `owner` is the
@@ -295,3 +341,51 @@ use model::lock;
 
 #[cfg(loom)]
 pub(crate) use model::insert;
+
+/// The timer thread's start, with failures injected through `FAIL_STARTS`.
+/// Each body runs in a child process (`spawn::tests::in_child`), so that
+/// the process-wide timer thread is not started yet.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::{Duration, Instant};
+
+    use super::{FAIL_STARTS, lock};
+    use crate::spawn::tests::in_child;
+    use crate::{Error, background, with_deadline, with_timeout};
+
+    #[test]
+    fn a_refused_timer_start_panics_and_the_next_deadline_retries() {
+        in_child(
+            "timer::tests::a_refused_timer_start_panics_and_the_next_deadline_retries",
+            || {
+                FAIL_STARTS.store(2, SeqCst);
+                for attempt in 0..2 {
+                    let refused = std::panic::catch_unwind(|| {
+                        with_timeout(&background(), Duration::from_millis(20))
+                    });
+                    let panic = refused.expect_err("a deadline without a timer thread");
+                    let message = panic.downcast_ref::<String>().map_or("", String::as_str);
+                    assert!(
+                        message.contains("timer thread"),
+                        "attempt {attempt}: {message}"
+                    );
+                    let state = lock();
+                    assert!(!state.started, "a failed start is not a running thread");
+                    assert_eq!(state.wheel.len(), 0, "nothing armed without a thread");
+                }
+                // Born-expired deadlines need no thread and do not panic.
+                let (past, _c) = with_deadline(&background(), Instant::now());
+                assert_eq!(past.err(), Some(Error::DeadlineExceeded));
+
+                // The next deadline starts the thread, and it fires.
+                let (ctx, _cancel) = with_timeout(&background(), Duration::from_millis(20));
+                assert!(lock().started);
+                assert_eq!(
+                    ctx.wait_timeout(Duration::from_secs(20)),
+                    Some(Error::DeadlineExceeded)
+                );
+            },
+        );
+    }
+}

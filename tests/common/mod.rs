@@ -58,3 +58,73 @@ pub fn run_with_deadlock_limit<T: Send + 'static>(
         }
     }
 }
+
+/// The environment variable that tells a re-executed test binary which
+/// test's body to run (see [`in_child_process`]).
+pub const CHILD_ENV: &str = "GOCTX_TEST_CHILD";
+
+/// Runs `body` in a new process of this test binary that runs only the
+/// test `name` (as libtest names it), after the shell commands `setup`
+/// (such as `ulimit -v 1500000`; `""` for none): the child gets goctx's
+/// process-wide helper threads to itself, under real resource limits. In
+/// the child, runs `body` and returns. In the parent, fails if the child
+/// fails or has not finished within `limit` (it is then killed). Returns
+/// the child's standard output in the parent, `None` in the child.
+pub fn in_child_process(
+    name: &str,
+    setup: &str,
+    limit: std::time::Duration,
+    body: impl FnOnce(),
+) -> Option<String> {
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+
+    if std::env::var_os(CHILD_ENV).is_some_and(|child| child == name) {
+        body();
+        return None;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let script = format!("{setup}\nexec \"$0\" --exact \"$1\" --nocapture --test-threads=1");
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(exe)
+        .arg(name)
+        .env(CHILD_ENV, name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the child test process");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(output) = rx.recv_timeout(limit) else {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("{name}: child process not finished after {limit:?} (deadlock?)");
+    };
+    let output = output.expect("wait for the child test process");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name}: child process failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(stdout)
+}
+
+/// How many threads of this process are named `name` (from
+/// `/proc/self/task/*/comm`; Linux only, `None` elsewhere).
+pub fn threads_named(name: &str) -> Option<usize> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    Some(
+        tasks
+            .filter_map(Result::ok)
+            .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count(),
+    )
+}
