@@ -82,7 +82,7 @@ pub use cancel::{CancelFunc, with_cancel, with_cancel_cause, without_cancel};
 pub use context::{Context, Ctx, background, todo};
 pub use custom::{Notify, Subscription};
 pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeout_cause};
-pub use done::{Done, Run};
+pub use done::{Done, DoneOwned, Run, RunOwned};
 pub use error::{Cause, Error};
 pub use tree::ExtendError;
 pub use value::with_value;
