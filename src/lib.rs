@@ -58,6 +58,7 @@
 //! # });
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
@@ -76,6 +77,13 @@ mod timer;
 mod tree;
 mod value;
 mod wheel;
+
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
+#[cfg(feature = "tokio-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
+pub mod tokio_util;
 
 pub use after::{AfterFunc, after_func};
 pub use cancel::{CancelFunc, with_cancel, with_cancel_cause, without_cancel};
