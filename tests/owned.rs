@@ -67,7 +67,9 @@ async fn a_spawned_worker_ends_on_cancel() {
         .expect("worker ended")
         .expect("worker did not panic");
     assert_eq!(err, Error::Canceled);
-    let err = tokio::time::timeout(LIMIT, waiter).await.expect("waiter ended");
+    let err = tokio::time::timeout(LIMIT, waiter)
+        .await
+        .expect("waiter ended");
     assert_eq!(err.expect("waiter did not panic"), Error::Canceled);
     assert_eq!(ctx.dependents(), 0);
 }
@@ -95,7 +97,11 @@ fn done_owned_registers_once_and_is_woken_once() {
     assert!(!done.is_terminated());
     assert_eq!(poll(&mut done, &waker), Poll::Pending);
     assert_eq!(poll(&mut done, &waker), Poll::Pending);
-    assert_eq!(ctx.dependents(), 1, "a re-poll with the same waker re-registers nothing");
+    assert_eq!(
+        ctx.dependents(),
+        1,
+        "a re-poll with the same waker re-registers nothing"
+    );
 
     // A different waker replaces the registration; the old one is not woken.
     let (old, old_waker) = (woken, waker);
@@ -161,7 +167,9 @@ fn run_owned_does_not_poll_the_future_once_done() {
         counter.fetch_add(1, Ordering::SeqCst);
         Poll::Ready(1)
     })));
-    let got = run.as_mut().poll(&mut TaskContext::from_waker(Waker::noop()));
+    let got = run
+        .as_mut()
+        .poll(&mut TaskContext::from_waker(Waker::noop()));
     assert_eq!(got, Poll::Ready(Err(Error::Canceled)));
     assert_eq!(polled.load(Ordering::SeqCst), 0);
 }

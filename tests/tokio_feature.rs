@@ -48,7 +48,11 @@ fn wait_in_current_thread_block_on_panics() {
     let ctx = done_ctx();
     let got = catch_unwind(AssertUnwindSafe(|| rt.block_on(async { ctx.wait() })));
     let payload = got.expect_err("wait inside block_on must panic");
-    assert!(panic_text(&*payload).contains(MESSAGE), "{}", panic_text(&*payload));
+    assert!(
+        panic_text(&*payload).contains(MESSAGE),
+        "{}",
+        panic_text(&*payload)
+    );
     // wait_timeout too, whatever the timeout.
     let got = catch_unwind(AssertUnwindSafe(|| {
         rt.block_on(async { ctx.wait_timeout(Duration::ZERO) })
