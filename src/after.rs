@@ -43,6 +43,15 @@ use crate::tree::Entry;
 ///
 /// Several callbacks on one context are independent of each other.
 ///
+/// # Async code
+///
+/// The helper thread is outside any async runtime: inside `f`,
+/// `tokio::spawn`, `tokio::time::sleep` and `Handle::current()` panic (and
+/// the panic ends only the callback, so it is easily missed). Capture the
+/// runtime's handle before registering and spawn through it, as in the
+/// second example; with the `tokio` feature,
+/// `goctx::tokio::after_func_async` does exactly that for a future.
+///
 /// # Examples
 ///
 /// ```
@@ -53,6 +62,29 @@ use crate::tree::Entry;
 /// let _handle = goctx::after_func(&ctx, move || tx.send("cleaned up").unwrap_or(()));
 /// cancel.cancel();
 /// assert_eq!(rx.recv().ok(), Some("cleaned up"));
+/// ```
+///
+/// Running async cleanup on the caller's tokio runtime:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+/// let (tx, rx) = tokio::sync::oneshot::channel();
+/// let handle = tokio::runtime::Handle::current(); // here, on the runtime
+/// let _stop = goctx::after_func(&ctx, move || {
+///     // On a goctx helper thread: `tokio::spawn` would panic here.
+///     handle.spawn(async move {
+///         tokio::time::sleep(Duration::from_millis(1)).await;
+///         let _ = tx.send("flushed");
+///     });
+/// });
+/// cancel.cancel();
+/// assert_eq!(tokio::time::timeout(Duration::from_secs(10), rx).await??, "flushed");
+/// # Ok(())
+/// # }
 /// ```
 #[doc(alias = "AfterFunc")]
 pub fn after_func<F>(ctx: &Ctx, f: F) -> AfterFunc

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::custom::{CustomNode, Notify, Subscription};
-use crate::done::{self, Done, Run};
+use crate::done::{self, Done, DoneOwned, Run, RunOwned};
 use crate::error::{Cause, Error};
 use crate::tree::{CancelNode, Entry, OwnCause, Source};
 use crate::value::ValueNode;
@@ -381,11 +381,69 @@ impl Ctx {
         Done::new(self)
     }
 
+    /// Like [`done`](Ctx::done), but the future holds its own handle of the
+    /// context instead of borrowing it, so it is `'static`, `Send` and
+    /// `Unpin`: it can be moved into `tokio::spawn` or stored in a struct.
+    /// Tokio-util: `CancellationToken::cancelled_owned`.
+    ///
+    /// Costs one handle clone (an atomic increment). Every call returns an
+    /// independent future; any number may wait at once, from any thread.
+    /// On a context that is already done the future completes on its first
+    /// poll; on one that can never be done it never completes. The future
+    /// keeps the context alive while it exists.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes unregisters it; nothing is
+    /// lost, and a new one can be awaited later.
+    ///
+    /// # Examples
+    ///
+    /// A worker spawned on tokio that stops when its context is canceled:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokio::task::JoinError> {
+    /// let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    /// let worker = tokio::spawn(ctx.done_owned()); // `ctx.done()` would borrow `ctx`
+    /// cancel.cancel();
+    /// assert_eq!(worker.await?, goctx::Error::Canceled);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(alias = "Done")]
+    #[doc(alias = "cancelled_owned")]
+    #[inline]
+    pub fn done_owned(&self) -> DoneOwned {
+        DoneOwned::new(self.clone())
+    }
+
     /// Blocks the current thread until the context is done and returns its
     /// error. For code without an async runtime.
     ///
     /// On a context that can never be done this blocks forever; use
-    /// [`wait_timeout`](Ctx::wait_timeout) to bound it.
+    /// [`wait_timeout`](Ctx::wait_timeout) to bound it. Any number of
+    /// threads may wait at once; a context that is already done returns at
+    /// once.
+    ///
+    /// # Do not call it on an async runtime's thread
+    ///
+    /// A thread that drives async tasks (a tokio worker, the thread inside
+    /// any `block_on`, a single-threaded executor) must not block: if the
+    /// task that would cancel the context needs that thread, the wait never
+    /// ends (on a current-thread runtime, it certainly never does). In async
+    /// code, `ctx.done().await` instead; from async code that must block,
+    /// wrap the wait in `tokio::task::spawn_blocking` (or `block_in_place`
+    /// on a multi-thread runtime).
+    ///
+    /// # Panics
+    ///
+    /// With the `tokio` feature, if the calling thread is being polled by
+    /// tokio as a task or as a `block_on` future, instead of hanging, as
+    /// tokio's own blocking calls do. Never inside `spawn_blocking` or
+    /// `block_in_place`, or on a plain thread. The check cannot see a
+    /// future wrapped in `tokio::task::coop::unconstrained`, nor executors
+    /// other than tokio's; there the call blocks as described above.
     ///
     /// # Examples
     ///
@@ -395,7 +453,10 @@ impl Ctx {
     /// let (ctx, _cancel) = goctx::with_timeout(&goctx::background(), Duration::from_millis(5));
     /// assert_eq!(ctx.wait(), goctx::Error::DeadlineExceeded);
     /// ```
+    #[track_caller]
     pub fn wait(&self) -> Error {
+        #[cfg(feature = "tokio")]
+        crate::tokio::assert_may_block();
         done::block_until(self, None).unwrap_or(Error::Canceled)
     }
 
@@ -403,6 +464,16 @@ impl Ctx {
     /// passed; returns the context's error, or `None` on timeout.
     ///
     /// A `timeout` too large to represent waits without a bound.
+    ///
+    /// Like [`wait`](Ctx::wait), it must not be called on a thread that
+    /// drives async tasks: the timeout then bounds the hang, but the thread
+    /// does no other work meanwhile, and on a current-thread runtime the
+    /// context cannot be canceled by that runtime's tasks until it returns.
+    ///
+    /// # Panics
+    ///
+    /// With the `tokio` feature, in the same places as [`wait`](Ctx::wait),
+    /// whatever `timeout` is.
     ///
     /// # Examples
     ///
@@ -412,7 +483,10 @@ impl Ctx {
     /// let root = goctx::background();
     /// assert_eq!(root.wait_timeout(Duration::from_millis(1)), None);
     /// ```
+    #[track_caller]
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Error> {
+        #[cfg(feature = "tokio")]
+        crate::tokio::assert_may_block();
         match Instant::now().checked_add(timeout) {
             Some(until) => done::block_until(self, Some(until)),
             None => Some(self.wait()),
@@ -437,6 +511,42 @@ impl Ctx {
     /// ```
     pub fn run<F: Future>(&self, future: F) -> Run<'_, F> {
         Run::new(self, future)
+    }
+
+    /// Like [`run`](Ctx::run), but the future holds its own handle of the
+    /// context instead of borrowing it, so it is `'static` when `future`
+    /// is, and `Send` when `future` is: it can be handed to `tokio::spawn`.
+    /// Tokio-util: `CancellationToken::run_until_cancelled_owned`.
+    ///
+    /// If the context is already done, `future` is not polled at all. When
+    /// both are ready in the same poll, the context wins. Dropping the
+    /// returned future drops `future` and unregisters from the context.
+    ///
+    /// # Cancel safety
+    ///
+    /// As cancel-safe as `future` itself: when the context wins, `future`
+    /// is dropped with whatever progress it had made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokio::task::JoinError> {
+    /// let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    /// let worker = tokio::spawn(ctx.run_owned(async {
+    ///     tokio::time::sleep(Duration::from_secs(3600)).await; // stand-in for long work
+    ///     "finished"
+    /// }));
+    /// cancel.cancel();
+    /// assert_eq!(worker.await?, Err(goctx::Error::Canceled));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(alias = "run_until_cancelled_owned")]
+    pub fn run_owned<F: Future>(&self, future: F) -> RunOwned<F> {
+        RunOwned::new(self.clone(), future)
     }
 
     /// How many registrations wait on this context's cancellation right

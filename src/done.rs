@@ -1,5 +1,6 @@
-//! Waiting for a context: the [`Done`] and [`Run`] futures and the blocking
-//! wait for plain threads.
+//! Waiting for a context: the [`Done`] and [`Run`] futures, their owned
+//! forms [`DoneOwned`] and [`RunOwned`], and the blocking wait for plain
+//! threads.
 
 use std::fmt;
 use std::future::Future;
@@ -19,12 +20,39 @@ use crate::tree::{Entry, Source};
 ///
 /// It registers its waker with the context only when polled while the
 /// context is live, and unregisters on drop. Polling after completion
-/// returns the same error again.
+/// returns the same error again. [`DoneOwned`] is the same future holding
+/// its own handle of the context, for `tokio::spawn` and other `'static`
+/// places.
 #[must_use = "futures do nothing unless polled"]
 pub struct Done<'a> {
     ctx: &'a Ctx,
+    waiter: Waiter,
+}
+
+/// The future returned by [`Ctx::done_owned`]: [`Done`] holding a clone of
+/// the context instead of a borrow, so it is `'static` (and `Send`, `Sync`,
+/// `Unpin`) and can be moved into a spawned task. Tokio-util:
+/// `CancellationToken::cancelled_owned`.
+///
+/// It behaves exactly like [`Done`] (the two share their polling code):
+/// it registers its waker only when polled while the context is live,
+/// unregisters on drop, and returns the same error again if polled after
+/// completion. While it exists it keeps the context alive, like any other
+/// handle.
+#[must_use = "futures do nothing unless polled"]
+pub struct DoneOwned {
+    ctx: Ctx,
+    waiter: Waiter,
+}
+
+/// The registration logic shared by [`Done`] and [`DoneOwned`]: each holds
+/// one and passes its context to every call. Owned by one future, so no
+/// field needs a lock: `&mut self` guards them all.
+struct Waiter {
+    /// Where the waker is registered; changes on each poll that registers
+    /// (a new or changed waker) and on drop.
     registration: Registration,
-    /// Set once `poll` returned `Ready` (for `FusedFuture`).
+    /// Set once `poll` returned `Ready` (for `FusedFuture`); never unset.
     finished: bool,
 }
 
@@ -50,8 +78,17 @@ impl<'a> Done<'a> {
     pub(crate) fn new(ctx: &'a Ctx) -> Self {
         Done {
             ctx,
-            registration: Registration::None,
-            finished: false,
+            waiter: Waiter::new(),
+        }
+    }
+}
+
+impl DoneOwned {
+    #[inline]
+    pub(crate) fn new(ctx: Ctx) -> Self {
+        DoneOwned {
+            ctx,
+            waiter: Waiter::new(),
         }
     }
 }
@@ -62,9 +99,17 @@ impl Future for Done<'_> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
         let this = self.get_mut();
-        let result = this.poll_ctx(cx);
-        this.finished |= result.is_ready();
-        result
+        this.waiter.poll(this.ctx, cx)
+    }
+}
+
+impl Future for DoneOwned {
+    type Output = Error;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
+        let this = self.get_mut();
+        this.waiter.poll(&this.ctx, cx)
     }
 }
 
@@ -72,15 +117,40 @@ impl futures_core::FusedFuture for Done<'_> {
     /// True once the future returned `Ready`, so `futures::select!` skips
     /// it. Polling it again anyway returns the same error.
     fn is_terminated(&self) -> bool {
-        self.finished
+        self.waiter.finished
     }
 }
 
-impl Done<'_> {
+impl futures_core::FusedFuture for DoneOwned {
+    /// True once the future returned `Ready`, so `futures::select!` skips
+    /// it. Polling it again anyway returns the same error.
+    fn is_terminated(&self) -> bool {
+        self.waiter.finished
+    }
+}
+
+impl Waiter {
     #[inline]
-    fn poll_ctx(&mut self, cx: &mut TaskContext<'_>) -> Poll<Error> {
+    const fn new() -> Self {
+        Waiter {
+            registration: Registration::None,
+            finished: false,
+        }
+    }
+
+    /// Polls for `ctx` being done. `ctx` must be the same context on every
+    /// call (each owner passes the one it holds).
+    #[inline]
+    fn poll(&mut self, ctx: &Ctx, cx: &mut TaskContext<'_>) -> Poll<Error> {
+        let result = self.poll_ctx(ctx, cx);
+        self.finished |= result.is_ready();
+        result
+    }
+
+    #[inline]
+    fn poll_ctx(&mut self, ctx: &Ctx, cx: &mut TaskContext<'_>) -> Poll<Error> {
         let this = self;
-        match this.ctx.source() {
+        match ctx.source() {
             Source::Never => Poll::Pending,
             Source::Node(node) => {
                 // Fast path: one Acquire load.
@@ -139,15 +209,15 @@ impl Done<'_> {
             }
         }
     }
-}
 
-impl Drop for Done<'_> {
+    /// Removes the registration, if any (on drop of the owner). `ctx` is
+    /// the context every `poll` was given.
     #[inline]
-    fn drop(&mut self) {
+    fn release(&mut self, ctx: &Ctx) {
         match std::mem::replace(&mut self.registration, Registration::None) {
             Registration::None => {}
             Registration::Slot(slot, _) => {
-                if let Source::Node(node) = self.ctx.source() {
+                if let Source::Node(node) = ctx.source() {
                     node.deregister(slot);
                 }
             }
@@ -158,9 +228,33 @@ impl Drop for Done<'_> {
     }
 }
 
+impl Drop for Done<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.waiter.release(self.ctx);
+    }
+}
+
+impl Drop for DoneOwned {
+    #[inline]
+    fn drop(&mut self) {
+        // Before the field `ctx` drops: it may be the context's last handle,
+        // and the slot must leave the registry while the node still exists.
+        self.waiter.release(&self.ctx);
+    }
+}
+
 impl fmt::Debug for Done<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Done")
+            .field("err", &self.ctx.err())
+            .finish()
+    }
+}
+
+impl fmt::Debug for DoneOwned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DoneOwned")
             .field("err", &self.ctx.err())
             .finish()
     }
@@ -177,6 +271,19 @@ pin_project_lite::pin_project! {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// The future returned by [`Ctx::run_owned`]: [`Run`] holding a clone of
+    /// the context instead of a borrow, so it is `'static` when `F` is (and
+    /// `Send` when `F` is). Tokio-util:
+    /// `CancellationToken::run_until_cancelled_owned`.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RunOwned<F> {
+        done: DoneOwned,
+        #[pin]
+        future: F,
+    }
+}
+
 impl<'a, F> Run<'a, F> {
     pub(crate) fn new(ctx: &'a Ctx, future: F) -> Self {
         Run {
@@ -186,22 +293,62 @@ impl<'a, F> Run<'a, F> {
     }
 }
 
+impl<F> RunOwned<F> {
+    pub(crate) fn new(ctx: Ctx, future: F) -> Self {
+        RunOwned {
+            done: DoneOwned::new(ctx),
+            future,
+        }
+    }
+}
+
+/// One poll of a `Run` or `RunOwned`: the context first, so a done context
+/// never polls the future again.
+#[inline]
+fn poll_run<D, F>(
+    done: Pin<&mut D>,
+    future: Pin<&mut F>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<Result<F::Output, Error>>
+where
+    D: Future<Output = Error>,
+    F: Future,
+{
+    if let Poll::Ready(err) = done.poll(cx) {
+        return Poll::Ready(Err(err));
+    }
+    future.poll(cx).map(Ok)
+}
+
 impl<F: Future> Future for Run<'_, F> {
     type Output = Result<F::Output, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        // The context first: a done context never polls the future again.
-        if let Poll::Ready(err) = Pin::new(this.done).poll(cx) {
-            return Poll::Ready(Err(err));
-        }
-        this.future.poll(cx).map(Ok)
+        poll_run(Pin::new(this.done), this.future, cx)
+    }
+}
+
+impl<F: Future> Future for RunOwned<F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        poll_run(Pin::new(this.done), this.future, cx)
     }
 }
 
 impl<F> fmt::Debug for Run<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Run")
+            .field("err", &self.done.ctx.err())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> fmt::Debug for RunOwned<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOwned")
             .field("err", &self.done.ctx.err())
             .finish_non_exhaustive()
     }

@@ -14,7 +14,7 @@
 //! | `context.WithValue(p, key, v)` / `ctx.Value(key).(T)` | [`with_value`]`(&p, v)` / [`ctx.value::<T>()`](Ctx::value) |
 //! | `context.WithoutCancel(p)` | [`without_cancel`] |
 //! | `stop := context.AfterFunc(ctx, f)` | `let h = `[`after_func`]`(&ctx, f); h.stop()` |
-//! | `<-ctx.Done()` | [`ctx.done().await`](Ctx::done), or [`ctx.wait()`](Ctx::wait) on a plain thread |
+//! | `<-ctx.Done()` | [`ctx.done().await`](Ctx::done) ([`done_owned`](Ctx::done_owned) to move into a task), or [`ctx.wait()`](Ctx::wait) on a plain thread |
 //! | `ctx.Err()`, `context.Cause(ctx)`, `ctx.Deadline()` | [`ctx.err()`](Ctx::err), [`ctx.cause()`](Ctx::cause), [`ctx.deadline()`](Ctx::deadline) |
 //! | `context.Canceled`, `context.DeadlineExceeded` | [`Error::Canceled`], [`Error::DeadlineExceeded`] |
 //! | `defer cancel()` | nothing: dropping the last [`CancelFunc`] cancels |
@@ -32,6 +32,15 @@
 //!   blocks a thread, and deadlines are driven by one lazily started helper
 //!   thread, not by an async runtime.
 //! - **Typed values**: the key is the value's type.
+//!
+//! # Optional features
+//!
+//! Off by default (`docs/features.md` says why each exists):
+//!
+//! - `tokio`: the `goctx::tokio` module (`after_func_async`), and
+//!   [`Ctx::wait`] panics instead of hanging on a thread tokio is polling.
+//! - `tokio-util`: the `goctx::tokio_util` module, bridges
+//!   between [`Ctx`] and tokio-util's `CancellationToken`.
 //!
 //! # Example
 //!
@@ -58,6 +67,7 @@
 //! # });
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![doc(test(attr(deny(warnings))))]
@@ -80,12 +90,19 @@ mod tree;
 mod value;
 mod wheel;
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
+#[cfg(feature = "tokio-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
+pub mod tokio_util;
+
 pub use after::{AfterFunc, after_func, max_callback_threads, set_max_callback_threads};
 pub use cancel::{CancelFunc, with_cancel, with_cancel_cause, without_cancel};
 pub use context::{Context, Ctx, background, todo};
 pub use custom::{Notify, Subscription};
 pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeout_cause};
-pub use done::{Done, Run};
+pub use done::{Done, DoneOwned, Run, RunOwned};
 pub use error::{CancelFuncDropped, Cause, Error};
 pub use tree::ExtendError;
 pub use value::with_value;

@@ -3,7 +3,10 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use goctx::{AfterFunc, CancelFunc, Ctx, Done, Error, ExtendError, Notify, Run, Subscription};
+use goctx::{
+    AfterFunc, CancelFunc, Ctx, Done, DoneOwned, Error, ExtendError, Notify, Run, RunOwned,
+    Subscription,
+};
 
 fn assert_send_sync<T: Send + Sync>() {}
 fn assert_static<T: 'static>() {}
@@ -39,6 +42,11 @@ fn public_types_are_send_sync_and_debug() {
     assert_send_sync::<Done<'static>>();
     assert_unpin::<Done<'static>>();
     assert_send_sync::<Run<'static, std::future::Ready<()>>>();
+    assert_send_sync::<DoneOwned>();
+    assert_static::<DoneOwned>();
+    assert_unpin::<DoneOwned>();
+    assert_send_sync::<RunOwned<std::future::Ready<()>>>();
+    assert_static::<RunOwned<std::future::Ready<()>>>();
     assert_send_sync::<Error>();
     assert_send_sync::<ExtendError>();
     assert_send_sync::<Subscription>();
@@ -51,6 +59,8 @@ fn public_types_are_send_sync_and_debug() {
     assert_debug::<AfterFunc>();
     assert_debug::<Done<'static>>();
     assert_debug::<Run<'static, std::future::Ready<()>>>();
+    assert_debug::<DoneOwned>();
+    assert_debug::<RunOwned<std::future::Ready<()>>>();
     assert_debug::<Error>();
     assert_debug::<ExtendError>();
     assert_debug::<Notify>();
