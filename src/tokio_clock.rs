@@ -98,12 +98,7 @@ fn moved_apart(
     if tokio.is_zero() {
         return true;
     }
-    let diff = if real > tokio {
-        real - tokio
-    } else {
-        tokio - real
-    };
-    diff > TOLERANCE
+    real.abs_diff(tokio) > TOLERANCE
 }
 
 /// Fires `node` at its own deadline on `handle`'s clock.
