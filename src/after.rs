@@ -175,6 +175,12 @@ impl AfterFunc {
     /// registration was already stopped. Does not wait for a started
     /// callback to finish. Like Go's `stop`, and `time.Timer.Stop`.
     ///
+    /// "Started" means the context ended and the callback was handed to
+    /// the callback threads, as Go starts its goroutine at that moment: a
+    /// callback still waiting in the queue for a free thread (all
+    /// [`max_callback_threads`](crate::max_callback_threads) busy) counts
+    /// as started, cannot be stopped, and will run.
+    ///
     /// # Examples
     ///
     /// ```

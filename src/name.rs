@@ -1,23 +1,34 @@
 //! Go's `String()` spelling of deadlines: a wall-clock time in UTC and the
 //! time left, `2026-11-25 10:00:00.5 +0000 UTC [4.99s]`.
 //!
-//! `Instant` has no calendar, so the wall-clock time is `SystemTime::now()`
-//! plus the time left; the two clocks are read once, together.
+//! `Instant` has no calendar, so the wall-clock time is read through one
+//! pair of readings of both clocks, taken together once per process: the
+//! same deadline then prints the same time at every call (as a Go
+//! `time.Time` keeps the wall reading it was made with), and a later jump
+//! of the system clock does not move it.
 
 use std::fmt;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The process's pair of clock readings (see the module docs).
+static ANCHOR: LazyLock<(Instant, SystemTime)> =
+    LazyLock::new(|| (Instant::now(), SystemTime::now()));
 
 /// Writes `at` as Go prints a `time.Time` in UTC, then the signed time left
 /// in brackets, as Go's `Duration.String()`.
 pub(crate) fn write_deadline(f: &mut fmt::Formatter<'_>, at: Instant) -> fmt::Result {
-    let now = Instant::now();
-    let wall = SystemTime::now();
-    let (wall_at, left, negative) = if at >= now {
-        let left = at - now;
-        (wall.checked_add(left), left, false)
+    let (base, wall) = *ANCHOR;
+    let wall_at = if at >= base {
+        wall.checked_add(at - base)
     } else {
-        let past = now - at;
-        (wall.checked_sub(past), past, true)
+        wall.checked_sub(base - at)
+    };
+    let now = Instant::now();
+    let (left, negative) = if at >= now {
+        (at - now, false)
+    } else {
+        (now - at, true)
     };
     match wall_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
         Some(since_epoch) => write_utc(f, since_epoch)?,

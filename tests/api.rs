@@ -169,3 +169,15 @@ fn extend_error_messages_say_why() {
         "cannot extend the deadline: context canceled"
     );
 }
+
+/// The same deadline prints the same wall-clock time at every call (the
+/// wall clock is read through one pair of readings per process).
+#[test]
+fn display_of_a_deadline_is_stable() {
+    let (ctx, _cancel) = goctx::with_timeout(&goctx::background(), Duration::from_secs(60));
+    let wall = |s: String| s.split(" [").next().map(str::to_owned);
+    let first = wall(ctx.to_string());
+    for _ in 0..100 {
+        assert_eq!(wall(ctx.to_string()), first);
+    }
+}
