@@ -161,7 +161,10 @@ fn its_cancel_func_works_as_usual_and_takes_both_registrations_back() {
 #[test]
 fn the_deadline_is_the_earlier_and_follows_extensions_of_either() {
     let now = Instant::now();
-    let (soon, late) = (now + Duration::from_secs(60), now + Duration::from_secs(120));
+    let (soon, late) = (
+        now + Duration::from_secs(60),
+        now + Duration::from_secs(120),
+    );
 
     let (parent, extend_parent) = goctx::with_deadline(&goctx::background(), soon);
     let (other, extend_other) = goctx::with_deadline(&goctx::background(), late);
@@ -211,7 +214,10 @@ fn born_done_when_either_is_done_with_the_parents_cause_if_both() {
     assert!(is::<ShuttingDown>(ctx.cause()));
 
     let (ctx, _c) = goctx::merge(&parent_done, &other_done);
-    assert!(is::<RequestAbandoned>(ctx.cause()), "the parent is checked first");
+    assert!(
+        is::<RequestAbandoned>(ctx.cause()),
+        "the parent is checked first"
+    );
 
     let (expired, _c) = goctx::with_timeout(&goctx::background(), Duration::ZERO);
     let (ctx, _c) = goctx::merge(&live, &expired);
