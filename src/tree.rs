@@ -6,7 +6,10 @@
 //! A [`CancelNode`] holds a strong reference to its parent context. A parent
 //! knows its dependants only through its [`Registry`]: weak references to
 //! child nodes, wakers of pending `done()` futures, and `after_func`
-//! registrations. Strong references therefore point towards the root, and
+//! registrations. (A merge node, `merge.rs`, also holds a second parent,
+//! `Extra::other`, and is registered with it by an `Entry::Merged`; it
+//! always ends under its lock and then leaves both parents' registries.)
+//! Strong references therefore point towards the root, and
 //! dropping the last handle of a context frees it; its `Drop` takes its
 //! entry out of the parent. (A pending `after_func` registration holds its
 //! context on purpose, see `after.rs`.) Most nodes have at most one
