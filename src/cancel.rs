@@ -70,6 +70,11 @@ pub(crate) fn new_cancel(
 ) -> (Ctx, CancelFunc) {
     let node = Arc::new(CancelNode::new(parent.clone(), deadline, deadline_cause));
     node.attach();
+    handles(node)
+}
+
+/// The context handle and the single `CancelFunc` of a fresh node.
+pub(crate) fn handles(node: Arc<CancelNode>) -> (Ctx, CancelFunc) {
     let func = CancelFunc {
         node: Some(node.clone()),
     };

@@ -225,12 +225,33 @@ impl Ctx {
     /// ```
     #[doc(alias = "Deadline")]
     pub fn deadline(&self) -> Option<Instant> {
+        // The other parents of merge nodes met on the way, walked after
+        // this path (a worklist, not recursion). Allocates only if there
+        // is one.
+        let mut others = Vec::new();
+        let mut earliest = self.path_deadline(&mut others);
+        while let Some(other) = others.pop() {
+            if let Some(at) = other.path_deadline(&mut others) {
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            }
+        }
+        earliest
+    }
+
+    /// The earliest deadline on this context's path to the root, pushing
+    /// the other parent of every merge node on it onto `others`.
+    fn path_deadline(&self, others: &mut Vec<Ctx>) -> Option<Instant> {
         let mut earliest: Option<Instant> = None;
         let mut cur = self;
         loop {
             let (found, next) = match &cur.0 {
                 Repr::Background | Repr::Todo | Repr::Without(_) => (None, None),
-                Repr::Cancel(node) => (node.deadline(), Some(&node.parent)),
+                Repr::Cancel(node) => {
+                    if let Some(other) = node.other() {
+                        others.push(other);
+                    }
+                    (node.deadline(), Some(&node.parent))
+                }
                 Repr::Value(node) => (None, Some(&node.parent)),
                 // A user context answers for its whole path.
                 Repr::Custom(node) => (node.deadline(), None),
@@ -680,26 +701,40 @@ impl Drop for Ctx {
     /// small stack.
     fn drop(&mut self) {
         let mut next = mem::replace(&mut self.0, Repr::Background);
+        // The other parents of freed merge nodes, dropped after this chain
+        // (allocates only if there is one).
+        let mut others: Vec<Repr> = Vec::new();
         loop {
             next = match next {
-                Repr::Background | Repr::Todo | Repr::Custom(_) => return,
+                Repr::Background | Repr::Todo | Repr::Custom(_) => Repr::Background,
                 Repr::Cancel(node) => {
                     // The timer knows a node by its address in the `Arc`.
                     let owner = Arc::as_ptr(&node) as usize;
                     match Arc::into_inner(node) {
-                        Some(node) => node.into_parent(owner).0.take(),
-                        None => return,
+                        Some(mut node) => {
+                            if let Some(mut other) = node.take_other() {
+                                others.push(other.0.take());
+                            }
+                            node.into_parent(owner).0.take()
+                        }
+                        None => Repr::Background,
                     }
                 }
                 Repr::Value(node) => match Arc::into_inner(node) {
                     Some(node) => node.into_parent().0.take(),
-                    None => return,
+                    None => Repr::Background,
                 },
                 Repr::Without(node) => match Arc::into_inner(node) {
                     Some(mut parent) => parent.0.take(),
-                    None => return,
+                    None => Repr::Background,
                 },
             };
+            if matches!(next, Repr::Background) {
+                match others.pop() {
+                    Some(other) => next = other,
+                    None => return,
+                }
+            }
         }
     }
 }
@@ -733,7 +768,12 @@ impl fmt::Display for Ctx {
                 Repr::Todo => f.write_str("context.TODO")?,
                 Repr::Custom(node) => node.context().fmt_name(f)?,
                 Repr::Cancel(node) => match node.deadline() {
-                    None => f.write_str(".WithCancel")?,
+                    None => match node.other() {
+                        // Formatted with no lock held: `other` may be a
+                        // user context, whose `fmt_name` is user code.
+                        Some(other) => write!(f, ".WithMerge({other})")?,
+                        None => f.write_str(".WithCancel")?,
+                    },
                     Some(at) => {
                         f.write_str(".WithDeadline(")?;
                         crate::name::write_deadline(f, at)?;

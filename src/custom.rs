@@ -69,7 +69,7 @@ impl Notify {
 impl fmt::Debug for Notify {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let target = match &self.entry {
-            Entry::Child(_) => "context",
+            Entry::Child(_) | Entry::Merged(_) => "context",
             Entry::Waker(_) => "waker",
             Entry::After(_) => "after_func",
         };

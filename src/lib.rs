@@ -13,6 +13,7 @@
 //! | `context.WithDeadline(p, t)`, `WithTimeout(p, d)` | [`with_deadline`], [`with_timeout`] (and `*_cause`) |
 //! | `context.WithValue(p, key, v)` / `ctx.Value(key).(T)` | [`with_value`]`(&p, v)` / [`ctx.value::<T>()`](Ctx::value) |
 //! | `context.WithoutCancel(p)` | [`without_cancel`] |
+//! | `mergeCancel(ctx, other)` (the `AfterFunc` recipe; `Merge` was declined) | `let (ctx, cancel) = `[`merge`]`(&ctx, &other);` |
 //! | `stop := context.AfterFunc(ctx, f)` | `let h = `[`after_func`]`(&ctx, f); h.stop()` |
 //! | `<-ctx.Done()` | [`ctx.done().await`](Ctx::done) ([`done_owned`](Ctx::done_owned) to move into a task), or [`ctx.wait()`](Ctx::wait) on a plain thread |
 //! | `ctx.Err()`, `context.Cause(ctx)`, `ctx.Deadline()` | [`ctx.err()`](Ctx::err), [`ctx.cause()`](Ctx::cause), [`ctx.deadline()`](Ctx::deadline) |
@@ -80,6 +81,7 @@ mod custom;
 mod deadline;
 mod done;
 mod error;
+mod merge;
 mod name;
 mod spawn;
 mod sync;
@@ -104,6 +106,7 @@ pub use custom::{Notify, Subscription};
 pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeout_cause};
 pub use done::{Done, DoneOwned, Run, RunOwned};
 pub use error::{CancelFuncDropped, Cause, Error};
+pub use merge::merge;
 pub use tree::ExtendError;
 pub use value::with_value;
 

@@ -6,7 +6,10 @@
 //! A [`CancelNode`] holds a strong reference to its parent context. A parent
 //! knows its dependants only through its [`Registry`]: weak references to
 //! child nodes, wakers of pending `done()` futures, and `after_func`
-//! registrations. Strong references therefore point towards the root, and
+//! registrations. (A merge node, `merge.rs`, also holds a second parent,
+//! `Extra::other`, and is registered with it by an `Entry::Merged`; it
+//! always ends under its lock and then leaves both parents' registries.)
+//! Strong references therefore point towards the root, and
 //! dropping the last handle of a context frees it; its `Drop` takes its
 //! entry out of the parent. (A pending `after_func` registration holds its
 //! context on purpose, see `after.rs`.) Most nodes have at most one
@@ -80,7 +83,10 @@ const ARMED: u8 = 4;
 const REGISTRY: u8 = 8;
 /// Flag bit: `inner.extra` holds a deadline cause while live.
 const CAUSE: u8 = 16;
-/// Flag bit: `inner.extra` holds a custom parent's subscription.
+/// Flag bit: `inner.extra` may hold a subscription: a custom parent's, or
+/// a merge node's registration with its other parent (set at birth for a
+/// merge node, so that it always ends on the locked path, which takes the
+/// registration back).
 const SUBSCRIBED: u8 = 32;
 /// Set together with the done bits: the node was ended by its (library)
 /// parent, so its cause is the parent's; nothing is copied.
@@ -185,6 +191,15 @@ struct Extra {
     /// The deadline, when it is too far from now (centuries) for
     /// `AtomicInstant` to hold exactly; `deadline` then says `FAR`.
     far_deadline: Option<Instant>,
+    /// A merge node's other parent (`merge.rs`): set at birth, never
+    /// changed (`deadline` then says `MERGED`). Kept after the node ends,
+    /// for `deadline()` and the name; taken out only by `take_other` once
+    /// the node is unreachable.
+    other: Option<Ctx>,
+    /// A merge node's registration with `other`. Stored by `attach_other`
+    /// while the node is live; taken (and canceled) by whoever ends or
+    /// drops the node.
+    other_registration: Option<Subscription>,
 }
 
 impl Inner {
@@ -194,6 +209,10 @@ impl Inner {
 
     fn take_subscription(&mut self) -> Option<Subscription> {
         self.extra.as_mut()?.subscription.take()
+    }
+
+    fn take_other_registration(&mut self) -> Option<Subscription> {
+        self.extra.as_mut()?.other_registration.take()
     }
 
     fn cause(&self) -> Option<Cause> {
@@ -214,8 +233,8 @@ impl CancelNode {
         let extra = (cause.is_some() || far_deadline.is_some()).then(|| {
             Box::new(Extra {
                 cause,
-                subscription: None,
                 far_deadline,
+                ..Extra::default()
             })
         });
         CancelNode {
@@ -230,6 +249,85 @@ impl CancelNode {
                 extra,
             }),
         }
+    }
+
+    /// A new, live, unregistered merge node (`merge.rs`): a cancel node of
+    /// `parent`, without a deadline of its own, that `attach_other` also
+    /// registers with `other`. `SUBSCRIBED` from birth: such a node always
+    /// ends under its lock, where the registration is taken out.
+    pub(crate) fn new_merge(parent: Ctx, other: Ctx) -> Self {
+        let node = CancelNode::new(parent, None, None);
+        node.deadline.store(MERGED);
+        node.state.store(SUBSCRIBED, Ordering::Relaxed);
+        node.inner.lock().extra = Some(Box::new(Extra {
+            other: Some(other),
+            ..Extra::default()
+        }));
+        node
+    }
+
+    /// Whether this is a merge node. One `Relaxed` load: the marker is
+    /// written before the node is shared and never changed.
+    #[inline]
+    fn is_merge(&self) -> bool {
+        matches!(self.deadline.load(), Stored::Merged)
+    }
+
+    /// A merge node's other parent; `None` for every other node (without
+    /// taking the lock).
+    pub(crate) fn other(&self) -> Option<Ctx> {
+        if !self.is_merge() {
+            return None;
+        }
+        self.inner.lock().extra.as_ref()?.other.clone()
+    }
+
+    /// Takes a merge node's other parent out of a node nobody can reach
+    /// any more, so that `Ctx`'s `Drop` drops it without recursion.
+    pub(crate) fn take_other(&mut self) -> Option<Ctx> {
+        self.inner.get_mut().extra.as_mut()?.other.take()
+    }
+
+    /// Registers a merge node, already attached to its parent, with its
+    /// other parent. Born done (with `other`'s error and cause) if `other`
+    /// is done; nothing registered if it can never be. Otherwise the
+    /// registration is stored under our lock if we are still live (check–
+    /// insert, invariant 2: whoever ends us later takes it back), or taken
+    /// back here if we ended meanwhile (by the parent, or by `other`'s
+    /// notification). Calls into `other`, which may be user code, with no
+    /// lock held (invariant 4).
+    pub(crate) fn attach_other(self: &Arc<Self>) {
+        let Some(other) = self.other() else {
+            return;
+        };
+        if let Some(err) = other.err() {
+            self.cancel(err, CauseArg::Set(other.cause()), false);
+            return;
+        }
+        let registration = other.subscribe_entry(Entry::Merged(Arc::downgrade(self)));
+        if registration.is_never() {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        if self.state.load(Ordering::Relaxed) & DONE_MASK == LIVE {
+            inner.extra().other_registration = Some(registration);
+        } else {
+            drop(inner);
+            let _ = registration.cancel();
+        }
+    }
+
+    /// Called by the notification of a merge node's other parent when that
+    /// parent is a user context (a library one cancels us in its walk):
+    /// cancel with what `other` now reports, as `cancel_from_parent` does
+    /// with the parent.
+    pub(crate) fn cancel_from_other(self: &Arc<Self>) {
+        let Some(other) = self.other() else {
+            return;
+        };
+        let err = other.err().unwrap_or(Error::Canceled);
+        let cause = other.cause();
+        self.cancel(err, CauseArg::Set(cause), false);
     }
 
     /// Inserts `entry` into the registry; `inner` is this node's locked
@@ -351,7 +449,7 @@ impl CancelNode {
     #[inline]
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.deadline.load() {
-            Stored::None => None,
+            Stored::None | Stored::Merged => None,
             Stored::At(at) => Some(at),
             Stored::Far => self
                 .inner
@@ -365,7 +463,7 @@ impl CancelNode {
     /// `deadline()` for a caller that holds `inner`'s lock.
     fn deadline_locked(&self, inner: &Inner) -> Option<Instant> {
         match self.deadline.load() {
-            Stored::None => None,
+            Stored::None | Stored::Merged => None,
             Stored::At(at) => Some(at),
             Stored::Far => inner.extra.as_ref().and_then(|e| e.far_deadline),
         }
@@ -561,7 +659,7 @@ impl CancelNode {
         own_cancel: bool,
     ) -> bool {
         let mut replaced = None;
-        let (registry, armed, subscription) = {
+        let (registry, armed, subscription, other_registration) = {
             let mut inner = self.inner.lock();
             let state = self.state.load(Ordering::Relaxed);
             if state & DONE_MASK != LIVE {
@@ -618,6 +716,7 @@ impl CancelNode {
                 mem::take(&mut inner.registry),
                 state & ARMED != 0,
                 inner.take_subscription(),
+                inner.take_other_registration(),
             )
         };
         drop(replaced);
@@ -629,8 +728,25 @@ impl CancelNode {
         // That is user code: it runs with the notifications, after the
         // whole subtree is done (invariant 4), so a panic in it cannot
         // leave descendants live.
-        if own_cancel && let Some(subscription) = subscription {
+        //
+        // A merge node has two parents and may be ended by either (or by
+        // itself): it always takes its registrations back from both, and
+        // leaves its parent's registry (a no-op if that parent is what is
+        // ending us: it is done, its registry already taken). Taking back
+        // a registration that was just notified is harmless (`cancel`
+        // returns false). `unlink` locks only the parent, and we hold no
+        // lock here (invariant 3).
+        let merge = self.is_merge();
+        if merge {
+            self.unlink();
+        }
+        if (own_cancel || merge)
+            && let Some(subscription) = subscription
+        {
             work.unsubscribe.push(subscription);
+        }
+        if let Some(registration) = other_registration {
+            work.unsubscribe.push(registration);
         }
         if registry.len() > 0 {
             // Below the children: reached when the subtree is done.
@@ -639,14 +755,15 @@ impl CancelNode {
         let mut parent_cause = None;
         for entry in registry.into_entries() {
             match entry {
-                Entry::Child(child) => {
+                Entry::Child(child) | Entry::Merged(child) => {
                     // A child whose last handle is gone is being dropped
                     // right now; its `Drop` sees us done and does nothing.
                     let Some(child) = child.upgrade() else {
                         continue;
                     };
                     // A direct child finds its cause through us; one that
-                    // reached us through a custom wrapper gets a copy.
+                    // reached us through a custom wrapper, or a merge node
+                    // for which we are the other parent, gets a copy.
                     let cause = match child.parent.source() {
                         Source::Node(parent) if Arc::ptr_eq(parent, self) => {
                             // A leaf child ends right here, lock-free,
@@ -783,6 +900,7 @@ impl CancelNode {
         }
         let inner = self.inner.get_mut();
         let subscription = inner.take_subscription();
+        let other_registration = inner.take_other_registration();
         let registry = mem::take(&mut inner.registry);
         if state & ARMED != 0 {
             timer::remove(self, owner);
@@ -796,6 +914,9 @@ impl CancelNode {
         // panic leaves nothing half done.
         if let Some(subscription) = subscription {
             let _ = subscription.cancel();
+        }
+        if let Some(registration) = other_registration {
+            let _ = registration.cancel();
         }
     }
 }
@@ -827,6 +948,10 @@ pub(crate) enum Entry {
     Waker(Waker),
     /// An `after_func` registration: start its callback on a helper thread.
     After(Arc<AfterState>),
+    /// A merge node registered with its other parent: cancel it with that
+    /// parent's error and cause (not with its own parent's, which is what
+    /// `Child` would read).
+    Merged(Weak<CancelNode>),
 }
 
 impl Entry {
@@ -836,6 +961,11 @@ impl Entry {
             Entry::Child(child) => {
                 if let Some(child) = child.upgrade() {
                     child.cancel_from_parent();
+                }
+            }
+            Entry::Merged(node) => {
+                if let Some(node) = node.upgrade() {
+                    node.cancel_from_other();
                 }
             }
             Entry::Waker(waker) => waker.wake(),
@@ -1125,18 +1255,23 @@ pub enum ExtendError {
 
 /// An `Option<Instant>` that can be read without a lock: signed
 /// nanoseconds from a process-wide base instant. `NO_INSTANT` is `None`;
-/// `FAR` marks a deadline more than ±292 years from the base, kept exactly
-/// in `Extra::far_deadline` instead.
+/// `MERGED` marks a merge node (no deadline of its own); `FAR` marks a
+/// deadline more than ±292 years from the base, kept exactly in
+/// `Extra::far_deadline` instead.
 struct AtomicInstant(crate::sync::AtomicI64);
 
 const NO_INSTANT: i64 = i64::MIN;
 const FAR: i64 = i64::MIN + 1;
+/// A merge node: no deadline of its own, but its other parent's (in
+/// `Extra::other`) bounds it. Never changed once stored.
+const MERGED: i64 = i64::MIN + 2;
 
 /// What `AtomicInstant` holds.
 enum Stored {
     None,
     At(Instant),
     Far,
+    Merged,
 }
 
 fn base() -> Instant {
@@ -1153,6 +1288,7 @@ impl AtomicInstant {
         match self.0.load(Ordering::Relaxed) {
             NO_INSTANT => Stored::None,
             FAR => Stored::Far,
+            MERGED => Stored::Merged,
             nanos => Stored::At(decode(nanos)),
         }
     }
@@ -1163,7 +1299,7 @@ impl AtomicInstant {
 }
 
 /// `at` as nanoseconds from the base, if that fits (and is not one of the
-/// two reserved values).
+/// three reserved values).
 fn encode(at: Instant) -> Option<i64> {
     let base = base();
     let nanos = if at >= base {
@@ -1171,7 +1307,7 @@ fn encode(at: Instant) -> Option<i64> {
     } else {
         -i64::try_from((base - at).as_nanos()).ok()?
     };
-    (nanos > FAR).then_some(nanos)
+    (nanos > MERGED).then_some(nanos)
 }
 
 fn decode(nanos: i64) -> Instant {

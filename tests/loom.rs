@@ -772,3 +772,76 @@ fn clone_vs_drop_keeps_context_live() {
         assert_eq!(ctx.err(), Some(Error::Canceled));
     });
 }
+
+// ---------------------------------------------------------------------------
+// Merge (`goctx::merge`): two parents.
+// ---------------------------------------------------------------------------
+
+/// A merged context created while its other parent is being canceled is
+/// either registered in time and canceled by it, or sees it done and is
+/// born done: never missed, always with the other's cause, and it leaves
+/// both its parents' registries.
+#[test]
+fn merge_vs_other_cancel() {
+    model(|| {
+        let (parent, _keep) = goctx::with_cancel(&goctx::background());
+        let (other, cancel) = goctx::with_cancel_cause(&goctx::background());
+        let canceler = thread::spawn(move || cancel.cancel_with_cause(Why("shutdown")));
+
+        let (merged, _merged_cancel) = goctx::merge(&parent, &other);
+
+        join(canceler);
+        assert_eq!(merged.err(), Some(Error::Canceled));
+        assert!(same_cause(&merged, &other));
+        assert_eq!(parent.err(), None);
+        assert_eq!(parent.dependents(), 0);
+        assert_eq!(other.dependents(), 0);
+    });
+}
+
+/// Both parents canceled at once: exactly one cause wins, the merged
+/// context and its child agree on it, and nothing stays registered in the
+/// long-lived contexts above either parent.
+#[test]
+fn merge_parent_vs_other_cancel() {
+    model(|| {
+        let (root_a, _keep_a) = goctx::with_cancel(&goctx::background());
+        let (root_b, _keep_b) = goctx::with_cancel(&goctx::background());
+        let (parent, cancel_parent) = goctx::with_cancel_cause(&root_a);
+        let (other, cancel_other) = goctx::with_cancel_cause(&root_b);
+        let (merged, _merged_cancel) = goctx::merge(&parent, &other);
+        let (child, _child_cancel) = goctx::with_cancel(&merged);
+
+        let a = thread::spawn(move || cancel_parent.cancel_with_cause(Why("a")));
+        cancel_other.cancel_with_cause(Why("b"));
+        join(a);
+
+        let winner = why(&merged).expect("canceled");
+        assert!(winner == "a" || winner == "b", "{winner}");
+        assert_eq!(child.err(), Some(Error::Canceled));
+        assert_eq!(why(&child), Some(winner));
+        drop((parent, other));
+        assert_eq!(root_a.dependents(), 0);
+        assert_eq!(root_b.dependents(), 0);
+    });
+}
+
+/// The merged context's own cancel races its parent's under a live other:
+/// the registration with the other is taken back either way, while the
+/// merged context is still held.
+#[test]
+fn merge_own_cancel_vs_parent_cancel_under_live_other() {
+    model(|| {
+        let (other, _keep) = goctx::with_cancel(&goctx::background());
+        let (parent, cancel_parent) = goctx::with_cancel(&goctx::background());
+        let (merged, cancel) = goctx::merge(&parent, &other);
+
+        let a = thread::spawn(move || cancel_parent.cancel());
+        cancel.cancel();
+        join(a);
+
+        assert_eq!(merged.err(), Some(Error::Canceled));
+        assert_eq!(other.dependents(), 0);
+        assert_eq!(parent.dependents(), 0);
+    });
+}
