@@ -188,3 +188,172 @@ proptest! {
         let _ = decode_connect_timeout_ms(&s);
     }
 }
+
+mod trace_context {
+    use goctx::http::{RequestId, TraceContext};
+    use http::{HeaderMap, HeaderValue};
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_and_formats_the_spec_example() {
+        let t = TraceContext::parse(VALID, None).expect("valid");
+        assert_eq!(t.traceparent(), VALID);
+        assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.flags(), 1);
+        // A later version may carry more fields; the first four are read.
+        let v2 = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-will-be";
+        assert_eq!(
+            TraceContext::parse(v2, None)
+                .map(|t| t.traceparent())
+                .as_deref(),
+            Some(VALID)
+        );
+        // Unknown flag bits are cleared; the random bit is kept.
+        let flags = TraceContext::parse(&VALID.replace("-01", "-ff"), None).expect("valid");
+        assert_eq!(flags.flags(), 0x03);
+    }
+
+    /// OpenTelemetry's `extract_data_invalid` corpus, plus the spec's
+    /// forbidden version; each starts a new trace.
+    #[test]
+    fn invalid_traceparents_start_a_new_trace() {
+        let invalid = [
+            "",
+            "garbage",
+            "00-ab00000000000000000000000000000000-cd00000000000000-01",
+            "00-ab000000000000000000000000000000-cd0000000000000000-01",
+            "00-ab000000000000000000000000000000-cd00000000000000-0100",
+            "00-ab000000000000000000000000000000-cd00000000000000",
+            "00-ab000000000000000000000000000000-cd00000000000000-",
+            "00-qw000000000000000000000000000000-cd00000000000000-01",
+            "00-ab000000000000000000000000000000-qw00000000000000-01",
+            "00-ab000000000000000000000000000000-cd00000000000000-qw",
+            "00-AB000000000000000000000000000000-cd00000000000000-01",
+            "00-ab000000000000000000000000000000-CD00000000000000-01",
+            "00-00000000000000000000000000000000-cd00000000000000-01",
+            "00-ab000000000000000000000000000000-0000000000000000-01",
+            "ff-ab000000000000000000000000000000-cd00000000000000-01",
+            "0-ab000000000000000000000000000000-cd00000000000000-01",
+            "00_ab000000000000000000000000000000-cd00000000000000-01",
+            "cc-ab000000000000000000000000000000-cd00000000000000-01x",
+        ];
+        for value in invalid {
+            assert_eq!(TraceContext::parse(value, None), None, "{value:?}");
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert("traceparent", v);
+            }
+            headers.insert("tracestate", HeaderValue::from_static("a=b"));
+            let fresh = TraceContext::from_headers(&headers);
+            assert_eq!(fresh.parent_span_id(), None, "{value:?}");
+            assert_eq!(
+                fresh.tracestate(),
+                None,
+                "tracestate dropped with the trace"
+            );
+            assert_ne!(fresh.trace_id_hex(), "ab000000000000000000000000000000");
+        }
+    }
+
+    #[test]
+    fn continued_trace_keeps_id_flags_and_tracestate() {
+        let mut headers = HeaderMap::new();
+        headers.insert("TraceParent", HeaderValue::from_static(VALID));
+        headers.append("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE"));
+        headers.append(
+            "tracestate",
+            HeaderValue::from_static("rojo=00f067aa0ba902b7"),
+        );
+        let t = TraceContext::from_headers(&headers);
+        assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            t.parent_span_id(),
+            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
+        assert!(t.sampled());
+        assert_eq!(
+            t.tracestate(),
+            Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+        );
+        let mut out = HeaderMap::new();
+        t.insert_into(&mut out);
+        assert_eq!(out["traceparent"], t.traceparent().as_str());
+        assert_eq!(out["tracestate"], "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+
+        // Two traceparent lines: invalid.
+        headers.append("traceparent", HeaderValue::from_static(VALID));
+        assert_eq!(TraceContext::from_headers(&headers).parent_span_id(), None);
+    }
+
+    #[test]
+    fn long_tracestate_is_cut_at_whole_entries() {
+        let long = format!("big={}", "x".repeat(200));
+        let entries: Vec<String> = (0..40).map(|i| format!("k{i}=v{i}")).collect();
+        let state = format!("{long},{}", entries.join(","));
+        let t = TraceContext::parse(VALID, Some(&state)).expect("valid");
+        let kept = t.tracestate().expect("kept");
+        assert!(!kept.contains("big="), "long entries go first");
+        assert_eq!(kept.split(',').count(), 32);
+        assert!(kept.len() <= 512);
+        assert!(kept.split(',').all(|e| entries.contains(&e.to_owned())));
+    }
+
+    #[test]
+    fn new_ids_are_unique_and_well_formed() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let t = TraceContext::new_root();
+            assert!(TraceContext::parse(&t.traceparent(), None).is_some());
+            assert!(seen.insert(t.trace_id()));
+            let id = RequestId::generate();
+            assert_eq!(id.as_str().len(), 32);
+            assert!(seen.insert({
+                let mut b = [0u8; 16];
+                b.copy_from_slice(&id.as_str().as_bytes()[..16]);
+                b
+            }));
+        }
+    }
+
+    #[test]
+    fn request_id_rules() {
+        let max = "a".repeat(128);
+        for ok in ["r", "req-1", "~!#", max.as_str()] {
+            assert_eq!(
+                RequestId::parse(ok).as_ref().map(RequestId::as_str),
+                Some(ok)
+            );
+        }
+        let too_long = "a".repeat(129);
+        for bad in ["", " ", "a b", "tab\t", "é", too_long.as_str()] {
+            assert_eq!(RequestId::parse(bad), None, "{bad:?}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(RequestId::from_headers(&headers).as_str(), "abc-123");
+        headers.insert(
+            "x-request-id",
+            HeaderValue::from_str(&too_long).expect("header"),
+        );
+        assert_ne!(RequestId::from_headers(&headers).as_str(), too_long);
+    }
+
+    /// Every public type of `goctx::http` can cross threads (the layer's
+    /// service is cloned per connection; contexts hold the values).
+    #[test]
+    fn public_types_are_send_sync() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<TraceContext>();
+        send_sync::<RequestId>();
+        send_sync::<goctx::http::PeerAddr>();
+        send_sync::<goctx::http::RequestAbandoned>();
+        send_sync::<goctx::http::ResponseComplete>();
+        send_sync::<goctx::http::InvalidTimeout>();
+        send_sync::<goctx::http::RequestContextLayer>();
+        send_sync::<goctx::http::RequestContext<()>>();
+        fn send<T: Send + Unpin>() {}
+        send::<goctx::http::ResponseFuture<std::future::Ready<()>>>();
+        send::<goctx::http::RequestContextBody<http_body_util::Empty<axum::body::Bytes>>>();
+    }
+}
