@@ -42,6 +42,9 @@
 //!   [`Ctx::wait`] panics instead of hanging on a thread tokio is polling.
 //! - `tokio-util`: the `goctx::tokio_util` module, bridges
 //!   between [`Ctx`] and tokio-util's `CancellationToken`.
+//! - `http`: the `goctx::http` module, a request context per HTTP request
+//!   (a tower layer) and the deadline, trace and request-id header codecs.
+//! - `axum` (implies `http`): [`Ctx`] as an axum extractor.
 //!
 //! # Example
 //!
@@ -92,6 +95,9 @@ mod tree;
 mod value;
 mod wheel;
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;

@@ -1,0 +1,81 @@
+//! Contexts for HTTP servers: one [`Ctx`](crate::Ctx) per request, ended
+//! when the response is complete or the client goes away, plus the header
+//! codecs that carry deadlines, traces and request ids between services.
+//!
+//! hyper and axum have no request context: when a client goes away they
+//! drop the handler's future, which only stops it at its next `.await`
+//! and which spawned tasks, `after_func` callbacks and blocking code never
+//! learn of. [`RequestContextLayer`] turns that drop into a cancellation
+//! with a cause, and keeps the context live while a streaming body runs.
+//!
+//! # Lifecycle of a request context
+//!
+//! | trigger | `err()` | `cause()` | Go's `r.Context()` |
+//! |---|---|---|---|
+//! | response body ended (handler returned, body fully handed to hyper) | `Canceled` | [`ResponseComplete`] | canceled when `ServeHTTP` returns, no cause |
+//! | HTTP/1 client closed the connection while the handler ran | `Canceled` | [`RequestAbandoned`] | canceled by the background read, no cause |
+//! | HTTP/2 stream reset (`RST_STREAM`) or connection lost | `Canceled` | [`RequestAbandoned`] | canceled, no cause |
+//! | an outer layer (timeout) dropped the response future | `Canceled` | [`RequestAbandoned`] | no equivalent (`TimeoutHandler` cancels its own child) |
+//! | client stopped reading a streaming body; body dropped early | `Canceled` | [`RequestAbandoned`] | a failed write cancels, no cause |
+//! | the peer's deadline (`grpc-timeout`, `connect-timeout-ms`) or [`max_timeout`](RequestContextLayer::max_timeout) | `DeadlineExceeded` | `DeadlineExceeded` | net/http reads no deadline header; gRPC-Go does |
+//! | base context canceled (shutdown) | the base's | the base's | `Shutdown` never cancels request contexts |
+//! | client closed while the request body is unread | not detected until the body is read or the response written | | the same limit |
+//!
+//! The first of these wins; later ones change nothing.
+//!
+//! See `docs/http.md` for header formats and trust rules, the graceful
+//! shutdown recipe and what cannot be detected.
+//!
+//! # Examples
+//!
+//! (With the `axum` feature the handler can take `ctx: goctx::Ctx`
+//! directly instead of through `Extension`.)
+//!
+//! ```no_run
+//! use axum::{Extension, Router, routing::get};
+//! use goctx::http::RequestContextLayer;
+//!
+//! async fn slow(Extension(ctx): Extension<goctx::Ctx>) -> &'static str {
+//!     // Work that outlives the handler's future still learns the
+//!     // client left: the context is canceled, with a cause.
+//!     let watcher = ctx.clone();
+//!     tokio::spawn(async move {
+//!         watcher.done().await;
+//!         eprintln!("request ended: {:?}", watcher.cause());
+//!     });
+//!     ctx.done().await;
+//!     "unreachable for a client that stays"
+//! }
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let (server_ctx, _shutdown) = goctx::with_cancel_cause(&goctx::background());
+//! let app = Router::new()
+//!     .route("/slow", get(slow))
+//!     .layer(RequestContextLayer::new(&server_ctx));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+mod causes;
+#[cfg(feature = "axum")]
+mod extract;
+mod grpc_timeout;
+mod id;
+mod request_id;
+mod server;
+mod trace;
+
+pub use causes::{RequestAbandoned, ResponseComplete};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use extract::MissingRequestContext;
+pub use grpc_timeout::{
+    CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, InvalidTimeout, decode_connect_timeout_ms,
+    decode_grpc_timeout, encode_connect_timeout_ms, encode_grpc_timeout,
+};
+pub use request_id::{RequestId, X_REQUEST_ID};
+pub use server::{
+    PeerAddr, RequestContext, RequestContextBody, RequestContextLayer, ResponseFuture,
+};
+pub use trace::{TRACEPARENT, TRACESTATE, TraceContext};

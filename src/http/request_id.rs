@@ -1,0 +1,122 @@
+//! `RequestId`: the `x-request-id` convention.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderMap;
+
+use super::id::{hex, random_u64};
+
+/// The name of the request id header: `x-request-id` (a de-facto
+/// convention, tower-http's default).
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// A request's id, carried as a context value by
+/// [`RequestContextLayer`](crate::http::RequestContextLayer): the inbound
+/// `x-request-id` when it is 1 to 128 visible ASCII characters, otherwise
+/// a new random one (32 lowercase hex digits).
+///
+/// Cheap to clone (a shared string). Read it in a handler with
+/// `ctx.value::<RequestId>()`, or with the `axum` feature as an extractor.
+///
+/// # Examples
+///
+/// ```
+/// use goctx::http::RequestId;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("x-request-id", http::HeaderValue::from_static("req-42"));
+/// assert_eq!(RequestId::from_headers(&headers).as_str(), "req-42");
+///
+/// headers.insert("x-request-id", http::HeaderValue::from_static("has space"));
+/// let fresh = RequestId::from_headers(&headers);
+/// assert_eq!(fresh.as_str().len(), 32);
+///
+/// let ctx = goctx::with_value(&goctx::background(), fresh.clone());
+/// assert_eq!(ctx.value::<RequestId>(), Some(&fresh));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    /// Accepts `value` if it is 1 to 128 visible ASCII characters
+    /// (`!` to `~`: no spaces, no control characters); `None` otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use goctx::http::RequestId;
+    ///
+    /// assert!(RequestId::parse("0f2c-7").is_some());
+    /// assert!(RequestId::parse("").is_none());
+    /// assert!(RequestId::parse(&"x".repeat(129)).is_none());
+    /// ```
+    pub fn parse(value: &str) -> Option<RequestId> {
+        let ok = (1..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic());
+        ok.then(|| RequestId(value.into()))
+    }
+
+    /// A new random id: 32 lowercase hex digits (not cryptographic; unique
+    /// within the process and hard to guess, not secret).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = goctx::http::RequestId::generate();
+    /// assert_ne!(a, goctx::http::RequestId::generate());
+    /// ```
+    pub fn generate() -> RequestId {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&random_u64().to_be_bytes());
+        bytes[8..].copy_from_slice(&random_u64().to_be_bytes());
+        RequestId(hex(&bytes).into())
+    }
+
+    /// The first `x-request-id` header if [`parse`](RequestId::parse)
+    /// accepts it, else a [`generate`](RequestId::generate)d one.
+    ///
+    /// See the type's example.
+    pub fn from_headers(headers: &HeaderMap) -> RequestId {
+        headers
+            .get(X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .and_then(RequestId::parse)
+            .unwrap_or_else(RequestId::generate)
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as a header value, for outgoing requests and responses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use goctx::http::{RequestId, X_REQUEST_ID};
+    ///
+    /// let id = RequestId::parse("req-7").ok_or("invalid")?;
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert(X_REQUEST_ID, id.header_value());
+    /// assert_eq!(headers[X_REQUEST_ID], "req-7");
+    /// # Ok::<(), &'static str>(())
+    /// ```
+    pub fn header_value(&self) -> http::HeaderValue {
+        // Only visible ASCII gets in (`parse`, `generate`), all of it
+        // valid in a header value.
+        http::HeaderValue::from_str(&self.0).unwrap_or_else(|_| http::HeaderValue::from_static("-"))
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&&*self.0).finish()
+    }
+}

@@ -1,0 +1,608 @@
+//! `RequestContextLayer`: a request context per request, ended by the
+//! response's completion or the client's departure.
+//!
+//! The lifecycle, in ownership terms: [`Guard`] owns the request
+//! context's `CancelFunc`. The [`ResponseFuture`] holds it while the
+//! handler runs; when the handler returns a response, the guard moves
+//! into the [`RequestContextBody`]. Whoever holds it last decides the
+//! cause: the end of the body cancels with [`ResponseComplete`]; dropping
+//! the future or the body earlier cancels with [`RequestAbandoned`].
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::causes::{RequestAbandoned, ResponseComplete};
+use super::grpc_timeout::{
+    CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, InvalidTimeout, decode_connect_timeout_ms,
+    decode_grpc_timeout,
+};
+use super::request_id::RequestId;
+use super::trace::TraceContext;
+use crate::{CancelFunc, Ctx, DoneOwned, Error};
+
+/// The peer's address, carried as a context value when the server knows
+/// it. With the `axum` feature, [`RequestContextLayer`] adds it from
+/// axum's `ConnectInfo<SocketAddr>` (a server started with
+/// `into_make_service_with_connect_info::<SocketAddr>()`); Go's
+/// `http.LocalAddrContextKey` is the counterpart on the other end.
+///
+/// # Examples
+///
+/// ```
+/// use goctx::http::PeerAddr;
+///
+/// let addr = PeerAddr(([127, 0, 0, 1], 4242).into());
+/// let ctx = goctx::with_value(&goctx::background(), addr);
+/// assert_eq!(ctx.value::<PeerAddr>().map(|a| a.0.port()), Some(4242));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// A tower [`Layer`] that gives every request its own [`Ctx`], derived
+/// from a base context, in the request's extensions; the context ends
+/// when the response is complete or the client goes away, with a cause
+/// that says which.
+///
+/// Per request, the service:
+///
+/// 1. derives `ctx` from the base with [`with_cancel_cause`](crate::with_cancel_cause):
+///    the base's values are visible, and canceling the base (shutdown)
+///    ends every request in flight with the base's cause;
+/// 2. adds the peer's deadline: the sooner of `grpc-timeout` and
+///    `connect-timeout-ms`, clamped by [`max_timeout`](Self::max_timeout),
+///    through [`with_timeout`](crate::with_timeout);
+/// 3. adds the values [`RequestId`], [`TraceContext`] and (feature `axum`)
+///    [`PeerAddr`];
+/// 4. inserts `ctx` into the request's extensions (the `axum` feature's
+///    extractor reads it from there; elsewhere,
+///    `req.extensions().get::<goctx::Ctx>()`);
+/// 5. ends `ctx` with [`ResponseComplete`] once the response body ends,
+///    or with [`RequestAbandoned`] if the response future or body is
+///    dropped first (see `docs/http.md` for every trigger).
+///
+/// The first cancellation wins: a context ended by its deadline or by the
+/// base keeps that error and cause.
+///
+/// # On error
+///
+/// - A malformed `grpc-timeout` on a gRPC request (`content-type:
+///   application/grpc*`) is answered at once, without calling the inner
+///   service, with HTTP 200 and `grpc-status: 13` (INTERNAL), as grpc-go
+///   does. On other requests malformed deadline headers are ignored.
+/// - With [`enforce_deadline`](Self::enforce_deadline), a request still
+///   without a response at its deadline is answered with 504 (gRPC:
+///   `grpc-status: 4`, DEADLINE_EXCEEDED), and the handler is dropped.
+/// - An error from the inner service is passed through unchanged; the
+///   context ends with [`RequestAbandoned`].
+///
+/// # Examples
+///
+/// With the `axum` feature a handler takes `ctx: goctx::Ctx` directly;
+/// without it, axum's `Extension` reads it just as well:
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{Extension, Router, routing::get};
+/// use goctx::http::RequestContextLayer;
+///
+/// async fn handler(Extension(ctx): Extension<goctx::Ctx>) -> String {
+///     // Live while the response is being produced; hand it to spawned
+///     // work, `after_func` and outgoing calls.
+///     format!("deadline: {:?}", ctx.deadline().is_some())
+/// }
+///
+/// let (server_ctx, _shutdown) = goctx::with_cancel_cause(&goctx::background());
+/// let app: Router = Router::new().route("/", get(handler)).layer(
+///     RequestContextLayer::new(&server_ctx)
+///         .max_timeout(Duration::from_secs(30))
+///         .enforce_deadline(true),
+/// );
+/// # let _ = app;
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a layer does nothing until it wraps a service"]
+pub struct RequestContextLayer {
+    config: Arc<Config>,
+}
+
+/// What a layer was built with. Immutable once the layer wraps a service.
+#[derive(Clone, Debug)]
+struct Config {
+    /// Every request context derives from it.
+    base: Ctx,
+    /// Upper bound on every request's timeout.
+    max_timeout: Option<Duration>,
+    /// Answer 504 / DEADLINE_EXCEEDED at the deadline.
+    enforce_deadline: bool,
+    /// Ignore inbound `traceparent`/`tracestate`.
+    restart_trace: bool,
+}
+
+impl RequestContextLayer {
+    /// A layer whose request contexts derive from `base` (Go's
+    /// `Server.BaseContext`): values in `base` are visible in every
+    /// request, and canceling `base` ends every request in flight with
+    /// `base`'s cause. Pass [`background()`](crate::background) for none.
+    ///
+    /// By default: no timeout of the server's own, inbound deadline
+    /// headers honoured but not enforced, inbound traces continued.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = goctx::http::RequestContextLayer::new(&goctx::background());
+    /// # let _ = layer;
+    /// ```
+    pub fn new(base: &Ctx) -> Self {
+        RequestContextLayer {
+            config: Arc::new(Config {
+                base: base.clone(),
+                max_timeout: None,
+                enforce_deadline: false,
+                restart_trace: false,
+            }),
+        }
+    }
+
+    /// Bounds every request's timeout by `max`: a request with a longer
+    /// deadline header, or none, gets `max`. A peer can only shorten its
+    /// own request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let layer = goctx::http::RequestContextLayer::new(&goctx::background())
+    ///     .max_timeout(Duration::from_secs(30));
+    /// # let _ = layer;
+    /// ```
+    pub fn max_timeout(mut self, max: Duration) -> Self {
+        Arc::make_mut(&mut self.config).max_timeout = Some(max);
+        self
+    }
+
+    /// Whether to answer for the handler at the deadline: when the
+    /// request's context ends with [`DeadlineExceeded`](Error::DeadlineExceeded)
+    /// before the handler returned a response, the handler's future is
+    /// dropped and the client gets 504 Gateway Timeout (gRPC requests:
+    /// HTTP 200 with `grpc-status: 4`, trailers-only). Off by default: the
+    /// handler sees its context end and answers as it likes.
+    ///
+    /// Only the response's head is covered: a body already streaming goes
+    /// on (its context is done, so a body that watches it ends).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = goctx::http::RequestContextLayer::new(&goctx::background())
+    ///     .enforce_deadline(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn enforce_deadline(mut self, enforce: bool) -> Self {
+        Arc::make_mut(&mut self.config).enforce_deadline = enforce;
+        self
+    }
+
+    /// Whether to start a new trace for every request, ignoring inbound
+    /// `traceparent` and `tracestate`: for a server at a trust boundary
+    /// (the W3C spec's "front gate"), where callers' trace ids and
+    /// sampling flags are not to be believed. Off by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let edge = goctx::http::RequestContextLayer::new(&goctx::background())
+    ///     .restart_trace(true);
+    /// # let _ = edge;
+    /// ```
+    pub fn restart_trace(mut self, restart: bool) -> Self {
+        Arc::make_mut(&mut self.config).restart_trace = restart;
+        self
+    }
+}
+
+impl<S> Layer<S> for RequestContextLayer {
+    type Service = RequestContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestContext {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The [`Service`] made by [`RequestContextLayer`]; see there.
+///
+/// # Examples
+///
+/// Wrapping a service by hand (`Router::layer` does this for axum):
+///
+/// ```
+/// use tower_layer::Layer;
+///
+/// let layer = goctx::http::RequestContextLayer::new(&goctx::background());
+/// let service: goctx::http::RequestContext<axum::Router> = layer.layer(axum::Router::new());
+/// # let _ = service;
+/// ```
+#[derive(Clone, Debug)]
+pub struct RequestContext<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestContext<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = Response<RequestContextBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let grpc = is_grpc(req.headers());
+        let head = req.method() == Method::HEAD;
+        let (ctx, cancel) = crate::with_cancel_cause(&config.base);
+        let guard = Guard(Some(cancel));
+        let peer_timeout = match inbound_timeout(req.headers(), grpc) {
+            Ok(timeout) => timeout,
+            Err(err) => {
+                let msg = format!("malformed grpc-timeout: {err}");
+                return ResponseFuture::early(grpc_status(13, &msg), guard);
+            }
+        };
+        let mut ctx = match min_timeout(peer_timeout, config.max_timeout) {
+            Some(timeout) => {
+                let (ctx, cancel_timeout) = crate::with_timeout(&ctx, timeout);
+                // The guard's context is this one's parent and is always
+                // canceled in the end, which ends this one too; dropping
+                // this handle would cancel it with `CancelFuncDropped`.
+                cancel_timeout.detach();
+                ctx
+            }
+            None => ctx,
+        };
+        ctx = crate::with_value(&ctx, RequestId::from_headers(req.headers()));
+        let trace = if config.restart_trace {
+            TraceContext::new_root()
+        } else {
+            TraceContext::from_headers(req.headers())
+        };
+        ctx = crate::with_value(&ctx, trace);
+        #[cfg(feature = "axum")]
+        if let Some(info) = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        {
+            ctx = crate::with_value(&ctx, PeerAddr(info.0));
+        }
+        let deadline =
+            (config.enforce_deadline && ctx.deadline().is_some()).then(|| ctx.done_owned());
+        req.extensions_mut().insert(ctx);
+        ResponseFuture {
+            inner: Some(self.inner.call(req)),
+            early: None,
+            deadline,
+            grpc,
+            head,
+            guard: Some(guard),
+        }
+    }
+}
+
+/// gRPC-style requests: `content-type: application/grpc` and its
+/// `+proto`, `+json`, `-web` variants.
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The peer's timeout: the sooner of `grpc-timeout` and
+/// `connect-timeout-ms`. A malformed `grpc-timeout` is an error on gRPC
+/// requests; every other malformed value is ignored.
+fn inbound_timeout(headers: &HeaderMap, grpc: bool) -> Result<Option<Duration>, InvalidTimeout> {
+    let grpc_timeout = match headers.get(GRPC_TIMEOUT) {
+        None => None,
+        Some(value) => match value
+            .to_str()
+            .map_err(|_| InvalidTimeout::Digits)
+            .and_then(decode_grpc_timeout)
+        {
+            Ok(timeout) => Some(timeout),
+            Err(err) if grpc => return Err(err),
+            Err(_) => None,
+        },
+    };
+    let connect_timeout = headers
+        .get(CONNECT_TIMEOUT_MS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| decode_connect_timeout_ms(v).ok());
+    Ok(min_timeout(grpc_timeout, connect_timeout))
+}
+
+fn min_timeout(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A trailers-only gRPC response: status and message in the headers.
+fn grpc_status(code: u8, message: &str) -> Response<()> {
+    let mut res = Response::new(());
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    // Messages here are plain ASCII, which needs no percent-encoding.
+    if let Ok(value) = HeaderValue::from_str(message) {
+        headers.insert("grpc-message", value);
+    }
+    res
+}
+
+/// The answer at an enforced deadline.
+fn deadline_response(grpc: bool) -> Response<()> {
+    if grpc {
+        grpc_status(4, "deadline exceeded")
+    } else {
+        let mut res = Response::new(());
+        *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        res
+    }
+}
+
+/// Owns the request context's [`CancelFunc`]. Dropped without
+/// [`complete`](Guard::complete): the request was abandoned.
+struct Guard(
+    /// `Some` until `complete` or drop takes it.
+    Option<CancelFunc>,
+);
+
+impl Guard {
+    fn complete(mut self) {
+        if let Some(cancel) = self.0.take() {
+            cancel.cancel_with_cause(ResponseComplete);
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // A context already done (deadline, base, `complete`) keeps its
+        // cause: the first cancellation wins, and the `CancelFunc`'s own
+        // drop after it is a no-op. The check only skips allocating a
+        // cause that would be discarded.
+        if let Some(cancel) = self.0.take()
+            && !cancel.is_canceled()
+        {
+            cancel.cancel_with_cause(RequestAbandoned);
+        }
+    }
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Guard").field(&self.0).finish()
+    }
+}
+
+pin_project! {
+    /// The response future of [`RequestContext`]: the inner service's
+    /// future, owning the request context's cancel guard.
+    ///
+    /// Dropped before it completes (hyper saw the client go away, an
+    /// HTTP/2 stream was reset, an outer timeout gave up), it ends the
+    /// context with [`RequestAbandoned`]. Completed with a response, it
+    /// hands the guard to the response's [`RequestContextBody`].
+    ///
+    /// # Panics
+    ///
+    /// If polled again after it completed.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        // `None` for an early answer, and once the handler was dropped
+        // at an enforced deadline.
+        #[pin]
+        inner: Option<F>,
+        // An answer given without calling the inner service.
+        early: Option<Response<()>>,
+        // Set when the deadline is enforced; `None` once it fired.
+        deadline: Option<DoneOwned>,
+        grpc: bool,
+        head: bool,
+        // `None` once the future completed.
+        guard: Option<Guard>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn early(res: Response<()>, guard: Guard) -> Self {
+        ResponseFuture {
+            inner: None,
+            early: Some(res),
+            deadline: None,
+            grpc: true,
+            head: false,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<RequestContextBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(res) = this.early.take() {
+            let guard = this
+                .guard
+                .take()
+                .expect("ResponseFuture polled after completion");
+            return Poll::Ready(Ok(res.map(|()| RequestContextBody::new(None, guard, false))));
+        }
+        // The deadline first: when both are ready, the deadline wins, as
+        // in `Ctx::run`.
+        if let Some(done) = this.deadline.as_mut()
+            && let Poll::Ready(err) = Pin::new(done).poll(cx)
+        {
+            *this.deadline = None;
+            if err == Error::DeadlineExceeded {
+                this.inner.set(None);
+                let guard = this
+                    .guard
+                    .take()
+                    .expect("ResponseFuture polled after completion");
+                let res = deadline_response(*this.grpc);
+                return Poll::Ready(Ok(res.map(|()| RequestContextBody::new(None, guard, false))));
+            }
+        }
+        let inner = this
+            .inner
+            .as_mut()
+            .as_pin_mut()
+            .expect("ResponseFuture polled after completion");
+        let result = ready!(inner.poll(cx));
+        this.inner.set(None);
+        let guard = this
+            .guard
+            .take()
+            .expect("ResponseFuture polled after completion");
+        Poll::Ready(match result {
+            Ok(res) => {
+                // hyper drops these bodies unread: dropping them is their end.
+                let unread = *this.head
+                    || res.status().is_informational()
+                    || res.status() == StatusCode::NO_CONTENT
+                    || res.status() == StatusCode::NOT_MODIFIED;
+                Ok(res.map(|body| RequestContextBody::new(Some(body), guard, unread)))
+            }
+            // `guard` drops here: abandoned.
+            Err(err) => Err(err),
+        })
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("complete", &self.guard.is_none())
+            .field("enforces_deadline", &self.deadline.is_some())
+            .field("grpc", &self.grpc)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The response body of [`RequestContext`]: the handler's body, owning
+    /// the request context's cancel guard, so the context stays live while
+    /// the body streams.
+    ///
+    /// When the inner body ends (its last frame polled, or dropped while
+    /// [`is_end_stream`](Body::is_end_stream) says it has nothing more),
+    /// the context ends with [`ResponseComplete`]; dropped earlier (the
+    /// client stopped reading or went away, or the body failed), with
+    /// [`RequestAbandoned`]. Bodies of `HEAD` requests and of 1xx, 204 and
+    /// 304 responses, which hyper never sends, complete when dropped.
+    ///
+    /// Frames, errors, `size_hint` and `is_end_stream` are the inner
+    /// body's. Bodies the layer writes itself (an enforced deadline, a
+    /// rejected `grpc-timeout`) are empty.
+    pub struct RequestContextBody<B: Body> {
+        #[pin]
+        inner: Option<B>,
+        // `None` once the context was ended.
+        guard: Option<Guard>,
+        // Dropping the body counts as its end.
+        complete_on_drop: bool,
+    }
+
+    impl<B: Body> PinnedDrop for RequestContextBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(guard) = this.guard.take() {
+                let ended = *this.complete_on_drop
+                    || this.inner.as_ref().as_pin_ref().is_none_or(|b| b.is_end_stream());
+                if ended {
+                    guard.complete();
+                }
+                // Otherwise `guard` drops: abandoned.
+            }
+        }
+    }
+}
+
+impl<B: Body> RequestContextBody<B> {
+    fn new(inner: Option<B>, guard: Guard, complete_on_drop: bool) -> Self {
+        RequestContextBody {
+            inner,
+            guard: Some(guard),
+            complete_on_drop,
+        }
+    }
+}
+
+impl<B: Body> Body for RequestContextBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = match this.inner.as_pin_mut() {
+            Some(inner) => ready!(inner.poll_frame(cx)),
+            None => None,
+        };
+        if frame.is_none()
+            && let Some(guard) = this.guard.take()
+        {
+            guard.complete();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(B::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
+    }
+}
+
+impl<B: Body> fmt::Debug for RequestContextBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestContextBody")
+            .field("ended", &self.guard.is_none())
+            .finish_non_exhaustive()
+    }
+}
