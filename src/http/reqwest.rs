@@ -157,10 +157,12 @@ async fn race<T>(
     match ctx.run(future).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(PropagateError::or_ctx(ctx, e)),
-        Err(err) => Err(PropagateError::from_ctx(ctx).unwrap_or(PropagateError::Context {
-            err,
-            cause: err.into_cause(),
-        })),
+        Err(err) => Err(
+            PropagateError::from_ctx(ctx).unwrap_or(PropagateError::Context {
+                err,
+                cause: err.into_cause(),
+            }),
+        ),
     }
 }
 
