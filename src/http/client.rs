@@ -176,11 +176,15 @@ pub struct Propagate<S> {
 
 impl<S> Propagate<S> {
     /// The wrapped client.
+    ///
+    /// See the type's example.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The wrapped client, unwrapped.
+    ///
+    /// See the type's example.
     pub fn into_inner(self) -> S {
         self.inner
     }
@@ -291,6 +295,36 @@ pin_project! {
     /// # Panics
     ///
     /// If polled again after it completed.
+    ///
+    /// # Examples
+    ///
+    /// Any `Service<http::Request<B>>` can be the client; here a stand-in
+    /// that counts its calls:
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use tower::{Service, ServiceExt, service_fn};
+    /// use goctx::http::{PropagateLayer, with_context};
+    /// use tower_layer::Layer;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let calls = AtomicUsize::new(0);
+    /// let inner = service_fn(|_req: http::Request<()>| {
+    ///     calls.fetch_add(1, Ordering::SeqCst);
+    ///     async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi"))) }
+    /// });
+    /// let mut client = PropagateLayer::new().layer(inner);
+    ///
+    /// let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    /// let ok = client.ready().await?.call(with_context(http::Request::new(()), &ctx)).await;
+    /// assert!(ok.is_ok());
+    /// cancel.cancel();
+    /// let err = client.ready().await?.call(with_context(http::Request::new(()), &ctx)).await;
+    /// assert_eq!(err.err().and_then(|e| e.ctx_err()), Some(goctx::Error::Canceled));
+    /// assert_eq!(calls.load(Ordering::SeqCst), 1, "a done context never reaches the client");
+    /// # Ok::<(), goctx::http::PropagateError<std::convert::Infallible>>(())
+    /// # }).unwrap();
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct PropagateFuture<F> {
         // `None` when the request was not sent, and once completed.
@@ -381,6 +415,30 @@ pin_project! {
     /// the inner body's errors ([`PropagateError::Inner`]), `size_hint`
     /// and `is_end_stream` are the inner body's. Without a context it is
     /// the inner body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http_body_util::BodyExt;
+    /// use tower::{ServiceExt, service_fn};
+    /// use goctx::http::{PropagateLayer, with_context};
+    /// use tower_layer::Layer;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let inner = service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("a long body")))
+    /// });
+    /// let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    /// let req = with_context(http::Request::new(()), &ctx);
+    /// let res = PropagateLayer::new().layer(inner).oneshot(req).await?;
+    /// let mut body = res.into_body();
+    /// cancel.cancel_with_cause("reader gave up");
+    /// let err = body.frame().await.ok_or("a frame")?.err().ok_or("an error")?;
+    /// assert_eq!(err.cause().map(|c| c.to_string()).as_deref(), Some("reader gave up"));
+    /// assert!(body.frame().await.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub struct PropagateBody<B> {
         // `None` once the context ended the read.
         #[pin]

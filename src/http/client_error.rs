@@ -120,6 +120,8 @@ impl<E> PropagateError<E> {
     }
 
     /// The client's own error, for `Inner`.
+    ///
+    /// See [`ctx_err`](Self::ctx_err)'s example.
     pub fn inner(&self) -> Option<&E> {
         match self {
             PropagateError::Inner(e) => Some(e),
@@ -128,6 +130,15 @@ impl<E> PropagateError<E> {
     }
 
     /// The client's own error, for `Inner`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use goctx::http::PropagateError;
+    ///
+    /// let err: PropagateError<&str> = PropagateError::Inner("connection refused");
+    /// assert_eq!(err.into_inner(), Some("connection refused"));
+    /// ```
     pub fn into_inner(self) -> Option<E> {
         match self {
             PropagateError::Inner(e) => Some(e),

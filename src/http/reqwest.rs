@@ -36,6 +36,8 @@ use crate::Ctx;
 /// ```
 pub trait RequestBuilderExt: sealed::Sealed {
     /// Binds `ctx` to this request; see [`ContextRequestBuilder`].
+    ///
+    /// See the trait's example.
     fn context(self, ctx: &Ctx) -> ContextRequestBuilder;
 }
 
@@ -66,6 +68,16 @@ impl RequestBuilderExt for ::reqwest::RequestBuilder {
 /// [`timeout`](reqwest::RequestBuilder::timeout) is set to the time left
 /// (or kept, if shorter): reqwest then stops at the deadline on its own,
 /// body reads included, even through [`ContextResponse::into_inner`].
+///
+/// # Examples
+///
+/// ```
+/// use goctx::http::RequestBuilderExt;
+///
+/// let (ctx, _cancel) = goctx::with_cancel(&goctx::background());
+/// let req = reqwest::Client::new().get("http://127.0.0.1:1/").context(&ctx);
+/// println!("{req:?}"); // send it with `req.send().await?`
+/// ```
 #[must_use = "a request does nothing until it is sent"]
 pub struct ContextRequestBuilder {
     builder: ::reqwest::RequestBuilder,
@@ -197,6 +209,8 @@ pub struct ContextResponse {
 
 impl ContextResponse {
     /// The request's context.
+    ///
+    /// See the type's example (for all of its methods).
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
     }
