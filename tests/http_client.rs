@@ -629,3 +629,18 @@ async fn reqwest_cancel_during_body_aborts_read() {
     let cause = ended_within(&server_ctx, PROMPT).await;
     assert!(cause.is::<RequestAbandoned>(), "{cause}");
 }
+
+/// The client types are `Send`, `Sync` and `Debug` (futures and bodies
+/// when what they wrap is), and `Unpin` where what they wrap is.
+#[test]
+fn client_types_are_send_sync_debug() {
+    fn send_sync_debug<T: Send + Sync + std::fmt::Debug + Unpin>() {}
+    type Inner = std::future::Ready<Result<http::Response<String>, std::io::Error>>;
+    send_sync_debug::<PropagateLayer>();
+    send_sync_debug::<Propagate<Hyper>>();
+    send_sync_debug::<goctx::http::PropagateFuture<Inner>>();
+    send_sync_debug::<goctx::http::PropagateBody<String>>();
+    send_sync_debug::<PropagateError<std::io::Error>>();
+    send_sync_debug::<goctx::http::ContextRequestBuilder>();
+    send_sync_debug::<goctx::http::ContextResponse>();
+}
