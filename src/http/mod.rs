@@ -79,3 +79,15 @@ pub use server::{
     PeerAddr, RequestContext, RequestContextBody, RequestContextLayer, ResponseFuture,
 };
 pub use trace::{TRACEPARENT, TRACESTATE, TraceContext};
+
+// Client side: outgoing requests carry their context (issue 9).
+mod client;
+mod client_error;
+#[cfg(feature = "reqwest")]
+mod reqwest;
+
+pub use client::{Propagate, PropagateBody, PropagateFuture, PropagateLayer, with_context};
+pub use client_error::PropagateError;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use reqwest::{ContextRequestBuilder, ContextResponse, RequestBuilderExt};
