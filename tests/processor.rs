@@ -5,51 +5,20 @@
 //! second or two; bounds are generous for a loaded machine, and no test
 //! depends on tight timing.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// `target/<profile>/examples/processor`, next to this test's `deps/`.
-///
-/// A plain `cargo test` builds the examples before the tests, but
-/// `cargo test --test processor` does not; so the first call builds the
-/// example (a no-op when it is fresh), lest a stale binary be tested.
+/// The processor example, built if needed (see `common::example`).
 fn processor() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe
-                .parent()
-                .and_then(|deps| deps.parent())
-                .expect("test executable in target/<profile>/deps");
-            let mut build = Command::new(env!("CARGO"));
-            build.args([
-                "build",
-                "--quiet",
-                "--example",
-                "processor",
-                "--manifest-path",
-            ]);
-            build.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
-            if profile_dir
-                .file_name()
-                .is_some_and(|name| name == "release")
-            {
-                build.arg("--release");
-            }
-            let status = build.status().expect("run cargo build");
-            assert!(status.success(), "cargo build --example processor failed");
-            let name = format!("processor{}", std::env::consts::EXE_SUFFIX);
-            let path = profile_dir.join("examples").join(name);
-            assert!(path.exists(), "{} is missing", path.display());
-            path
-        })
-        .clone()
+    BUILT.get_or_init(|| common::example("processor")).clone()
 }
 
 struct Output {

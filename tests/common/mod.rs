@@ -153,3 +153,31 @@ pub fn threads_named(name: &str) -> Option<usize> {
             .count(),
     )
 }
+
+/// `target/<profile>/examples/<name>`, next to this test's `deps/`, built
+/// first: a plain `cargo test` builds the examples before the tests, but
+/// `cargo test --test <file>` does not, and a stale binary must not be
+/// tested (a no-op when it is fresh).
+pub fn example(name: &str) -> std::path::PathBuf {
+    use std::path::Path;
+    use std::process::Command;
+
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable in target/<profile>/deps");
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--quiet", "--example", name, "--manifest-path"]);
+    build.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+    if profile_dir.file_name().is_some_and(|dir| dir == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build --example {name} failed");
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
