@@ -42,9 +42,17 @@
 //!   [`Ctx::wait`] panics instead of hanging on a thread tokio is polling.
 //! - `tokio-util`: the `goctx::tokio_util` module, bridges
 //!   between [`Ctx`] and tokio-util's `CancellationToken`.
-//! - `http`: the `goctx::http` module, a request context per HTTP request
-//!   (a tower layer) and the deadline, trace and request-id header codecs.
+//! - `http`: the `goctx::http` module: a request context per HTTP request
+//!   (`RequestContextLayer`, a tower layer for servers), contexts carried
+//!   by outgoing calls (`PropagateLayer`, for any tower HTTP client), and
+//!   the deadline, trace and request-id header codecs. `docs/http.md` has
+//!   the lifecycle, the header rules and the shutdown recipe;
+//!   `cargo run --example http_server` shows it end to end.
 //! - `axum` (implies `http`): [`Ctx`] as an axum extractor.
+//! - `reqwest` (implies `http`): `.context(&ctx)` on a reqwest request.
+//!
+//! [`merge`] (no feature) joins a request context with a server's
+//! shutdown context.
 //!
 //! # Example
 //!
