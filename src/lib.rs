@@ -124,12 +124,6 @@ pub use merge::merge;
 pub use tree::ExtendError;
 pub use value::with_value;
 
-/// Hooks for the loom models in `tests/loom.rs` (`--cfg loom` only; not
-/// part of the API): the stand-ins for the timer thread and the callback
-/// threads, which loom cannot run.
-#[cfg(loom)]
-#[doc(hidden)]
-pub mod __loom {
-    pub use crate::spawn::model::join_callbacks;
-    pub use crate::timer::model::{armed, fire_deadlines};
-}
+/// The loom models of every known race (`--cfg loom` test builds only).
+#[cfg(all(test, loom))]
+mod loom_models;

@@ -298,7 +298,7 @@ pub(crate) mod model {
     /// Waits for every callback started so far in this execution,
     /// including callbacks started by callbacks. Returns how many there
     /// were. A panic in a callback is resumed here.
-    pub fn join_callbacks() -> usize {
+    pub(crate) fn join_callbacks() -> usize {
         let mut joined = 0;
         loop {
             let handles = std::mem::take(&mut *started());

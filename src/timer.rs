@@ -306,7 +306,7 @@ pub(crate) mod model {
     /// node still alive through `CancelNode::expire`, the thread's own
     /// path. Unlike the thread it does not catch panics: in a model, any
     /// panic is a failure.
-    pub fn fire_deadlines(now: Instant) {
+    pub(crate) fn fire_deadlines(now: Instant) {
         let mut due = Vec::new();
         let mut state = lock();
         let tick = state.tick_of(now);
@@ -324,7 +324,7 @@ pub(crate) mod model {
     /// How many deadlines are armed: 0 once every deadline context was
     /// canceled, fired or dropped. Also checks that the wheel's count and
     /// its slot bitmaps agree on whether anything is armed.
-    pub fn armed() -> usize {
+    pub(crate) fn armed() -> usize {
         let state = lock();
         let armed = state.wheel.len();
         assert_eq!(

@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=4 \
-//!     cargo test --release --test loom
+//!     cargo test --release --lib loom_models
 //! ```
+//!
+//! They live inside the crate, as unit tests under `cfg(all(test, loom))`
+//! (as tokio-util's do), so that the hooks they need stay private and loom
+//! is a dev-dependency only.
 //!
 //! Without `LOOM_MAX_PREEMPTIONS` the models use a bound of 2 (see
 //! `model`). Measured on 2 cores, in release mode, the test run itself
@@ -16,9 +20,9 @@
 //!
 //! Under `--cfg loom` the crate's mutexes and atomics are loom's (see
 //! `src/sync.rs`), there is no timer thread (a model thread fires deadlines
-//! with `goctx::__loom::fire_deadlines`) and every `after_func` callback
+//! with `timer::model::fire_deadlines`) and every `after_func` callback
 //! runs on a loom thread of its own (joined with
-//! `goctx::__loom::join_callbacks`). Loom also checks, at the end of every
+//! `spawn::model::join_callbacks`). Loom also checks, at the end of every
 //! execution, that no loom `Arc` leaked: the wakers of `block_on` and the
 //! counters captured by callbacks are loom `Arc`s, so a waker or callback
 //! left behind in a registry fails the model.
@@ -26,15 +30,14 @@
 //! Besides its own claim, a model checks the bookkeeping at the end:
 //! `dependents()` of the contexts that stay, and the number of armed
 //! deadlines.
-#![cfg(loom)]
-
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use goctx::{__loom, Ctx, Error, ExtendError};
+use crate::{Ctx, Error, ExtendError};
+use crate::{spawn::model as callbacks, timer::model as timers};
 use loom::future::block_on;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -80,7 +83,7 @@ fn same_cause(a: &Ctx, b: &Ctx) -> bool {
 }
 
 /// A deadline far enough away that it is never "now": only the model fires
-/// it, with `__loom::fire_deadlines`.
+/// it, with `timer::model::fire_deadlines`.
 fn far(base: Instant, hours: u64) -> Instant {
     base + Duration::from_secs(3600 * hours)
 }
@@ -115,11 +118,11 @@ fn join<T>(handle: thread::JoinHandle<T>) -> T {
 #[test]
 fn cancel_vs_child_creation() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel_cause(&goctx::background());
+        let (parent, cancel) = crate::with_cancel_cause(&crate::background());
         let canceler = thread::spawn(move || cancel.cancel_with_cause(Why("stop")));
 
-        let (child, child_cancel) = goctx::with_cancel(&parent);
-        let (grandchild, _grandchild_cancel) = goctx::with_cancel(&child);
+        let (child, child_cancel) = crate::with_cancel(&parent);
+        let (grandchild, _grandchild_cancel) = crate::with_cancel(&child);
 
         join(canceler);
         assert_eq!(parent.err(), Some(Error::Canceled));
@@ -143,18 +146,18 @@ fn cancel_vs_child_creation() {
 fn cancel_vs_deadline_child_creation() {
     model(|| {
         let at = far(Instant::now(), 1);
-        let (parent, cancel) = goctx::with_cancel(&goctx::background());
+        let (parent, cancel) = crate::with_cancel(&crate::background());
         let canceler = thread::spawn(move || cancel.cancel());
 
-        let valued = goctx::with_value(&parent, 7_u32);
-        let (child, _child_cancel) = goctx::with_deadline(&valued, at);
+        let valued = crate::with_value(&parent, 7_u32);
+        let (child, _child_cancel) = crate::with_deadline(&valued, at);
 
         join(canceler);
         assert_eq!(child.err(), Some(Error::Canceled));
         assert!(same_cause(&child, &parent));
         assert_eq!(child.deadline(), Some(at));
         assert_eq!(parent.dependents(), 0);
-        assert_eq!(__loom::armed(), 0);
+        assert_eq!(timers::armed(), 0);
     });
 }
 
@@ -167,8 +170,8 @@ fn cancel_vs_deadline_child_creation() {
 #[test]
 fn cancel_vs_child_drop() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel(&goctx::background());
-        let (child, child_cancel) = goctx::with_cancel(&parent);
+        let (parent, cancel) = crate::with_cancel(&crate::background());
+        let (child, child_cancel) = crate::with_cancel(&parent);
         let canceler = thread::spawn(move || cancel.cancel());
 
         drop(child_cancel);
@@ -185,8 +188,8 @@ fn cancel_vs_child_drop() {
 #[test]
 fn cancel_vs_detached_child_drop() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel(&goctx::background());
-        let (child, child_cancel) = goctx::with_cancel(&parent);
+        let (parent, cancel) = crate::with_cancel(&crate::background());
+        let (child, child_cancel) = crate::with_cancel(&parent);
         child_cancel.detach();
         let canceler = thread::spawn(move || cancel.cancel());
 
@@ -204,9 +207,9 @@ fn cancel_vs_detached_child_drop() {
 #[test]
 fn sibling_deregistrations_leave_parent_empty() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel(&goctx::background());
-        let (first, first_cancel) = goctx::with_cancel(&parent);
-        let (second, second_cancel) = goctx::with_cancel(&parent);
+        let (parent, cancel) = crate::with_cancel(&crate::background());
+        let (first, first_cancel) = crate::with_cancel(&parent);
+        let (second, second_cancel) = crate::with_cancel(&parent);
         assert_eq!(parent.dependents(), 2);
 
         let other = thread::spawn(move || {
@@ -220,7 +223,7 @@ fn sibling_deregistrations_leave_parent_empty() {
         assert_eq!(parent.err(), None);
         assert_eq!(parent.dependents(), 0);
         // The parent still registers and cancels children.
-        let (third, _third_cancel) = goctx::with_cancel(&parent);
+        let (third, _third_cancel) = crate::with_cancel(&parent);
         assert_eq!(parent.dependents(), 1);
         cancel.cancel();
         assert_eq!(third.err(), Some(Error::Canceled));
@@ -235,9 +238,9 @@ fn sibling_deregistrations_leave_parent_empty() {
 #[test]
 fn cancel_reaches_grandchild_through_dropped_child() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel_cause(&goctx::background());
-        let (child, child_cancel) = goctx::with_cancel(&parent);
-        let (grandchild, _grandchild_cancel) = goctx::with_cancel(&child);
+        let (parent, cancel) = crate::with_cancel_cause(&crate::background());
+        let (child, child_cancel) = crate::with_cancel(&parent);
+        let (grandchild, _grandchild_cancel) = crate::with_cancel(&child);
         child_cancel.detach();
         drop(child);
         let canceler = thread::spawn(move || cancel.cancel_with_cause(Why("stop")));
@@ -259,20 +262,20 @@ fn cancel_reaches_grandchild_through_dropped_child() {
 #[test]
 fn cancel_vs_chain_drop() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel(&goctx::background());
-        let (child, child_cancel) = goctx::with_cancel(&parent);
-        let (grandchild, grandchild_cancel) = goctx::with_cancel(&child);
+        let (parent, cancel) = crate::with_cancel(&crate::background());
+        let (child, child_cancel) = crate::with_cancel(&parent);
+        let (grandchild, grandchild_cancel) = crate::with_cancel(&child);
         child_cancel.detach();
         grandchild_cancel.detach();
         let (runs, f) = counter();
-        let handle = goctx::after_func(&grandchild, f);
+        let handle = crate::after_func(&grandchild, f);
         drop(child);
         let canceler = thread::spawn(move || cancel.cancel());
 
         drop(grandchild);
 
         join(canceler);
-        __loom::join_callbacks();
+        callbacks::join_callbacks();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert!(!handle.stop());
         assert_eq!(parent.dependents(), 0);
@@ -289,7 +292,7 @@ fn cancel_vs_chain_drop() {
 #[test]
 fn done_vs_cancel() {
     model(|| {
-        let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+        let (ctx, cancel) = crate::with_cancel(&crate::background());
         let canceler = thread::spawn(move || cancel.cancel());
 
         assert_eq!(block_on(ctx.done()), Error::Canceled);
@@ -304,9 +307,9 @@ fn done_vs_cancel() {
 #[test]
 fn done_of_descendant_vs_parent_cancel() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel(&goctx::background());
-        let valued = goctx::with_value(&parent, "request");
-        let (grandchild, _grandchild_cancel) = goctx::with_cancel(&valued);
+        let (parent, cancel) = crate::with_cancel(&crate::background());
+        let valued = crate::with_value(&parent, "request");
+        let (grandchild, _grandchild_cancel) = crate::with_cancel(&valued);
 
         let waiter = {
             let parent = parent.clone();
@@ -328,8 +331,8 @@ fn done_of_descendant_vs_parent_cancel() {
 #[test]
 fn done_drop_vs_cancel() {
     model(|| {
-        let (parent, _parent_cancel) = goctx::with_cancel(&goctx::background());
-        let (ctx, cancel) = goctx::with_cancel(&parent);
+        let (parent, _parent_cancel) = crate::with_cancel(&crate::background());
+        let (ctx, cancel) = crate::with_cancel(&parent);
         let canceler = thread::spawn(move || cancel.cancel());
 
         {
@@ -359,9 +362,9 @@ fn done_drop_vs_cancel() {
 #[test]
 fn concurrent_cancels_one_cause_wins() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel_cause(&goctx::background());
-        let (child, _child_cancel) = goctx::with_cancel(&parent);
-        let (grandchild, _grandchild_cancel) = goctx::with_cancel(&child);
+        let (parent, cancel) = crate::with_cancel_cause(&crate::background());
+        let (child, _child_cancel) = crate::with_cancel(&parent);
+        let (grandchild, _grandchild_cancel) = crate::with_cancel(&child);
 
         let cancel_a = cancel.clone();
         let a = thread::spawn(move || cancel_a.cancel_with_cause(Why("a")));
@@ -397,9 +400,9 @@ fn concurrent_cancels_one_cause_wins() {
 #[test]
 fn concurrent_cancels_of_parent_and_child() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel_cause(&goctx::background());
-        let (child, child_cancel) = goctx::with_cancel_cause(&parent);
-        let (grandchild, _grandchild_cancel) = goctx::with_cancel(&child);
+        let (parent, cancel) = crate::with_cancel_cause(&crate::background());
+        let (child, child_cancel) = crate::with_cancel_cause(&parent);
+        let (grandchild, _grandchild_cancel) = crate::with_cancel(&child);
 
         let a = thread::spawn(move || cancel.cancel_with_cause(Why("parent")));
         child_cancel.cancel_with_cause(Why("child"));
@@ -423,8 +426,8 @@ fn concurrent_cancels_of_parent_and_child() {
 #[test]
 fn leaf_fast_cancel_vs_cancel_with_cause() {
     model(|| {
-        let (parent, _parent_cancel) = goctx::with_cancel(&goctx::background());
-        let (leaf, cancel) = goctx::with_cancel_cause(&parent);
+        let (parent, _parent_cancel) = crate::with_cancel(&crate::background());
+        let (leaf, cancel) = crate::with_cancel_cause(&parent);
         let with_cause = cancel.clone();
         let a = thread::spawn(move || cancel.cancel());
         let b = thread::spawn(move || with_cause.cancel_with_cause(Why("b")));
@@ -457,15 +460,15 @@ fn leaf_fast_cancel_vs_cancel_with_cause() {
 #[test]
 fn after_func_stop_vs_cancel() {
     model(|| {
-        let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+        let (ctx, cancel) = crate::with_cancel(&crate::background());
         let (runs, f) = counter();
-        let handle = goctx::after_func(&ctx, f);
+        let handle = crate::after_func(&ctx, f);
         let canceler = thread::spawn(move || cancel.cancel());
 
         let stopped = handle.stop();
 
         join(canceler);
-        let callbacks = __loom::join_callbacks();
+        let callbacks = callbacks::join_callbacks();
         let ran = runs.load(Ordering::SeqCst);
         assert_eq!(
             ran + usize::from(stopped),
@@ -484,12 +487,12 @@ fn after_func_stop_vs_cancel() {
 #[test]
 fn after_func_registration_and_stop_vs_parent_cancel() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel(&goctx::background());
-        let (child, _child_cancel) = goctx::with_cancel(&parent);
+        let (parent, cancel) = crate::with_cancel(&crate::background());
+        let (child, _child_cancel) = crate::with_cancel(&parent);
         let canceler = thread::spawn(move || cancel.cancel());
 
         let (runs, f) = counter();
-        let handle = std::sync::Arc::new(goctx::after_func(&child, f));
+        let handle = std::sync::Arc::new(crate::after_func(&child, f));
         let stopper = {
             let handle = handle.clone();
             thread::spawn(move || handle.stop())
@@ -497,7 +500,7 @@ fn after_func_registration_and_stop_vs_parent_cancel() {
 
         join(canceler);
         let stopped = join(stopper);
-        __loom::join_callbacks();
+        callbacks::join_callbacks();
         let ran = runs.load(Ordering::SeqCst);
         assert_eq!(
             ran + usize::from(stopped),
@@ -515,17 +518,17 @@ fn after_func_registration_and_stop_vs_parent_cancel() {
 #[test]
 fn after_func_keeps_abandoned_context_vs_parent_cancel() {
     model(|| {
-        let (parent, cancel) = goctx::with_cancel(&goctx::background());
-        let (child, child_cancel) = goctx::with_cancel(&parent);
+        let (parent, cancel) = crate::with_cancel(&crate::background());
+        let (child, child_cancel) = crate::with_cancel(&parent);
         child_cancel.detach();
         let (runs, f) = counter();
-        let handle = goctx::after_func(&child, f);
+        let handle = crate::after_func(&child, f);
         let canceler = thread::spawn(move || cancel.cancel());
 
         drop(child);
 
         join(canceler);
-        __loom::join_callbacks();
+        callbacks::join_callbacks();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert!(!handle.stop());
         assert_eq!(parent.dependents(), 0);
@@ -544,10 +547,10 @@ fn after_func_keeps_abandoned_context_vs_parent_cancel() {
 fn deadline_vs_cancel() {
     model(|| {
         let at = far(Instant::now(), 1);
-        let (ctx, cancel) = goctx::with_deadline_cause(&goctx::background(), at, Why("slow"));
-        let (child, _child_cancel) = goctx::with_cancel(&ctx);
-        assert_eq!(__loom::armed(), 1);
-        let timer = thread::spawn(move || __loom::fire_deadlines(at));
+        let (ctx, cancel) = crate::with_deadline_cause(&crate::background(), at, Why("slow"));
+        let (child, _child_cancel) = crate::with_cancel(&ctx);
+        assert_eq!(timers::armed(), 1);
+        let timer = thread::spawn(move || timers::fire_deadlines(at));
 
         cancel.cancel_with_cause(Why("manual"));
 
@@ -560,7 +563,7 @@ fn deadline_vs_cancel() {
         assert_eq!(child.err(), ctx.err());
         assert!(same_cause(&child, &ctx));
         assert_eq!(ctx.dependents(), 0);
-        assert_eq!(__loom::armed(), 0);
+        assert_eq!(timers::armed(), 0);
     });
 }
 
@@ -572,9 +575,9 @@ fn deadline_vs_cancel() {
 fn parent_deadline_vs_child_cancel() {
     model(|| {
         let at = far(Instant::now(), 1);
-        let (parent, _cancel) = goctx::with_deadline_cause(&goctx::background(), at, Why("slow"));
-        let (child, child_cancel) = goctx::with_cancel(&parent);
-        let timer = thread::spawn(move || __loom::fire_deadlines(at));
+        let (parent, _cancel) = crate::with_deadline_cause(&crate::background(), at, Why("slow"));
+        let (child, child_cancel) = crate::with_cancel(&parent);
+        let timer = thread::spawn(move || timers::fire_deadlines(at));
         let canceler = thread::spawn(move || child_cancel.cancel());
 
         let early = child.err();
@@ -595,7 +598,7 @@ fn parent_deadline_vs_child_cancel() {
         }
         assert_eq!(parent.err(), Some(Error::DeadlineExceeded));
         assert_eq!(parent.dependents(), 0);
-        assert_eq!(__loom::armed(), 0);
+        assert_eq!(timers::armed(), 0);
     });
 }
 
@@ -604,14 +607,14 @@ fn parent_deadline_vs_child_cancel() {
 fn done_vs_deadline() {
     model(|| {
         let at = far(Instant::now(), 1);
-        let (ctx, _cancel) = goctx::with_deadline(&goctx::background(), at);
-        let timer = thread::spawn(move || __loom::fire_deadlines(at));
+        let (ctx, _cancel) = crate::with_deadline(&crate::background(), at);
+        let timer = thread::spawn(move || timers::fire_deadlines(at));
 
         assert_eq!(block_on(ctx.done()), Error::DeadlineExceeded);
 
         join(timer);
         assert_eq!(ctx.dependents(), 0);
-        assert_eq!(__loom::armed(), 0);
+        assert_eq!(timers::armed(), 0);
     });
 }
 
@@ -625,8 +628,8 @@ fn deadline_vs_extend() {
     model(|| {
         let base = Instant::now();
         let (at, now, later) = (far(base, 1), far(base, 2), far(base, 3));
-        let (ctx, cancel) = goctx::with_deadline(&goctx::background(), at);
-        let timer = thread::spawn(move || __loom::fire_deadlines(now));
+        let (ctx, cancel) = crate::with_deadline(&crate::background(), at);
+        let timer = thread::spawn(move || timers::fire_deadlines(now));
 
         let extended = cancel.extend_deadline(later);
 
@@ -636,8 +639,8 @@ fn deadline_vs_extend() {
                 assert_eq!(deadline, later);
                 assert_eq!(ctx.err(), None);
                 assert_eq!(ctx.deadline(), Some(later));
-                assert_eq!(__loom::armed(), 1);
-                __loom::fire_deadlines(later);
+                assert_eq!(timers::armed(), 1);
+                timers::fire_deadlines(later);
                 assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
             }
             Err(ExtendError::Done(Error::DeadlineExceeded)) => {
@@ -646,7 +649,7 @@ fn deadline_vs_extend() {
             }
             Err(other) => panic!("unexpected refusal: {other}"),
         }
-        assert_eq!(__loom::armed(), 0);
+        assert_eq!(timers::armed(), 0);
     });
 }
 
@@ -657,7 +660,7 @@ fn deadline_vs_extend() {
 fn extend_vs_cancel() {
     model(|| {
         let base = Instant::now();
-        let (ctx, cancel) = goctx::with_deadline(&goctx::background(), far(base, 1));
+        let (ctx, cancel) = crate::with_deadline(&crate::background(), far(base, 1));
         let canceler = {
             let cancel = cancel.clone();
             thread::spawn(move || cancel.cancel())
@@ -671,7 +674,7 @@ fn extend_vs_cancel() {
             Err(refused) => assert_eq!(refused, ExtendError::Done(Error::Canceled)),
         }
         assert_eq!(ctx.err(), Some(Error::Canceled));
-        assert_eq!(__loom::armed(), 0);
+        assert_eq!(timers::armed(), 0);
     });
 }
 
@@ -681,15 +684,15 @@ fn extend_vs_cancel() {
 fn deadline_vs_drop() {
     model(|| {
         let at = far(Instant::now(), 1);
-        let (parent, _parent_cancel) = goctx::with_cancel(&goctx::background());
-        let (ctx, cancel) = goctx::with_deadline(&parent, at);
+        let (parent, _parent_cancel) = crate::with_cancel(&crate::background());
+        let (ctx, cancel) = crate::with_deadline(&parent, at);
         cancel.detach();
-        let timer = thread::spawn(move || __loom::fire_deadlines(at));
+        let timer = thread::spawn(move || timers::fire_deadlines(at));
 
         drop(ctx);
 
         join(timer);
-        assert_eq!(__loom::armed(), 0);
+        assert_eq!(timers::armed(), 0);
         assert_eq!(parent.err(), None);
         assert_eq!(parent.dependents(), 0);
     });
@@ -705,9 +708,9 @@ fn deadline_vs_drop() {
 #[test]
 fn last_drop_vs_cancel_from_clone() {
     model(|| {
-        let (parent, _parent_cancel) = goctx::with_cancel(&goctx::background());
-        let (ctx, cancel) = goctx::with_cancel_cause(&parent);
-        let (child, _child_cancel) = goctx::with_cancel(&ctx);
+        let (parent, _parent_cancel) = crate::with_cancel(&crate::background());
+        let (ctx, cancel) = crate::with_cancel_cause(&parent);
+        let (child, _child_cancel) = crate::with_cancel(&ctx);
         let clone = cancel.clone();
         let dropper = thread::spawn(move || drop(clone));
 
@@ -729,17 +732,17 @@ fn last_drop_vs_cancel_from_clone() {
 #[test]
 fn concurrent_last_drops_cancel_once() {
     model(|| {
-        let (parent, _parent_cancel) = goctx::with_cancel(&goctx::background());
-        let (ctx, cancel) = goctx::with_cancel(&parent);
+        let (parent, _parent_cancel) = crate::with_cancel(&crate::background());
+        let (ctx, cancel) = crate::with_cancel(&parent);
         let (runs, f) = counter();
-        let _handle = goctx::after_func(&ctx, f);
+        let _handle = crate::after_func(&ctx, f);
         let clone = cancel.clone();
         let dropper = thread::spawn(move || drop(clone));
 
         drop(cancel);
 
         join(dropper);
-        __loom::join_callbacks();
+        callbacks::join_callbacks();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert_eq!(ctx.err(), Some(Error::Canceled));
         // The last drop names itself as the cause.
@@ -756,7 +759,7 @@ fn concurrent_last_drops_cancel_once() {
 #[test]
 fn clone_vs_drop_keeps_context_live() {
     model(|| {
-        let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+        let (ctx, cancel) = crate::with_cancel(&crate::background());
         let clone = cancel.clone();
         let cloner = thread::spawn(move || {
             let again = clone.clone();
@@ -774,7 +777,7 @@ fn clone_vs_drop_keeps_context_live() {
 }
 
 // ---------------------------------------------------------------------------
-// Merge (`goctx::merge`): two parents.
+// Merge (`crate::merge`): two parents.
 // ---------------------------------------------------------------------------
 
 /// A merged context created while its other parent is being canceled is
@@ -784,11 +787,11 @@ fn clone_vs_drop_keeps_context_live() {
 #[test]
 fn merge_vs_other_cancel() {
     model(|| {
-        let (parent, _keep) = goctx::with_cancel(&goctx::background());
-        let (other, cancel) = goctx::with_cancel_cause(&goctx::background());
+        let (parent, _keep) = crate::with_cancel(&crate::background());
+        let (other, cancel) = crate::with_cancel_cause(&crate::background());
         let canceler = thread::spawn(move || cancel.cancel_with_cause(Why("shutdown")));
 
-        let (merged, _merged_cancel) = goctx::merge(&parent, &other);
+        let (merged, _merged_cancel) = crate::merge(&parent, &other);
 
         join(canceler);
         assert_eq!(merged.err(), Some(Error::Canceled));
@@ -805,12 +808,12 @@ fn merge_vs_other_cancel() {
 #[test]
 fn merge_parent_vs_other_cancel() {
     model(|| {
-        let (root_a, _keep_a) = goctx::with_cancel(&goctx::background());
-        let (root_b, _keep_b) = goctx::with_cancel(&goctx::background());
-        let (parent, cancel_parent) = goctx::with_cancel_cause(&root_a);
-        let (other, cancel_other) = goctx::with_cancel_cause(&root_b);
-        let (merged, _merged_cancel) = goctx::merge(&parent, &other);
-        let (child, _child_cancel) = goctx::with_cancel(&merged);
+        let (root_a, _keep_a) = crate::with_cancel(&crate::background());
+        let (root_b, _keep_b) = crate::with_cancel(&crate::background());
+        let (parent, cancel_parent) = crate::with_cancel_cause(&root_a);
+        let (other, cancel_other) = crate::with_cancel_cause(&root_b);
+        let (merged, _merged_cancel) = crate::merge(&parent, &other);
+        let (child, _child_cancel) = crate::with_cancel(&merged);
 
         let a = thread::spawn(move || cancel_parent.cancel_with_cause(Why("a")));
         cancel_other.cancel_with_cause(Why("b"));
@@ -832,9 +835,9 @@ fn merge_parent_vs_other_cancel() {
 #[test]
 fn merge_own_cancel_vs_parent_cancel_under_live_other() {
     model(|| {
-        let (other, _keep) = goctx::with_cancel(&goctx::background());
-        let (parent, cancel_parent) = goctx::with_cancel(&goctx::background());
-        let (merged, cancel) = goctx::merge(&parent, &other);
+        let (other, _keep) = crate::with_cancel(&crate::background());
+        let (parent, cancel_parent) = crate::with_cancel(&crate::background());
+        let (merged, cancel) = crate::merge(&parent, &other);
 
         let a = thread::spawn(move || cancel_parent.cancel());
         cancel.cancel();
