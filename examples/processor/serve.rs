@@ -90,7 +90,13 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(cli.addr, grace, setup, time_scale, PeerPolicy { allowed }))
+    runtime.block_on(serve(
+        cli.addr,
+        grace,
+        setup,
+        time_scale,
+        PeerPolicy { allowed },
+    ))
 }
 
 fn init_logs(format: LogFormat) {
@@ -164,7 +170,12 @@ async fn serve(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let left = runs.metrics.in_flight();
-    tracing::info!(request_id = "-", trace_id = "-", runs_left = left, "stopped");
+    tracing::info!(
+        request_id = "-",
+        trace_id = "-",
+        runs_left = left,
+        "stopped"
+    );
     if left == 0 {
         ExitCode::SUCCESS
     } else {
@@ -209,8 +220,12 @@ async fn shutdown(
         };
         if second.is_none() {
             if runs.metrics.in_flight() > 0 {
-                tracing::warn!(request_id = "-", trace_id = "-", runs = runs.metrics.in_flight(),
-                    "grace period over: canceling the runs left");
+                tracing::warn!(
+                    request_id = "-",
+                    trace_id = "-",
+                    runs = runs.metrics.in_flight(),
+                    "grace period over: canceling the runs left"
+                );
             }
             // Ends every request context and run: the cause says why.
             stop_base.cancel_with_cause(crate::run::Cause("server shutting down".into()));

@@ -218,7 +218,9 @@ fn chosen_run_id(headers: &HeaderMap, runs: &Runs) -> Result<Option<String>, Api
             .field(X_RUN_ID)
         })?;
     if runs.contains(id) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "a run with this id exists").field(X_RUN_ID));
+        return Err(
+            ApiError::new(StatusCode::CONFLICT, "a run with this id exists").field(X_RUN_ID),
+        );
     }
     Ok(Some(id.to_owned()))
 }
@@ -294,7 +296,10 @@ async fn list_runs(State(app): State<Arc<App>>) -> Response {
     Json(app.runs.list()).into_response()
 }
 
-async fn get_run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_run(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     app.runs
         .get(&id)
         .map(|record| Json(record).into_response())
@@ -364,24 +369,27 @@ async fn events(
     let feed = app.runs.subscribe();
     let draining = app.draining.clone();
     let state = (feed, draining, ctx, false);
-    let stream = futures::stream::unfold(state, |(mut feed, mut draining, ctx, ended)| async move {
-        if ended {
-            return None;
-        }
-        let event = tokio::select! {
-            received = feed.recv() => match received {
-                Ok(published) => SseEvent::default().event(published.event).data(published.data),
-                Err(broadcast::error::RecvError::Lagged(_)) => SseEvent::default().event("resync").data("{}"),
-                Err(broadcast::error::RecvError::Closed) => return None,
-            },
-            _ = draining.wait_for(|d| *d) => {
-                SseEvent::default().event("shutdown").data("{}")
+    let stream = futures::stream::unfold(
+        state,
+        |(mut feed, mut draining, ctx, ended)| async move {
+            if ended {
+                return None;
             }
-            _ = ctx.done() => return None,
-        };
-        let last = *draining.borrow();
-        Some((Ok(event), (feed, draining, ctx, last)))
-    });
+            let event = tokio::select! {
+                received = feed.recv() => match received {
+                    Ok(published) => SseEvent::default().event(published.event).data(published.data),
+                    Err(broadcast::error::RecvError::Lagged(_)) => SseEvent::default().event("resync").data("{}"),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = draining.wait_for(|d| *d) => {
+                    SseEvent::default().event("shutdown").data("{}")
+                }
+                _ = ctx.done() => return None,
+            };
+            let last = *draining.borrow();
+            Some((Ok(event), (feed, draining, ctx, last)))
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -421,4 +429,3 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
 pub fn draining() -> (watch::Sender<bool>, watch::Receiver<bool>) {
     watch::channel(false)
 }
-

@@ -86,9 +86,7 @@ impl PeerPolicy {
 
 /// `http://host:port` with nothing after it but an optional `/`.
 pub fn normalize_peer(url: &str) -> Result<String, String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| format!("'{url}' is not a URL"))?;
+    let uri: http::Uri = url.parse().map_err(|_| format!("'{url}' is not a URL"))?;
     if uri.scheme_str() != Some("http") {
         return Err(format!("'{url}' must start with http://"));
     }

@@ -58,11 +58,21 @@ impl Executor for Remote {
         // Ids are the run's and a counter: never user text in a URL.
         let index = self.peers.keys().filter(|k| **k < task.id).count();
         let remote_id = format!("{}-r{index}-a{attempt}", self.run_id);
-        Some(Box::pin(call(self.client.clone(), ctx.clone(), peer, remote_id)))
+        Some(Box::pin(call(
+            self.client.clone(),
+            ctx.clone(),
+            peer,
+            remote_id,
+        )))
     }
 }
 
-async fn call(client: HttpClient, ctx: Ctx, peer: PeerTask, remote_id: String) -> Result<(), TaskError> {
+async fn call(
+    client: HttpClient,
+    ctx: Ctx,
+    peer: PeerTask,
+    remote_id: String,
+) -> Result<(), TaskError> {
     // The call's own context: the task's values and deadline, but canceled
     // only here, after the peer was told why.
     let (call_ctx, stop_call) = goctx::with_cancel_cause(&goctx::without_cancel(&ctx));
@@ -85,7 +95,10 @@ async fn call(client: HttpClient, ctx: Ctx, peer: PeerTask, remote_id: String) -
         .service(client.clone());
     let exchange = async {
         let ready = service.ready().await.map_err(failure)?;
-        let res = ready.call(with_context(req, &call_ctx)).await.map_err(failure)?;
+        let res = ready
+            .call(with_context(req, &call_ctx))
+            .await
+            .map_err(failure)?;
         let status = res.status();
         let bytes = res.into_body().collect().await.map_err(failure)?.to_bytes();
         Ok((status, bytes))
@@ -107,13 +120,18 @@ async fn call(client: HttpClient, ctx: Ctx, peer: PeerTask, remote_id: String) -
         Ok(answer) => answer,
         Err(Failure::Context(err)) => return Err(TaskError::Context(err)),
         Err(Failure::Inner(e)) => {
-            return Err(TaskError::Failed(format!("peer {} unreachable: {e}", peer.url)));
+            return Err(TaskError::Failed(format!(
+                "peer {} unreachable: {e}",
+                peer.url
+            )));
         }
     };
     let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if !status.is_success() {
         let error = answer["error"].as_str().unwrap_or("no error message");
-        return Err(TaskError::Failed(format!("peer answered {status}: {error}")));
+        return Err(TaskError::Failed(format!(
+            "peer answered {status}: {error}"
+        )));
     }
     let task = &answer["tasks"][0];
     let text = |key: &str| task[key].as_str().unwrap_or("").to_owned();
@@ -121,7 +139,10 @@ async fn call(client: HttpClient, ctx: Ctx, peer: PeerTask, remote_id: String) -
         Some("completed") => Ok(()),
         Some("timed_out") => Err(TaskError::Context(goctx::Error::DeadlineExceeded)),
         Some("canceled") if ctx.err().is_some() => Err(TaskError::Context(goctx::Error::Canceled)),
-        Some("canceled") => Err(TaskError::Failed(format!("canceled on the peer: {}", text("cause")))),
+        Some("canceled") => Err(TaskError::Failed(format!(
+            "canceled on the peer: {}",
+            text("cause")
+        ))),
         Some("failed") => Err(TaskError::Failed(format!("on the peer: {}", text("error")))),
         other => Err(TaskError::Failed(format!("peer's task ended as {other:?}"))),
     }

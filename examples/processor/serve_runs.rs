@@ -178,7 +178,11 @@ pub fn rfc3339(at: SystemTime) -> String {
     )
 }
 
-fn records(tasks: &[Task], parent: Option<&str>, peers: &HashMap<String, String>) -> Vec<TaskRecord> {
+fn records(
+    tasks: &[Task],
+    parent: Option<&str>,
+    peers: &HashMap<String, String>,
+) -> Vec<TaskRecord> {
     tasks
         .iter()
         .map(|t| TaskRecord {
@@ -498,10 +502,7 @@ impl Runs {
         if let Some(t) = record.task_mut(&task_id) {
             let mut view = t.clone();
             view.subtasks.clear();
-            self.publish(
-                "task",
-                &serde_json::json!({ "run_id": id, "task": view }),
-            );
+            self.publish("task", &serde_json::json!({ "run_id": id, "task": view }));
         }
     }
 
@@ -560,7 +561,11 @@ fn evict(inner: &mut Inner) {
     }
     let Inner { runs, order } = inner;
     order.retain(|id| {
-        if extra > 0 && runs.get(id).is_some_and(|e| e.record.state == RunState::Finished) {
+        if extra > 0
+            && runs
+                .get(id)
+                .is_some_and(|e| e.record.state == RunState::Finished)
+        {
             runs.remove(id);
             extra -= 1;
             false
