@@ -210,17 +210,15 @@ pub async fn run(ctx: Ctx, config: RunConfig, tasks: Vec<Task>, events: Emitter)
     run_with(ctx, config, tasks, events, None).await
 }
 
+/// One attempt's work, done by an [`Executor`].
+pub type Work = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
+
 /// Does a task's work somewhere else instead of simulating it: the
 /// service's remote tasks (`serve_remote.rs`) run on a peer.
 pub trait Executor: Send + Sync {
     /// The work of one attempt of `task` under `ctx`, or `None` for a task
     /// this executor does not take (it is then simulated as usual).
-    fn work(
-        &self,
-        ctx: &Ctx,
-        task: &Task,
-        attempt: u32,
-    ) -> Option<Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>>;
+    fn work(&self, ctx: &Ctx, task: &Task, attempt: u32) -> Option<Work>;
 }
 
 /// [`run`], with an [`Executor`] that may take over tasks' work.

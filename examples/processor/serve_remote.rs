@@ -10,8 +10,6 @@
 //! message: the peer has the same one.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use goctx::Ctx;
@@ -24,7 +22,7 @@ use serde_json::Value;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::retry::TaskError;
-use crate::run::Executor;
+use crate::run::{Executor, Work};
 use crate::serve_body::PeerTask;
 use crate::task::Task;
 
@@ -48,12 +46,7 @@ pub struct Remote {
 }
 
 impl Executor for Remote {
-    fn work(
-        &self,
-        ctx: &Ctx,
-        task: &Task,
-        attempt: u32,
-    ) -> Option<Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>> {
+    fn work(&self, ctx: &Ctx, task: &Task, attempt: u32) -> Option<Work> {
         let peer = self.peers.get(&task.id)?.clone();
         // Ids are the run's and a counter: never user text in a URL.
         let index = self.peers.keys().filter(|k| **k < task.id).count();
