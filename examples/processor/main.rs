@@ -24,6 +24,14 @@ mod queue;
 mod retry;
 mod run;
 mod task;
+// Service mode, `processor serve` (issue 10): one concern per file.
+mod dashboard;
+mod serve;
+mod serve_api;
+mod serve_body;
+mod serve_metrics;
+mod serve_remote;
+mod serve_runs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -212,6 +220,9 @@ impl Setup {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == "serve") {
+        return serve::main(std::env::args_os().skip(1));
+    }
     // clap reports its own usage errors and exits with code 2.
     let cli = Cli::parse();
     let setup = match Setup::from_cli(cli) {

@@ -207,7 +207,33 @@ impl Summary {
 /// urgent first. Returns when every task has completed, failed or been
 /// canceled; tasks still queued when `ctx` ends are reported canceled.
 pub async fn run(ctx: Ctx, config: RunConfig, tasks: Vec<Task>, events: Emitter) -> Summary {
-    let shared = Arc::new(Shared { config, events });
+    run_with(ctx, config, tasks, events, None).await
+}
+
+/// One attempt's work, done by an [`Executor`].
+pub type Work = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
+
+/// Does a task's work somewhere else instead of simulating it: the
+/// service's remote tasks (`serve_remote.rs`) run on a peer.
+pub trait Executor: Send + Sync {
+    /// The work of one attempt of `task` under `ctx`, or `None` for a task
+    /// this executor does not take (it is then simulated as usual).
+    fn work(&self, ctx: &Ctx, task: &Task, attempt: u32) -> Option<Work>;
+}
+
+/// [`run`], with an [`Executor`] that may take over tasks' work.
+pub async fn run_with(
+    ctx: Ctx,
+    config: RunConfig,
+    tasks: Vec<Task>,
+    events: Emitter,
+    executor: Option<Arc<dyn Executor>>,
+) -> Summary {
+    let shared = Arc::new(Shared {
+        config,
+        events,
+        executor,
+    });
     let request_id = request_id(&ctx);
     shared.events.send(Event::RunStarted {
         request_id: request_id.clone(),
@@ -267,6 +293,7 @@ pub async fn run(ctx: Ctx, config: RunConfig, tasks: Vec<Task>, events: Emitter)
 struct Shared {
     config: RunConfig,
     events: Emitter,
+    executor: Option<Arc<dyn Executor>>,
 }
 
 /// A task with its contexts, started but not yet run.
@@ -443,6 +470,19 @@ async fn body(node: &Node, shared: &Arc<Shared>) -> (Result<(), TaskError>, u32)
 /// fixed points from the start of the attempt, so a late wake-up on a busy
 /// machine does not make the work longer than `duration`.
 async fn work(node: &Node, shared: &Shared, attempt: u32) -> Result<(), TaskError> {
+    if let Some(executor) = &shared.executor
+        && let Some(elsewhere) = executor.work(&node.ctx, &node.task, attempt)
+    {
+        let progress = |percent| Event::Progress {
+            task: node.tref.clone(),
+            percent,
+            attempt,
+        };
+        shared.events.send(progress(0));
+        elsewhere.await?;
+        shared.events.send(progress(100));
+        return Ok(());
+    }
     let total = node.task.duration;
     let fails = attempt <= node.task.fail_times;
     let step = (total / 20).clamp(Duration::from_millis(10), Duration::from_millis(200));

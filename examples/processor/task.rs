@@ -168,6 +168,17 @@ pub fn load(path: &Path) -> Result<Vec<Task>, InputError> {
     convert(raw).map_err(|e| InputError(format!("invalid tasks file '{shown}': {e}")))
 }
 
+/// A task set from a parsed JSON document (the service's request bodies):
+/// the same schema and checks as a `.json` file. A malformed document's
+/// error starts with the path of the field at fault (`tasks[1].duration`).
+pub fn from_json(value: serde_json::Value) -> Result<Vec<Task>, String> {
+    let raw: RawFile = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        format!("{path}: {}", e.into_inner())
+    })?;
+    convert(raw)
+}
+
 /// toml's own message spans several lines (with a source excerpt); this
 /// keeps it to one, with the position.
 fn parse_toml(text: &str) -> Result<RawFile, String> {
