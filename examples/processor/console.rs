@@ -6,6 +6,7 @@ use crate::metrics::Metrics;
 use crate::progress::{Progress, ProgressMode};
 use crate::run::{Event, Outcome, Summary};
 use crate::task::fmt_duration;
+use crate::text::escape;
 
 pub struct Console {
     progress: Progress,
@@ -25,7 +26,8 @@ impl Console {
     pub fn show(&mut self, event: &Event) {
         self.metrics.record(event);
         match event {
-            Event::RunStarted { .. } | Event::Queued { .. } => {}
+            Event::RunStarted { tasks, .. } => self.progress.run_started(*tasks),
+            Event::Queued { .. } => {}
             Event::Started { task, .. } => {
                 self.progress.started(task);
                 let line = match task.parent {
@@ -74,7 +76,7 @@ impl Console {
                 self.task_line(&task.request_id, &line);
             }
             Event::Finished(report) => {
-                self.progress.finished(&report.task);
+                self.progress.finished(&report.task, report.started);
                 let name = &report.task.name;
                 let line = match &report.outcome {
                     Outcome::Completed => format!("✅ Completed: {name}"),
@@ -84,6 +86,9 @@ impl Console {
                 self.task_line(&report.task.request_id, &line);
             }
             Event::Shutdown { .. } => {
+                // No bar stays on the screen after a Ctrl+C, even if a
+                // second one ends the process before the summary.
+                self.progress.clear();
                 self.progress.println("");
                 self.progress
                     .println("🚨 Shutdown signal received, canceling all tasks...");
@@ -92,8 +97,18 @@ impl Console {
         }
     }
 
-    fn task_line(&self, request_id: &str, text: &str) {
-        self.progress.println(&format!("[{request_id}] {text}"));
+    /// A log line. Task names (and anything else from outside) may hold
+    /// newlines or escape sequences: escaped here, so every line stays one
+    /// line with its request ID and nothing reaches the terminal raw.
+    fn task_line(&mut self, request_id: &str, text: &str) {
+        let line = format!("[{request_id}] {text}");
+        self.progress.println(&escape(&line));
+    }
+
+    /// Prints log lines held back to spare the progress bars a redraw;
+    /// call it when no event came for [`crate::progress::FLUSH_EVERY`].
+    pub fn tick(&mut self) {
+        self.progress.tick();
     }
 
     /// The end of the run: metrics table, then the seed's summary line.

@@ -13,10 +13,12 @@
 //! second Ctrl+C exits at once.
 //!
 //! Exit codes: 0 when every task completed, timed out or was canceled; 1
-//! when a task failed after its retries; 2 for bad input; 130 on a second
-//! signal. See `docs/processor.md` for the design.
+//! when a task failed after its retries; 2 for bad input; 130 when Ctrl+C
+//! (SIGINT) stopped the run, 143 for SIGTERM, so that `processor && next`
+//! stops there. See `docs/processor.md` for the design.
 
 mod console;
+mod duration;
 mod metrics;
 mod pool;
 mod progress;
@@ -32,10 +34,12 @@ mod serve_body;
 mod serve_metrics;
 mod serve_remote;
 mod serve_runs;
+mod text;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -58,7 +62,7 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 3)]
     workers: usize,
 
-    /// Deadline of each task (500ms, 1.5s, 2m, ...)
+    /// Deadline of each task, in Go's syntax (500ms, 1.5s, 1m30s, ...)
     #[arg(
         long,
         value_name = "DURATION",
@@ -269,7 +273,14 @@ async fn process(setup: Setup) -> ExitCode {
 
     let mut console = Console::new(setup.progress, setup.show_metrics);
     let mut finished = None;
-    while let Some(event) = received.recv().await {
+    loop {
+        // Log lines held back for the progress bars go out after a quiet spell.
+        let next = tokio::time::timeout(progress::FLUSH_EVERY, received.recv());
+        let Ok(received) = next.await else {
+            console.tick();
+            continue;
+        };
+        let Some(event) = received else { break };
         console.show(&event);
         if let Event::RunFinished(summary) = event {
             finished = Some(summary);
@@ -286,10 +297,28 @@ async fn process(setup: Setup) -> ExitCode {
     };
     console.finish(&summary);
     drop(cancel_run);
-    if summary.failed + summary.lost > 0 {
+    // Stopped by a signal: the shell's 128 + signal number, whatever the
+    // tasks did, so that `processor && next` does not go on.
+    let signaled = SIGNALED.load(Ordering::SeqCst);
+    if signaled != 0 {
+        ExitCode::from(signaled)
+    } else if summary.failed + summary.lost > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The exit code of the signal that stopped the run (130 for SIGINT, 143
+/// for SIGTERM), 0 if none did. Set by [`Signals::watch`] before it
+/// cancels the run, so the run's end always sees it.
+static SIGNALED: AtomicU8 = AtomicU8::new(0);
+
+/// The shell's exit code for a process ended by the signal `name`.
+fn exit_code(name: &str) -> u8 {
+    match name {
+        "SIGTERM" => 143,
+        _ => 130,
     }
 }
 
@@ -353,43 +382,18 @@ impl Signals {
     /// lines). Second signal: exit at once.
     async fn watch(mut self, cancel_run: goctx::CancelFunc, events: Emitter) {
         let name = self.next().await;
+        SIGNALED.store(exit_code(name), Ordering::SeqCst);
         events.send(Event::Shutdown {
             reason: format!("{name} received"),
         });
         cancel_run.cancel_with_cause(Cause(format!("{name} received")));
         let name = self.next().await;
         eprintln!("processor: second signal ({name}), exiting now");
-        std::process::exit(130);
+        std::process::exit(exit_code(name).into());
     }
 }
 
 /// `req-YYYYMMDD-HHMMSS` from the UTC clock.
 fn request_id_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let (year, month, day) = civil_from_days(days);
-    let rest = secs % 86_400;
-    format!(
-        "req-{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's
-/// `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    chrono::Utc::now().format("req-%Y%m%d-%H%M%S").to_string()
 }

@@ -6,8 +6,32 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use comfy_table::{Cell, ContentLineStyle, LineStyle, Table, TableStyle};
+
 use crate::run::{Event, Outcome, TaskReport};
 use crate::task::fmt_duration;
+use crate::text;
+
+/// The widest a task name or a detail may be in the table; longer ones end
+/// in `…` (the log lines keep them whole).
+const MAX_NAME_WIDTH: usize = 40;
+const MAX_DETAIL_WIDTH: usize = 80;
+
+/// Columns separated by two spaces, a dashed line under the header, no
+/// borders (the seed's plain-text look); comfy-table pads each cell to its
+/// column's display width, so CJK and emoji names line up.
+const STYLE: TableStyle = TableStyle::new()
+    .header_lines(ContentLineStyle::none().junction(' '))
+    .header_separator(LineStyle::none().fill('-').junction(' '))
+    .content_lines(ContentLineStyle::none().junction(' '));
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
 
 #[derive(Default)]
 pub struct Metrics {
@@ -24,7 +48,7 @@ struct Row {
     priority: u32,
     parent: Option<Arc<str>>,
     retries: u32,
-    /// The deadline the task started with.
+    /// The deadline the task started with, then the one it ended with.
     deadline: Option<Duration>,
     report: Option<TaskReport>,
 }
@@ -48,8 +72,11 @@ impl Metrics {
                 tasks,
                 workers,
             } => {
-                self.heading =
-                    format!("Metrics for {request_id} ({tasks} tasks, {workers} workers)");
+                self.heading = format!(
+                    "Metrics for {request_id} ({}, {})",
+                    plural(*tasks, "task"),
+                    plural(*workers, "worker")
+                );
             }
             Event::Queued { task } | Event::Started { task, .. } => {
                 if !self.index.contains_key(&task.id) {
@@ -77,6 +104,7 @@ impl Metrics {
             }
             Event::Finished(report) => {
                 if let Some(row) = self.row(&report.task.id) {
+                    row.deadline = report.deadline.or(row.deadline);
                     row.report = Some(report.clone());
                 }
             }
@@ -117,31 +145,17 @@ impl Metrics {
         for row in self.rows.iter().filter(|r| r.parent.is_none()) {
             self.add_rows(row, 0, &mut cells);
         }
-        let mut widths = header.map(|h| h.chars().count());
-        for line in &cells {
-            for (width, cell) in widths.iter_mut().zip(line) {
-                *width = (*width).max(cell.chars().count());
-            }
+        let mut table = Table::new();
+        table.load_style(STYLE);
+        table.set_header(header);
+        for line in cells {
+            table.add_row(line.map(Cell::new));
         }
-        let render = |cells: &[String]| {
-            let mut line = String::new();
-            for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
-                if i + 1 == cells.len() {
-                    line.push_str(cell);
-                } else {
-                    line.push_str(cell);
-                    line.push_str(&" ".repeat(width - cell.chars().count() + 2));
-                }
-            }
-            line.trim_end().to_owned()
-        };
-        let mut out = vec![
-            self.heading.clone(),
-            String::new(),
-            render(&header.map(String::from)),
-        ];
-        out.push(render(&widths.map(|w| "-".repeat(w))));
-        out.extend(cells.iter().map(|c| render(c)));
+        for column in table.column_iter_mut() {
+            column.set_padding((0, 1));
+        }
+        let mut out = vec![self.heading.clone(), String::new()];
+        out.extend(table.lines());
 
         let rates = self.rates();
         let percent = |n: usize| {
@@ -224,14 +238,14 @@ impl Metrics {
             }
         };
         cells.push([
-            format!("{indent}{short}"),
+            format!("{indent}{}", text::cell(short, MAX_NAME_WIDTH)),
             row.priority.to_string(),
             outcome,
             attempts,
             row.retries.to_string(),
             duration,
             row.deadline.map(fmt_duration).unwrap_or_default(),
-            detail,
+            text::cell(&detail, MAX_DETAIL_WIDTH),
         ]);
         for child in self
             .rows

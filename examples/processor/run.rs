@@ -108,8 +108,12 @@ pub struct TaskReport {
     pub started: bool,
     pub elapsed: Duration,
     pub attempts: u32,
-    /// `ctx.cause()` of a canceled task, when it says more than the error.
+    /// `ctx.cause()` of a canceled task, when it says more than the error
+    /// (for a critical task stopped at its hard limit, that limit).
     pub cause: Option<String>,
+    /// The deadline the task ended with, from its start: the one it
+    /// started with, or a later one after extensions.
+    pub deadline: Option<Duration>,
 }
 
 /// Everything a run reports, in order.
@@ -275,6 +279,7 @@ pub async fn run_with(
             elapsed: Duration::ZERO,
             attempts: 0,
             cause: cause_detail(&ctx),
+            deadline: None,
         };
         summary.add(&report);
         shared.events.send(Event::Finished(report));
@@ -312,6 +317,8 @@ struct Node {
 /// does not move.
 struct HardLimit {
     deadline: Option<Instant>,
+    /// The cause the hard limit's context is canceled with.
+    cause: String,
     ctx: Ctx,
     _cancel: CancelFunc,
 }
@@ -333,16 +340,17 @@ fn task_ref(request_id: &Arc<str>, task: &Task, parent: Option<&TaskRef>) -> Tas
 /// Creates a top-level task's contexts and announces it. Done by the
 /// dispatcher, so `Started` events come in dispatch order.
 fn start_task(run_ctx: &Ctx, task: Task, shared: &Shared) -> Node {
+    // Taken before the contexts, so that a deadline measured from here is
+    // never shorter than the timeout (a 1 s deadline reads 1.00s).
+    let started_at = Instant::now();
     let timeout = task.timeout.unwrap_or(shared.config.task_timeout);
     let critical = task.critical.then(|| {
         let limit = shared.config.hard_limit;
-        let cause = Cause(format!(
-            "hard limit of {} for critical tasks",
-            fmt_duration(limit)
-        ));
-        let (ctx, cancel) = goctx::with_timeout_cause(run_ctx, limit, cause);
+        let cause = format!("hard limit of {} for critical tasks", fmt_duration(limit));
+        let (ctx, cancel) = goctx::with_timeout_cause(run_ctx, limit, Cause(cause.clone()));
         HardLimit {
             deadline: ctx.deadline(),
+            cause,
             ctx,
             _cancel: cancel,
         }
@@ -357,7 +365,7 @@ fn start_task(run_ctx: &Ctx, task: Task, shared: &Shared) -> Node {
             cancel,
             timeout: Some(timeout),
             critical,
-            started_at: Instant::now(),
+            started_at,
         },
         shared,
     )
@@ -365,6 +373,7 @@ fn start_task(run_ctx: &Ctx, task: Task, shared: &Shared) -> Node {
 
 /// Creates a subtask's contexts under its parent's subtask group.
 fn start_subtask(group: &Ctx, task: Task, parent: &TaskRef, shared: &Shared) -> Node {
+    let started_at = Instant::now();
     let (ctx, cancel) = match task.timeout {
         Some(timeout) => goctx::with_timeout(group, timeout),
         None => goctx::with_cancel(group),
@@ -377,7 +386,7 @@ fn start_subtask(group: &Ctx, task: Task, parent: &TaskRef, shared: &Shared) -> 
             ctx,
             cancel,
             critical: None,
-            started_at: Instant::now(),
+            started_at,
         },
         shared,
     )
@@ -409,15 +418,15 @@ fn cause_detail(ctx: &Ctx) -> Option<String> {
 fn execute(node: Node, shared: Arc<Shared>) -> Pin<Box<dyn Future<Output = TaskReport> + Send>> {
     Box::pin(async move {
         let body = body(&node, &shared);
-        let (result, attempts) = match &node.critical {
+        let ((result, attempts), reached_limit) = match &node.critical {
             Some(hard) => {
                 tokio::pin!(body);
                 tokio::select! {
-                    done = &mut body => done,
-                    () = extend_while_running(&node, hard, &shared) => body.await,
+                    done = &mut body => (done, false),
+                    reached = extend_while_running(&node, hard, &shared) => (body.await, reached),
                 }
             }
-            None => body.await,
+            None => (body.await, false),
         };
         let outcome = match result {
             Ok(()) => Outcome::Completed,
@@ -425,10 +434,22 @@ fn execute(node: Node, shared: Arc<Shared>) -> Pin<Box<dyn Future<Output = TaskR
             Err(TaskError::Context(err)) => Outcome::Canceled(node.ctx.err().unwrap_or(err)),
             Err(TaskError::Failed(error)) => Outcome::Failed(error),
         };
-        let cause = match outcome {
-            Outcome::Canceled(_) => cause_detail(&node.ctx),
+        let cause = match (&outcome, &node.critical) {
+            // A deadline extended up to the hard limit is the hard limit,
+            // whichever of the two contexts' timers fired first (the
+            // task's own may fire a tick before its parent's).
+            (Outcome::Canceled(goctx::Error::DeadlineExceeded), Some(hard))
+                if reached_limit || hard.ctx.err().is_some() =>
+            {
+                Some(hard.cause.clone())
+            }
+            (Outcome::Canceled(_), _) => cause_detail(&node.ctx),
             _ => None,
         };
+        let deadline = node
+            .ctx
+            .deadline()
+            .map(|d| d.saturating_duration_since(node.started_at));
         let report = TaskReport {
             task: node.tref.clone(),
             outcome,
@@ -436,6 +457,7 @@ fn execute(node: Node, shared: Arc<Shared>) -> Pin<Box<dyn Future<Output = TaskR
             elapsed: node.started_at.elapsed(),
             attempts,
             cause,
+            deadline,
         };
         shared.events.send(Event::Finished(report.clone()));
         report
@@ -560,20 +582,21 @@ async fn run_subtasks(node: &Node, shared: &Arc<Shared>) -> Result<(), TaskError
 /// For a critical task: whenever its deadline comes near while it still
 /// runs, push the deadline out by `extend_by`, never past the hard limit.
 /// Returns when no more extension is possible (or the task's context is
-/// done); the task itself goes on.
-async fn extend_while_running(node: &Node, hard: &HardLimit, shared: &Shared) {
+/// done), true if the deadline then stood at the hard limit; the task
+/// itself goes on.
+async fn extend_while_running(node: &Node, hard: &HardLimit, shared: &Shared) -> bool {
     let (Some(limit), Some(timeout)) = (hard.deadline, node.timeout) else {
-        return;
+        return false;
     };
     let extend_by = shared.config.extend_by;
     let margin = timeout / 4;
     let tick = (timeout / 20).clamp(Duration::from_millis(5), Duration::from_millis(100));
     loop {
         if node.ctx.run(tokio::time::sleep(tick)).await.is_err() {
-            return;
+            return false;
         }
         let Some(deadline) = node.ctx.deadline() else {
-            return;
+            return false;
         };
         let now = Instant::now();
         if deadline.saturating_duration_since(now) > margin {
@@ -583,13 +606,13 @@ async fn extend_while_running(node: &Node, hard: &HardLimit, shared: &Shared) {
             .checked_add(extend_by)
             .map_or(limit, |t| t.min(limit));
         if target <= deadline {
-            return;
+            return deadline >= limit;
         }
         // Fails once the context is done: nothing to extend then. (A task's
         // context always has a deadline of its own, even when the run's is
         // sooner; `deadline()` above is the sooner of the two.)
         let Ok(new) = node.cancel.extend_deadline(target) else {
-            return;
+            return false;
         };
         let at_hard_limit = new >= limit;
         shared.events.send(Event::DeadlineExtended {
@@ -599,7 +622,7 @@ async fn extend_while_running(node: &Node, hard: &HardLimit, shared: &Shared) {
             at_hard_limit,
         });
         if at_hard_limit {
-            return;
+            return true;
         }
     }
 }

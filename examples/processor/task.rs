@@ -8,6 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+// Kept here too for the modules that import them from `task`.
+pub use crate::duration::{fmt_duration, parse_duration};
+use crate::text::escape;
+
 /// One unit of simulated work.
 ///
 /// `duration` is how long the work takes when nothing interrupts it. A task
@@ -93,51 +97,11 @@ pub fn scale(d: Duration, factor: f64) -> Result<Duration, InputError> {
     })
 }
 
-/// Parses `500ms`, `1.5s`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.starts_with('-') {
-        return Err(format!("negative durations are not allowed: '{text}'"));
-    }
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration '{text}' (expected e.g. 500ms, 1.5s, 2m)"))?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit '{other}' in duration '{text}' (use ms, s, m or h)"
-            ));
-        }
-    };
-    seconds(secs).map_err(|_| format!("duration '{text}' is out of range"))
-}
-
 fn seconds(secs: f64) -> Result<Duration, String> {
     if secs.is_sign_negative() && secs != 0.0 {
         return Err(format!("negative durations are not allowed: {secs}"));
     }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("duration of {secs:e} s is out of range"))
-}
-
-/// `350ms`, `1.50s`, `2m05s`: short, for log lines and tables.
-pub fn fmt_duration(d: Duration) -> String {
-    let millis = d.as_millis();
-    if millis < 1000 {
-        format!("{millis}ms")
-    } else if d.as_secs() < 60 {
-        format!("{:.2}s", d.as_secs_f64())
-    } else {
-        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
-    }
 }
 
 /// Loads a task set; the format follows the extension (`.toml`, `.json`).
@@ -270,27 +234,44 @@ fn convert_task(
     counter: &mut usize,
 ) -> Result<Task, String> {
     *counter += 1;
+    let explicit_id = raw.id.is_some();
     let id = raw.id.unwrap_or_else(|| format!("task-{counter}"));
+    // Messages name a task by its name, which the user wrote; an id made
+    // up here would mean nothing to them.
+    let what = if parent.is_some() { "subtask" } else { "task" };
     if raw.name.trim().is_empty() {
-        return Err(format!("task '{id}' has an empty name"));
+        return Err(if explicit_id {
+            format!("{what} with id '{}' has an empty name", escape(&id))
+        } else {
+            format!("{what} number {counter} in the file has an empty name")
+        });
     }
+    let named = format!("{what} '{}'", escape(&raw.name));
     if !seen.insert(id.clone()) {
-        return Err(format!("duplicate task id '{id}'"));
+        return Err(format!("{named}: duplicate task id '{}'", escape(&id)));
     }
     let priority = match (raw.priority, parent) {
-        (Some(p), _) => u32::try_from(p).ok().filter(|p| *p >= 1).ok_or_else(|| {
-            format!("task '{id}' has priority {p}; priorities start at 1 (the most urgent)")
+        (Some(p), _) if p < 1 => {
+            return Err(format!(
+                "{named} has priority {p}; priorities start at 1 (the most urgent)"
+            ));
+        }
+        (Some(p), _) => u32::try_from(p).map_err(|_| {
+            format!(
+                "{named} has priority {p}, above the maximum of {}",
+                u32::MAX
+            )
         })?,
         (None, Some(p)) => p,
         (None, None) => 1,
     };
     if raw.critical && parent.is_some() {
         return Err(format!(
-            "subtask '{id}' is marked critical; only top-level tasks can be critical"
+            "{named} is marked critical; only top-level tasks can be critical"
         ));
     }
     if raw.timeout.as_ref().is_some_and(|t| t.0.is_zero()) {
-        return Err(format!("task '{id}' has a zero timeout"));
+        return Err(format!("{named} has a zero timeout"));
     }
     let subtasks = raw
         .subtasks
