@@ -142,6 +142,7 @@ pub fn parse(
     let mut walk = Walk {
         paths: Vec::new(),
         ids: HashMap::new(),
+        names: HashMap::new(),
         peers: Vec::new(),
         policy: peers,
     };
@@ -181,6 +182,9 @@ struct Walk<'a> {
     paths: Vec<String>,
     /// The path of each task with an explicit id (the last, for a repeat).
     ids: HashMap<String, String>,
+    /// The path of each task by name (the first, for a repeat): the
+    /// loader's messages name a task by its name.
+    names: HashMap<String, String>,
     /// (index in that order, peer) of remote tasks.
     peers: Vec<(usize, PeerTask)>,
     policy: &'a PeerPolicy,
@@ -207,6 +211,11 @@ impl Walk<'_> {
         self.paths.push(path.clone());
         if let Some(Value::String(id)) = fields.get("id") {
             self.ids.insert(id.clone(), path.clone());
+        }
+        if let Some(Value::String(name)) = fields.get("name") {
+            self.names
+                .entry(crate::text::escape(name).into_owned())
+                .or_insert_with(|| path.clone());
         }
         if let Some(peer) = fields.remove("peer") {
             let field = format!("{path}.peer");
@@ -260,8 +269,8 @@ fn local_part(task: &Task, peers: &HashMap<String, PeerTask>) -> Task {
 }
 
 /// Turns the loader's message into a field. Schema errors start with
-/// their path; the loader's own checks name a task by id
-/// (`task 'x' has priority 0...`), which the walk's paths resolve.
+/// their path; the loader's own checks name a task by its name (`task 'x'
+/// has priority 0...`), or by id, which the walk's paths resolve.
 fn locate(message: String, walk: &Walk<'_>) -> BodyError {
     if let Some((path, rest)) = message.split_once(": ")
         && path.starts_with("tasks")
@@ -273,7 +282,7 @@ fn locate(message: String, walk: &Walk<'_>) -> BodyError {
         .find(|f| message.contains(f))
         .unwrap_or("id");
     let id = message.split('\'').nth(1).unwrap_or_default();
-    let task_path = walk.ids.get(id).or_else(|| {
+    let task_path = walk.names.get(id).or_else(|| walk.ids.get(id)).or_else(|| {
         id.strip_prefix("task-")
             .and_then(|n| n.parse::<usize>().ok())
             .and_then(|n| walk.paths.get(n.wrapping_sub(1)))
