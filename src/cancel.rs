@@ -167,6 +167,16 @@ impl CancelFunc {
         }
     }
 
+    /// `cancel_with_cause` with a cause that already is a shared [`Cause`]:
+    /// no allocation (the HTTP layer's per-request causes are made once).
+    #[cfg(feature = "http")]
+    pub(crate) fn cancel_with_shared_cause(&self, cause: crate::Cause) {
+        if let Some(node) = &self.node {
+            node.cancel(Error::Canceled, CauseArg::Set(Some(cause)), true);
+            node.wait_propagated();
+        }
+    }
+
     /// Gives this handle up without canceling. If it was the last handle,
     /// the context now ends only through its parent or its deadline; and
     /// if every `Ctx` handle of it is dropped too, it is simply freed (it

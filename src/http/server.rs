@@ -12,7 +12,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use super::grpc_timeout::{
 };
 use super::request_id::RequestId;
 use super::trace::TraceContext;
-use crate::{CancelFunc, Ctx, DoneOwned, Error};
+use crate::{CancelFunc, Cause, Ctx, DoneOwned, Error};
 
 /// The peer's address, carried as a context value when the server knows
 /// it. With the `axum` feature, [`RequestContextLayer`] adds it from
@@ -373,6 +373,15 @@ fn deadline_response(grpc: bool) -> Response<()> {
     }
 }
 
+/// The two causes every request ends with, made once per process: a
+/// request's end then allocates nothing for its cause.
+static COMPLETE: LazyLock<Cause> = LazyLock::new(|| Arc::new(ResponseComplete));
+static ABANDONED: LazyLock<Cause> = LazyLock::new(|| Arc::new(RequestAbandoned));
+
+fn shared(cause: &LazyLock<Cause>) -> Cause {
+    Cause::clone(cause)
+}
+
 /// Owns the request context's [`CancelFunc`]. Dropped without
 /// [`complete`](Guard::complete): the request was abandoned.
 struct Guard(
@@ -383,7 +392,7 @@ struct Guard(
 impl Guard {
     fn complete(mut self) {
         if let Some(cancel) = self.0.take() {
-            cancel.cancel_with_cause(ResponseComplete);
+            cancel.cancel_with_shared_cause(shared(&COMPLETE));
         }
     }
 }
@@ -397,7 +406,7 @@ impl Drop for Guard {
         if let Some(cancel) = self.0.take()
             && !cancel.is_canceled()
         {
-            cancel.cancel_with_cause(RequestAbandoned);
+            cancel.cancel_with_shared_cause(shared(&ABANDONED));
         }
     }
 }
