@@ -492,6 +492,13 @@ impl Runs {
         if let Some(t) = record.task_mut(&task_id) {
             let mut view = t.clone();
             view.subtasks.clear();
+            // As in `snapshot`: a running task's duration is up to now (the
+            // dashboard showed none until the task ended).
+            if view.state == TaskState::Running
+                && let Some(started) = view.started
+            {
+                view.duration_ms = Some(millis(started.elapsed()));
+            }
             self.publish("task", &serde_json::json!({ "run_id": id, "task": view }));
         }
     }
