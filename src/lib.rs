@@ -127,3 +127,9 @@ pub use value::with_value;
 /// The loom models of every known race (`--cfg loom` test builds only).
 #[cfg(all(test, loom))]
 mod loom_models;
+
+/// The Rust blocks of `docs/http.md`, compiled (and, unless `no_run`, run)
+/// as doctests so the guide cannot drift from the API.
+#[cfg(all(doctest, feature = "http", feature = "axum"))]
+#[doc = include_str!("../docs/http.md")]
+mod http_guide {}

@@ -161,7 +161,7 @@ impl<S> Layer<S> for PropagateLayer {
 /// # Examples
 ///
 /// ```
-/// use tower_layer::Layer;
+/// use tower::Layer;
 ///
 /// let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
 ///     .build_http::<String>();
@@ -305,7 +305,7 @@ pin_project! {
     /// use std::sync::atomic::{AtomicUsize, Ordering};
     /// use tower::{Service, ServiceExt, service_fn};
     /// use goctx::http::{PropagateLayer, with_context};
-    /// use tower_layer::Layer;
+    /// use tower::Layer;
     ///
     /// # futures::executor::block_on(async {
     /// let calls = AtomicUsize::new(0);
@@ -422,7 +422,7 @@ pin_project! {
     /// use http_body_util::BodyExt;
     /// use tower::{ServiceExt, service_fn};
     /// use goctx::http::{PropagateLayer, with_context};
-    /// use tower_layer::Layer;
+    /// use tower::Layer;
     ///
     /// # futures::executor::block_on(async {
     /// let inner = service_fn(|_req: http::Request<()>| async {

@@ -231,7 +231,7 @@ impl<S> Layer<S> for RequestContextLayer {
 /// Wrapping a service by hand (`Router::layer` does this for axum):
 ///
 /// ```
-/// use tower_layer::Layer;
+/// use tower::Layer;
 ///
 /// let layer = goctx::http::RequestContextLayer::new(&goctx::background());
 /// let service: goctx::http::RequestContext<axum::Router> = layer.layer(axum::Router::new());
