@@ -10,10 +10,17 @@ use std::fmt;
 use std::time::Duration;
 
 /// The name of gRPC's deadline header: `grpc-timeout`.
-pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+// A `const` like the names in `http::header` (a static name holds no
+// shared state to mutate, whatever the lint infers from its type).
+#[allow(clippy::declare_interior_mutable_const)]
+pub const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
 
 /// The name of the Connect protocol's deadline header: `connect-timeout-ms`.
-pub const CONNECT_TIMEOUT_MS: &str = "connect-timeout-ms";
+// A `const` like the names in `http::header` (a static name holds no
+// shared state to mutate, whatever the lint infers from its type).
+#[allow(clippy::declare_interior_mutable_const)]
+pub const CONNECT_TIMEOUT_MS: http::HeaderName =
+    http::HeaderName::from_static("connect-timeout-ms");
 
 /// The largest value gRPC allows in front of the unit: eight digits.
 const GRPC_MAX_VALUE: u128 = 99_999_999;

@@ -5,11 +5,14 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use super::id::{hex, random_u64};
+use super::id::{hex_shared, random_u64};
 
 /// The name of the request id header: `x-request-id` (a de-facto
 /// convention, tower-http's default).
-pub const X_REQUEST_ID: &str = "x-request-id";
+// A `const` like the names in `http::header` (a static name holds no
+// shared state to mutate, whatever the lint infers from its type).
+#[allow(clippy::declare_interior_mutable_const)]
+pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// A request's id, carried as a context value by
 /// [`RequestContextLayer`](crate::http::RequestContextLayer): the inbound
@@ -69,7 +72,7 @@ impl RequestId {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&random_u64().to_be_bytes());
         bytes[8..].copy_from_slice(&random_u64().to_be_bytes());
-        RequestId(hex(&bytes).into())
+        RequestId(hex_shared(&bytes))
     }
 
     /// The first `x-request-id` header if [`parse`](RequestId::parse)

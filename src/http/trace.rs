@@ -8,10 +8,16 @@ use http::HeaderMap;
 use super::id::{hex, random_u64};
 
 /// The name of the W3C trace header: `traceparent`.
-pub const TRACEPARENT: &str = "traceparent";
+// A `const` like the names in `http::header` (a static name holds no
+// shared state to mutate, whatever the lint infers from its type).
+#[allow(clippy::declare_interior_mutable_const)]
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// The name of the W3C vendor state header: `tracestate`.
-pub const TRACESTATE: &str = "tracestate";
+// A `const` like the names in `http::header` (a static name holds no
+// shared state to mutate, whatever the lint infers from its type).
+#[allow(clippy::declare_interior_mutable_const)]
+pub const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 /// The flags this crate knows and keeps: `sampled` (0x01) and Level 2's
 /// `random-trace-id` (0x02). The spec says to send the others as zero.
