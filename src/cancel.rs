@@ -9,7 +9,8 @@ use crate::error::{Error, into_cause};
 use crate::sync::Ordering;
 use std::time::Instant;
 
-use crate::tree::{CancelNode, CauseArg, ExtendError};
+use crate::error::ExtendError;
+use crate::tree::{CancelNode, CauseArg};
 
 /// Returns a child of `parent` that is canceled when the returned
 /// [`CancelFunc`] is called or dropped, or when `parent` is done, whichever

@@ -127,3 +127,17 @@ pub(crate) fn dropped_cause() -> Cause {
     static DROPPED: LazyLock<Cause> = LazyLock::new(|| Arc::new(CancelFuncDropped));
     DROPPED.clone()
 }
+
+/// Why [`CancelFunc::extend_deadline`](crate::CancelFunc::extend_deadline)
+/// refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExtendError {
+    /// The context is already done; its deadline is final.
+    #[error("cannot extend the deadline: {0}")]
+    Done(Error),
+    /// The context has no deadline of its own to move: it was made by
+    /// `with_cancel` (or `with_cancel_cause`), so its deadline, if any, is
+    /// an ancestor's.
+    #[error("cannot extend the deadline: the context has no deadline of its own")]
+    NoDeadline,
+}

@@ -119,9 +119,8 @@ pub use context::{Context, Ctx, background, todo};
 pub use custom::{Notify, Subscription};
 pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeout_cause};
 pub use done::{Done, DoneOwned, Run, RunOwned};
-pub use error::{CancelFuncDropped, Cause, Error};
+pub use error::{CancelFuncDropped, Cause, Error, ExtendError};
 pub use merge::merge;
-pub use tree::ExtendError;
 pub use value::with_value;
 
 /// The loom models of every known race (`--cfg loom` test builds only).

@@ -61,7 +61,7 @@ use std::time::Instant;
 use crate::after::AfterState;
 use crate::context::Ctx;
 use crate::custom::Subscription;
-use crate::error::{Cause, Error};
+use crate::error::{Cause, Error, ExtendError};
 use crate::sync::{AtomicU8, AtomicU32, Mutex, Ordering};
 use crate::timer;
 
@@ -1237,20 +1237,6 @@ fn done_bits(err: Error, cause: &CauseArg) -> u8 {
         (Error::Canceled, _) => CANCELED,
         (Error::DeadlineExceeded, _) => DEADLINE,
     }
-}
-
-/// Why [`CancelFunc::extend_deadline`](crate::CancelFunc::extend_deadline)
-/// refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ExtendError {
-    /// The context is already done; its deadline is final.
-    #[error("cannot extend the deadline: {0}")]
-    Done(Error),
-    /// The context has no deadline of its own to move: it was made by
-    /// `with_cancel` (or `with_cancel_cause`), so its deadline, if any, is
-    /// an ancestor's.
-    #[error("cannot extend the deadline: the context has no deadline of its own")]
-    NoDeadline,
 }
 
 /// An `Option<Instant>` that can be read without a lock: signed
