@@ -52,7 +52,12 @@ use crate::task::{InputError, Task, parse_duration};
 /// Runs simulated tasks concurrently under goctx contexts: a per-task
 /// timeout, cancellation on SIGINT/SIGTERM, the request ID in every line.
 #[derive(Parser, Debug)]
-#[command(name = "processor", version)]
+#[command(
+    name = "processor",
+    version,
+    after_help = "Service mode: `processor serve --addr 127.0.0.1:8080` serves the same runs over HTTP, \
+                  with a live dashboard (`processor serve --help`, docs/processor.md)."
+)]
 struct Cli {
     /// Task set to run, TOML or JSON by extension [default: the seed's four tasks]
     #[arg(long, value_name = "FILE")]

@@ -298,7 +298,7 @@ impl Runs {
                     request_id = %entry.record.request_id,
                     trace_id = %entry.record.trace_id,
                     run_id = %id,
-                    cause = ?cause,
+                    cause = cause.as_str(),
                     "run canceled via the API"
                 );
                 cancel.cancel_with_cause(run::Cause(cause));
@@ -366,7 +366,7 @@ impl Runs {
             trace_id = %record.trace_id,
             run_id = %record.id,
             tasks = record.tasks.len(),
-            deadline_ms = ?record.deadline_ms,
+            deadline_ms = record.deadline_ms,
             "run started"
         );
         let (finished_tx, finished) = watch::channel(false);
@@ -420,8 +420,12 @@ impl Runs {
                 t.state = TaskState::Running;
                 t.started = Some(Instant::now());
                 t.deadline_ms = deadline_in.map(millis);
-                tracing::info!(%request_id, %trace_id, run_id = %id, task = ?task.name,
-                    deadline_ms = ?t.deadline_ms, "task started");
+                // User text (names, causes, errors) goes in as `str`: the
+                // text format quotes it with control characters escaped (a
+                // name cannot split or recolour a line), JSON writes it as
+                // a plain string.
+                tracing::info!(%request_id, %trace_id, run_id = %id, task = &*task.name,
+                    deadline_ms = t.deadline_ms, "task started");
                 task.id.clone()
             }
             Event::Progress {
@@ -447,8 +451,8 @@ impl Runs {
                 };
                 t.retries += 1;
                 self.metrics.retried();
-                tracing::warn!(%request_id, %trace_id, run_id = %id, task = ?task.name,
-                    attempt, error = ?error, delay_ms = millis(*delay), "task attempt failed, retrying");
+                tracing::warn!(%request_id, %trace_id, run_id = %id, task = &*task.name,
+                    attempt, error = error.to_string().as_str(), delay_ms = millis(*delay), "task attempt failed, retrying");
                 task.id.clone()
             }
             Event::DeadlineExtended { task, by, left, .. } => {
@@ -457,7 +461,7 @@ impl Runs {
                 };
                 t.deadline_extensions += 1;
                 self.metrics.extended();
-                tracing::info!(%request_id, %trace_id, run_id = %id, task = ?task.name,
+                tracing::info!(%request_id, %trace_id, run_id = %id, task = &*task.name,
                     by_ms = millis(*by), left_ms = millis(*left), "deadline extended");
                 task.id.clone()
             }
@@ -467,9 +471,9 @@ impl Runs {
                 };
                 finish_task(t, report);
                 self.metrics.task_ended(t.state.as_str(), report.elapsed);
-                tracing::info!(%request_id, %trace_id, run_id = %id, task = ?report.task.name,
-                    state = t.state.as_str(), attempts = t.attempts, cause = ?t.cause,
-                    error = ?t.error, "task ended");
+                tracing::info!(%request_id, %trace_id, run_id = %id, task = &*report.task.name,
+                    state = t.state.as_str(), attempts = t.attempts, cause = t.cause.as_deref(),
+                    error = t.error.as_deref(), "task ended");
                 report.task.id.clone()
             }
             Event::RunFinished(summary) => {
@@ -480,7 +484,7 @@ impl Runs {
                 record.summary = Some(summary_record(summary));
                 // The run is over: release its contexts.
                 entry.cancel = None;
-                tracing::info!(%request_id, %trace_id, run_id = %id, cause = ?record.cause,
+                tracing::info!(%request_id, %trace_id, run_id = %id, cause = record.cause.as_deref(),
                     completed = summary.completed, timed_out = summary.timed_out,
                     canceled = summary.canceled, failed = summary.failed, "run finished");
                 let snapshot = record.snapshot();
