@@ -214,6 +214,8 @@ async fn slow_query(ctx: Ctx, db: PathBuf, id: u64, budget: Duration) -> Result<
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let conn = rusqlite::Connection::open(&db).map_err(|e| e.to_string())?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
         let interrupt = conn.get_interrupt_handle();
         let on_done = ctx.clone();
         let stop = goctx::after_func(&ctx, move || {
@@ -280,6 +282,9 @@ async fn downstream_profile(ctx: Ctx, id: u64, slow: Duration) -> Result<String,
 fn prepare_database() -> Result<PathBuf, rusqlite::Error> {
     let path = std::env::temp_dir().join("goctx-http-example.sqlite3");
     let conn = rusqlite::Connection::open(&path)?;
+    // Two copies of the example (two tests at once) may set the file up
+    // at the same moment: wait for the other's lock instead of failing.
+    conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
          INSERT OR IGNORE INTO users (id, name) VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Edsger');",
