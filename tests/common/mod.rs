@@ -3,6 +3,10 @@
 // Each test file uses only some of these.
 #![allow(dead_code)]
 
+pub mod alloc;
+pub mod causes;
+pub mod hooks;
+
 use std::any::{Any, TypeId};
 use std::time::Instant;
 
