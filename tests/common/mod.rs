@@ -6,6 +6,8 @@
 pub mod alloc;
 pub mod causes;
 pub mod hooks;
+#[cfg(all(feature = "http", feature = "axum"))]
+pub mod waits;
 
 use std::any::{Any, TypeId};
 use std::time::Instant;
