@@ -11,8 +11,9 @@
 //! budget for the same operation (from `context/x_test.go`, Go 1.27) is
 //! named beside it. Run with `--nocapture` to see the table of counts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+use common::alloc::signed;
+
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -20,66 +21,8 @@ use std::time::Duration;
 
 use goctx::{Ctx, background, with_cancel, with_timeout, with_value};
 
-/// The system allocator, plus per-thread counters.
-struct Counting;
-
-thread_local! {
-    /// Whether this thread's allocations are being counted.
-    static ON: Cell<bool> = const { Cell::new(false) };
-    /// Allocations (including reallocations) while `ON`.
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    /// Bytes requested by those allocations.
-    static BYTES: Cell<u64> = const { Cell::new(0) };
-    /// Bytes allocated minus bytes freed while `ON`: what stays in use.
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-}
-
-fn note(allocs: u64, bytes: u64, live: i64) {
-    // `try_with`: a thread being torn down may still free memory.
-    let _ = ON.try_with(|on| {
-        if on.get() {
-            ALLOCS.with(|c| c.set(c.get() + allocs));
-            BYTES.with(|c| c.set(c.get() + bytes));
-            LIVE.with(|c| c.set(c.get() + live));
-        }
-    });
-}
-
-fn signed(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-// SAFETY: every method forwards to `System` with the same arguments; the
-// bookkeeping only touches const-initialized thread-locals, which never
-// allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(1, layout.size() as u64, signed(layout.size()));
-        // SAFETY: forwarded unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(1, layout.size() as u64, signed(layout.size()));
-        // SAFETY: forwarded unchanged.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(1, new_size as u64, signed(new_size) - signed(layout.size()));
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note(0, 0, -signed(layout.size()));
-        // SAFETY: forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::alloc::Counting = common::alloc::Counting::PER_THREAD;
 
 /// What one run of an operation cost on average.
 #[derive(Debug, Clone, Copy)]
@@ -106,22 +49,15 @@ fn per_run(mut op: impl FnMut()) -> Cost {
 
 /// Counts what `f` allocates on this thread: (allocations, bytes).
 fn counted(f: impl FnOnce()) -> (u64, u64) {
-    ALLOCS.with(|c| c.set(0));
-    BYTES.with(|c| c.set(0));
-    ON.with(|on| on.set(true));
-    f();
-    ON.with(|on| on.set(false));
-    (ALLOCS.with(Cell::get), BYTES.with(Cell::get))
+    let (counts, ()) = common::alloc::on_this_thread(f);
+    (counts.allocs, counts.bytes)
 }
 
 /// Bytes that `f` leaves in use on this thread (allocated minus freed),
 /// with what it returns still alive.
 fn retained<T>(f: impl FnOnce() -> T) -> (i64, T) {
-    LIVE.with(|c| c.set(0));
-    ON.with(|on| on.set(true));
-    let kept = f();
-    ON.with(|on| on.set(false));
-    (LIVE.with(Cell::get), kept)
+    let (counts, kept) = common::alloc::on_this_thread(f);
+    (counts.live, kept)
 }
 
 fn poll_once<F: Future>(future: F) -> Poll<F::Output> {

@@ -8,20 +8,21 @@
 //! request's `service` field. Every wait is bounded.
 #![cfg(all(feature = "http", feature = "axum"))]
 
-use std::future::Future;
+mod common;
+use common::waits::{bounded, ended_within};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use goctx::Ctx;
 use goctx::http::{
     Propagate, PropagateError, PropagateLayer, RequestAbandoned, RequestContextLayer,
     decode_grpc_timeout,
 };
-use goctx::{Cause, Ctx};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::time::timeout;
 use tonic::metadata::MetadataMap;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
@@ -32,8 +33,6 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::ServiceBuilder;
 
-/// The bound on every wait for something that must happen.
-const WATCHDOG: Duration = Duration::from_secs(5);
 /// How soon a cancellation must cross the hop (Go's tests: "within a second").
 const PROMPT: Duration = Duration::from_secs(1);
 /// The deadline every deadline test gives its call.
@@ -189,23 +188,6 @@ fn with_ctx(service: &str, ctx: &Ctx) -> Request<HealthCheckRequest> {
     });
     req.extensions_mut().insert(ctx.clone());
     req
-}
-
-/// `f`, or a panic naming `what` after the watchdog.
-async fn bounded<F: Future>(what: &str, f: F) -> F::Output {
-    match timeout(WATCHDOG, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out: {what}"),
-    }
-}
-
-/// The cause `ctx` ends with, within `limit`.
-async fn ended_within(ctx: &Ctx, limit: Duration) -> Cause {
-    let start = Instant::now();
-    match timeout(limit, ctx.done()).await {
-        Ok(_) => ctx.cause().expect("a done context has a cause"),
-        Err(_) => panic!("context still live after {:?}: {ctx:?}", start.elapsed()),
-    }
 }
 
 /// The goctx error inside a status from a goctx client: tonic turns the

@@ -5,8 +5,10 @@
 //! while waiting for headers or reading the body). Every wait is bounded.
 #![cfg(all(feature = "http", feature = "axum", feature = "reqwest"))]
 
+mod common;
+use common::waits::{bounded, ended_within};
+
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,11 +30,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
-use tokio::time::timeout;
 use tower::{ServiceBuilder, ServiceExt};
 
-/// The bound on every wait for something that must happen.
-const WATCHDOG: Duration = Duration::from_secs(5);
 /// How soon a disconnect must be seen (Go's tests: "within a second").
 const PROMPT: Duration = Duration::from_secs(1);
 
@@ -52,23 +51,6 @@ async fn serve(app: Router) -> SocketAddr {
         let _ = axum::serve(listener, app).await;
     });
     addr
-}
-
-/// `f`, or a panic naming `what` after the watchdog.
-async fn bounded<F: Future>(what: &str, f: F) -> F::Output {
-    match timeout(WATCHDOG, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out: {what}"),
-    }
-}
-
-/// The cause `ctx` ends with, within `limit`.
-async fn ended_within(ctx: &Ctx, limit: Duration) -> Cause {
-    let start = Instant::now();
-    match timeout(limit, ctx.done()).await {
-        Ok(_) => ctx.cause().expect("a done context has a cause"),
-        Err(_) => panic!("context still live after {:?}: {ctx:?}", start.elapsed()),
-    }
 }
 
 /// hyper-util's client behind the layer, as an application builds it.

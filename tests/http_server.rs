@@ -4,8 +4,10 @@
 //! `TestServerContexts`). Every wait is bounded.
 #![cfg(all(feature = "http", feature = "axum"))]
 
+mod common;
+use common::waits::{WATCHDOG, bounded, ended_within};
+
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,8 +31,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::timeout;
 
-/// The bound on every wait for something that must happen.
-const WATCHDOG: Duration = Duration::from_secs(5);
 /// How soon a disconnect must be seen (Go's tests: "within a second").
 const PROMPT: Duration = Duration::from_secs(1);
 
@@ -44,23 +44,6 @@ async fn serve(app: Router) -> SocketAddr {
         let _ = axum::serve(listener, make).await;
     });
     addr
-}
-
-/// `f`, or a panic naming `what` after the watchdog.
-async fn bounded<F: Future>(what: &str, f: F) -> F::Output {
-    match timeout(WATCHDOG, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out: {what}"),
-    }
-}
-
-/// The cause `ctx` ends with, within `limit`.
-async fn ended_within(ctx: &Ctx, limit: Duration) -> Cause {
-    let start = Instant::now();
-    match timeout(limit, ctx.done()).await {
-        Ok(_) => ctx.cause().expect("a done context has a cause"),
-        Err(_) => panic!("context still live after {:?}: {ctx:?}", start.elapsed()),
-    }
 }
 
 fn http1_client() -> Client<HttpConnector, Empty<Bytes>> {

@@ -21,11 +21,11 @@
 
 mod common;
 use common::Wrapper;
+use common::alloc::signed;
+use common::causes::Why;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -37,57 +37,8 @@ use goctx::{Context, Ctx, Error, Notify, Subscription, background};
 // ---------------------------------------------------------------------------
 // The counting allocator
 
-struct Counting;
-
-static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
-static LIVE_ALLOCS: AtomicI64 = AtomicI64::new(0);
-
-fn signed(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments;
-// the bookkeeping is two relaxed atomic additions, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(signed(layout.size()), Ordering::Relaxed);
-            LIVE_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(signed(layout.size()), Ordering::Relaxed);
-            LIVE_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(signed(layout.size()), Ordering::Relaxed);
-        LIVE_ALLOCS.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE_BYTES.fetch_add(signed(new_size) - signed(layout.size()), Ordering::Relaxed);
-        }
-        new
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::alloc::Counting = common::alloc::Counting::WITH_PROCESS_TOTALS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Live {
@@ -99,9 +50,10 @@ struct Live {
 
 fn live() -> Live {
     let threads = threads();
+    let (bytes, allocs) = common::alloc::process_live();
     Live {
-        bytes: LIVE_BYTES.load(Ordering::Relaxed),
-        allocs: LIVE_ALLOCS.load(Ordering::Relaxed),
+        bytes,
+        allocs,
         threads,
     }
 }
@@ -189,17 +141,6 @@ impl Context for Own {
     }
 }
 
-#[derive(Debug)]
-struct Why;
-
-impl std::fmt::Display for Why {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("why")
-    }
-}
-
-impl std::error::Error for Why {}
-
 struct RequestId(#[allow(dead_code)] u64);
 
 fn poll_pending(ctx: &Ctx) {
@@ -233,7 +174,7 @@ fn cancel_explicitly(parent: &Ctx, _: &Shared) {
 fn cancel_with_cause_and_drop(parent: &Ctx, _: &Shared) {
     let (ctx, cancel) = goctx::with_cancel_cause(parent);
     let (child, _c) = goctx::with_cancel(&ctx);
-    cancel.cancel_with_cause(Why);
+    cancel.cancel_with_cause(Why("why"));
     assert!(child.cause().is_some());
 }
 
@@ -262,7 +203,7 @@ fn timeout_hour_detached(parent: &Ctx, _: &Shared) {
 }
 
 fn timeout_zero(parent: &Ctx, _: &Shared) {
-    let (ctx, _cancel) = goctx::with_timeout_cause(parent, Duration::ZERO, Why);
+    let (ctx, _cancel) = goctx::with_timeout_cause(parent, Duration::ZERO, Why("why"));
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
 }
 

@@ -6,37 +6,23 @@
 
 mod common;
 
-use std::fmt;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Wrapper;
 use goctx::{CancelFuncDropped, Cause, Context, Ctx, Error, ExtendError, Notify, Subscription};
 
-/// A user cause, as a server would give its request context when the
-/// client goes away.
-#[derive(Debug)]
-struct RequestAbandoned;
-
-impl fmt::Display for RequestAbandoned {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("request abandoned")
-    }
-}
-
-impl std::error::Error for RequestAbandoned {}
-
-/// Another user cause, for the other input.
-#[derive(Debug)]
-struct ShuttingDown;
-
-impl fmt::Display for ShuttingDown {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("shutting down")
-    }
-}
-
-impl std::error::Error for ShuttingDown {}
+common::causes::unit_cause!(
+    /// A user cause, as a server would give its request context when the
+    /// client goes away.
+    RequestAbandoned,
+    "request abandoned"
+);
+common::causes::unit_cause!(
+    /// Another user cause, for the other input.
+    ShuttingDown,
+    "shutting down"
+);
 
 fn is<T: std::error::Error + 'static>(cause: Option<Cause>) -> bool {
     cause.is_some_and(|c| c.downcast_ref::<T>().is_some())

@@ -15,12 +15,12 @@
 //! assert there were none (none of the callbacks here panic).
 
 mod common;
+use common::causes::{Why, cause};
 
-use std::fmt;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,54 +34,15 @@ const PATIENCE: Duration = Duration::from_secs(10);
 const HOUR: Duration = Duration::from_secs(3600);
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
-#[derive(Debug)]
-struct Why(&'static str);
-
-impl fmt::Display for Why {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Why {}
-
-fn cause(text: &'static str) -> Cause {
-    Arc::new(Why(text))
-}
-
 /// Runs `body` on its own thread and fails if it has not finished within
 /// `LIMIT` (a deadlock). Panics inside `body` are passed on.
 fn watchdog<T: Send + 'static>(name: &str, body: impl FnOnce() -> T + Send + 'static) -> T {
-    watch_helper_panics();
+    common::hooks::record_helper_panics(|_| false);
     common::run_with_deadlock_limit(name, LIMIT, body)
 }
 
-static HELPER_PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Records panics on goctx's helper threads, then lets the previous hook
-/// print them as usual.
-fn watch_helper_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if thread::current()
-                .name()
-                .is_some_and(|name| name.starts_with("goctx-"))
-            {
-                let name = thread::current().name().unwrap_or_default().to_owned();
-                HELPER_PANICS
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(format!("{name}: {info}"));
-            }
-            previous(info);
-        }));
-    });
-}
-
 fn assert_no_helper_panics() {
-    let panics = HELPER_PANICS.lock().unwrap_or_else(|p| p.into_inner());
+    let panics = common::hooks::helper_panics();
     assert!(
         panics.is_empty(),
         "goctx helper threads panicked: {panics:#?}"

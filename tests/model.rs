@@ -43,9 +43,9 @@
 
 mod common;
 use common::Wrapper;
+use common::causes::Why;
 
 use std::any::{Any, TypeId};
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -165,18 +165,6 @@ struct K0(u32);
 struct K1(u32);
 #[derive(Debug)]
 struct K2(u32);
-
-/// A user cause; compared by identity.
-#[derive(Debug)]
-struct TestCause(usize);
-
-impl fmt::Display for TestCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "test cause #{}", self.0)
-    }
-}
-
-impl std::error::Error for TestCause {}
 
 /// A user context with its own cancellation, notifying synchronously.
 struct Manual {
@@ -451,7 +439,7 @@ impl World {
 
     fn new_cause(&mut self) -> (usize, Cause) {
         let id = self.causes.len();
-        let cause: Cause = Arc::new(TestCause(id));
+        let cause: Cause = Arc::new(Why(id));
         self.causes.push(cause.clone());
         (id, cause)
     }

@@ -28,9 +28,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context as TaskContext, Wake, Waker};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use goctx::{Cause, Context, Ctx, Error, Notify, Subscription, background};
@@ -41,8 +40,6 @@ const MARK: &str = "goctx-test: intentional panic";
 
 // ---------------------------------------------------------------------------
 // Harness
-
-static HELPER_PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn payload_text(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -57,28 +54,11 @@ fn payload_text(payload: &(dyn Any + Send)) -> String {
 /// Silences the intentional panics; records any other panic on a goctx
 /// helper thread (a library bug) and prints it as usual.
 fn install_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if payload_text(info.payload()).contains(MARK) {
-                return;
-            }
-            if let Some(name) = thread::current().name()
-                && name.starts_with("goctx-")
-            {
-                HELPER_PANICS
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(format!("{name}: {info}"));
-            }
-            previous(info);
-        }));
-    });
+    common::hooks::record_helper_panics(|info| payload_text(info.payload()).contains(MARK));
 }
 
 fn assert_no_helper_panics() {
-    let panics = HELPER_PANICS.lock().unwrap_or_else(|p| p.into_inner());
+    let panics = common::hooks::helper_panics();
     assert!(
         panics.is_empty(),
         "goctx helper threads panicked on their own: {panics:#?}"

@@ -29,13 +29,13 @@
 
 mod common;
 use common::Wrapper;
+use common::causes::Why;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -75,17 +75,6 @@ impl Rng {
         self.next() % 100 < percent
     }
 }
-
-#[derive(Debug)]
-struct Why(u64);
-
-impl fmt::Display for Why {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "soak cause {}", self.0)
-    }
-}
-
-impl std::error::Error for Why {}
 
 struct Tag(#[allow(dead_code)] u64);
 
@@ -142,26 +131,6 @@ impl Wake for FlagWaker {
         *self.0.count.lock().unwrap() += 1;
         self.0.changed.notify_all();
     }
-}
-
-static HELPER_PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn watch_helper_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if let Some(name) = thread::current().name()
-                && name.starts_with("goctx-")
-            {
-                HELPER_PANICS
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(format!("{name}: {info}"));
-            }
-            previous(info);
-        }));
-    });
 }
 
 // ---------------------------------------------------------------------------
@@ -543,7 +512,7 @@ fn waiter(world: Arc<World>, seed: u64, progress: Arc<AtomicU64>) {
 
 #[test]
 fn soak() {
-    watch_helper_panics();
+    common::hooks::record_helper_panics(|_| false);
     let secs: u64 = env("GOCTX_SOAK_SECS").unwrap_or(10);
     let workers: usize = env("GOCTX_SOAK_THREADS").unwrap_or(4);
     let seed: u64 = env("GOCTX_SOAK_SEED").unwrap_or_else(|| {
@@ -737,10 +706,7 @@ fn soak() {
         timed.wait_timeout(PATIENCE) == Some(Error::DeadlineExceeded),
         "the timer thread stopped".into(),
     );
-    let panics = HELPER_PANICS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let panics = common::hooks::helper_panics().clone();
     expect(
         panics.is_empty(),
         format!("goctx helper threads panicked: {panics:#?}"),

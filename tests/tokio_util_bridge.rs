@@ -8,8 +8,8 @@
 //! keep its allocations).
 #![cfg(feature = "tokio-util")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -22,56 +22,12 @@ use tokio_util::sync::CancellationToken;
 /// Generous bound on every wait: a correct run takes microseconds.
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// The system allocator, plus a per-thread count of live bytes.
-struct Counting;
-
-thread_local! {
-    static ON: Cell<bool> = const { Cell::new(false) };
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-}
-
-fn note(bytes: i64) {
-    let _ = ON.try_with(|on| {
-        if on.get() {
-            LIVE.with(|live| live.set(live.get() + bytes));
-        }
-    });
-}
-
-fn size(layout: Layout) -> i64 {
-    i64::try_from(layout.size()).unwrap_or(i64::MAX)
-}
-
-// SAFETY: every method forwards to `System` with the same arguments; the
-// bookkeeping only touches const-initialized thread-locals.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(size(layout));
-        // SAFETY: forwarded unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note(-size(layout));
-        // SAFETY: forwarded unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(i64::try_from(new_size).unwrap_or(i64::MAX) - size(layout));
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::alloc::Counting = common::alloc::Counting::PER_THREAD;
 
 /// Live heap bytes this thread gained while running `f`.
 fn live_bytes_after(f: impl FnOnce()) -> i64 {
-    LIVE.with(|live| live.set(0));
-    ON.with(|on| on.set(true));
-    f();
-    ON.with(|on| on.set(false));
-    LIVE.with(Cell::get)
+    common::alloc::on_this_thread(f).0.live
 }
 
 #[test]

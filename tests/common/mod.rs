@@ -3,6 +3,12 @@
 // Each test file uses only some of these.
 #![allow(dead_code)]
 
+pub mod alloc;
+pub mod causes;
+pub mod hooks;
+#[cfg(all(feature = "http", feature = "axum"))]
+pub mod waits;
+
 use std::any::{Any, TypeId};
 use std::time::Instant;
 
