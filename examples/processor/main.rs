@@ -241,17 +241,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match runtime() {
+        Ok(runtime) => runtime.block_on(process(setup)),
+        Err(code) => code,
+    }
+}
+
+/// The multi-threaded tokio runtime both modes run on; on failure, says
+/// why and gives the exit code.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
+        .map_err(|err| {
             eprintln!("processor: error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(process(setup))
+            ExitCode::FAILURE
+        })
 }
 
 async fn process(setup: Setup) -> ExitCode {

@@ -80,15 +80,9 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     init_logs(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("processor: error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(serve(
         cli.addr,
