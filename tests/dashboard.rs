@@ -23,15 +23,14 @@ mod common;
 #[path = "dashboard/page.rs"]
 mod page;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread;
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::servers::{ExampleServer, Lines, Stderr};
 use fantoccini::Locator;
 use serde_json::{Value, json};
 
@@ -63,55 +62,27 @@ fn processor() -> PathBuf {
 }
 
 /// `processor serve` on a free loopback port; killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-    stderr: Arc<Mutex<String>>,
-}
+struct Server(ExampleServer);
 
 impl Server {
     fn start() -> Server {
-        let mut child = Command::new(processor())
-            .args(["serve", "--addr", "127.0.0.1:0", "--time-scale", TIME_SCALE])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start processor serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let stderr = collect(child.stderr.take().expect("stderr"));
-        let Ok(first) = rx.recv_timeout(WAIT) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no 'listening on' line: {}", stderr.lock().unwrap());
-        };
-        let addr = first
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("first line was {first:?}"))
-            .to_owned();
-        Server {
-            child,
-            addr,
-            stderr,
-        }
+        let mut command = Command::new(processor());
+        command.args(["serve", "--addr", "127.0.0.1:0", "--time-scale", TIME_SCALE]);
+        Server(ExampleServer::start(
+            command,
+            Stderr::Capture,
+            Lines::Discard,
+        ))
     }
 
     fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        format!("http://{}/", self.0.addr)
     }
 
     /// `POST /runs` with `body`; the new run's id.
     fn start_run(&self, body: &Value) -> String {
         let body = body.to_string();
-        let mut stream = TcpStream::connect(&self.addr).expect("connect");
+        let mut stream = TcpStream::connect(&self.0.addr).expect("connect");
         stream.set_read_timeout(Some(WAIT)).expect("read timeout");
         let head = format!(
             "POST /runs HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\
@@ -129,29 +100,8 @@ impl Server {
     }
 
     fn logs(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.0.logs()
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Collects a child's pipe into a string, on its own thread.
-fn collect(pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let all = Arc::new(Mutex::new(String::new()));
-    let sink = all.clone();
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let mut all = sink.lock().unwrap();
-            all.push_str(&line);
-            all.push('\n');
-        }
-    });
-    all
 }
 
 // ---------------------------------------------------------------------------

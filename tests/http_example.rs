@@ -6,59 +6,24 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::servers::{ExampleServer, Lines, Stderr};
 
 /// Generous for a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-struct Server {
-    child: Child,
-    lines: Receiver<String>,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(common::example("http_server"))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the example");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = lines
-        .recv_timeout(PATIENCE)
-        .expect("the example's first line");
-    let addr = first
-        .strip_prefix("listening on http://")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_owned();
-    Server { child, lines, addr }
+fn start(args: &[&str]) -> ExampleServer {
+    let mut command = Command::new(common::example("http_server"));
+    command.args(["--addr", "127.0.0.1:0"]).args(args);
+    ExampleServer::start(command, Stderr::Inherit, Lines::Keep)
 }
 
 /// Waits until a line containing each of `wanted` has been printed.
-fn expect_lines(server: &Server, wanted: &[&str]) -> Vec<String> {
+fn expect_lines(server: &ExampleServer, wanted: &[&str]) -> Vec<String> {
     let until = Instant::now() + PATIENCE;
     let mut seen = Vec::new();
     while !wanted
@@ -66,7 +31,7 @@ fn expect_lines(server: &Server, wanted: &[&str]) -> Vec<String> {
         .all(|w| seen.iter().any(|l: &String| l.contains(w)))
     {
         let left = until.saturating_duration_since(Instant::now());
-        match server.lines.recv_timeout(left) {
+        match server.next_line(left) {
             Ok(line) => seen.push(line),
             Err(_) => panic!(
                 "never printed all of {wanted:?}; printed:\n{}",

@@ -8,13 +8,15 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::servers::{ExampleServer, Lines, Stderr};
 use serde_json::{Value, json};
 
 fn processor() -> PathBuf {
@@ -23,15 +25,12 @@ fn processor() -> PathBuf {
 }
 
 /// A running server; killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-    stderr: Arc<Mutex<String>>,
-}
+struct Server(ExampleServer);
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(processor())
+        let mut command = Command::new(processor());
+        command
             .args([
                 "serve",
                 "--addr",
@@ -41,49 +40,12 @@ impl Server {
                 "--hard-limit",
                 "60s",
             ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start processor serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        let pipe = child.stderr.take().expect("stderr");
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        let first = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                thread::sleep(Duration::from_millis(50));
-                panic!("no 'listening on' line: {}", stderr.lock().unwrap());
-            }
-        };
-        let addr = first
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("first line was {first:?}"))
-            .to_owned();
-        Server {
-            child,
-            addr,
-            stderr,
-        }
+            .args(extra);
+        Server(ExampleServer::start(
+            command,
+            Stderr::Capture,
+            Lines::Discard,
+        ))
     }
 
     fn url(&self) -> String {
@@ -146,14 +108,21 @@ impl Server {
     }
 
     fn logs(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.0.logs()
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+// The tests read `server.addr`; `wait` needs the child mutably.
+impl Deref for Server {
+    type Target = ExampleServer;
+    fn deref(&self) -> &ExampleServer {
+        &self.0
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut ExampleServer {
+        &mut self.0
     }
 }
 

@@ -15,7 +15,8 @@ use fantoccini::{Client, ClientBuilder};
 use futures::FutureExt;
 use serde_json::{Value, json};
 
-use super::{HEIGHT, WAIT, WIDTH, collect};
+use super::common::servers::collect;
+use super::{HEIGHT, WAIT, WIDTH};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
