@@ -227,6 +227,13 @@ async fn slow_query(ctx: Ctx, db: PathBuf, id: u64, budget: Duration) -> Result<
         });
         // A query that takes about `budget`: counting rows one by one.
         let rows = (budget.as_secs_f64() * ROWS_PER_SECOND) as i64;
+        // SQLite forgets an interrupt that comes while no statement runs,
+        // so one that lands just before the query starts would be lost: a
+        // progress handler (every 100,000 steps, a few milliseconds) also
+        // stops the query once the context is done.
+        let watched = ctx.clone();
+        conn.progress_handler(100_000, Some(move || watched.err().is_some()));
+        log(&ctx, "SQL query running");
         let result = conn.query_row(
             "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
              SELECT (SELECT name FROM users WHERE id = ?2 % 3 + 1) FROM n ORDER BY x DESC LIMIT 1",
@@ -285,9 +292,20 @@ fn prepare_database() -> Result<PathBuf, rusqlite::Error> {
     // Two copies of the example (two tests at once) may set the file up
     // at the same moment: wait for the other's lock instead of failing.
     conn.busy_timeout(Duration::from_secs(5))?;
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
-         INSERT OR IGNORE INTO users (id, name) VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Edsger');",
+    // Write only on the first run: a write would wait for readers of
+    // another running copy.
+    let ready: bool = conn.query_row(
+        "SELECT count(*) = 1 FROM sqlite_master WHERE type = 'table' AND name = 'users'",
+        [],
+        |row| row.get(0),
     )?;
+    if !ready {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+             INSERT OR IGNORE INTO users (id, name) VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Edsger');
+             COMMIT;",
+        )?;
+    }
     Ok(path)
 }

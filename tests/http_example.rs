@@ -78,7 +78,11 @@ fn a_request_gets_the_row_and_the_profile() {
 fn a_client_that_leaves_stops_the_query_and_the_downstream_call() {
     let server = start(&["--query", "30s", "--downstream", "30s"]);
     let stream = request(&server.addr, "/users/7");
-    expect_lines(&server, &["downstream: GET /profiles/7"]);
+    // Both are under way: the downstream has the request, the query runs.
+    expect_lines(
+        &server,
+        &["downstream: GET /profiles/7", "SQL query running"],
+    );
     drop(stream);
     let left = Instant::now();
     let lines = expect_lines(
