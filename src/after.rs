@@ -4,10 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::context::Ctx;
-use crate::custom::Subscription;
 use crate::spawn::{self, Job};
 use crate::sync::Mutex;
-use crate::tree::Entry;
+use crate::tree::{Callback, Entry, Registration};
 
 /// Arranges for `f` to run on a helper thread once `ctx` is done. Go:
 /// `AfterFunc`.
@@ -96,7 +95,7 @@ where
         home: Mutex::new(None),
         keep: Mutex::new(Some(ctx.clone())),
     });
-    let subscription = ctx.subscribe_entry(Entry::After(state.clone()));
+    let subscription = ctx.0.subscribe(Entry::Callback(state.clone()));
     if subscription.is_never() {
         // Nothing can end this context: nothing to keep alive.
         state.release();
@@ -218,13 +217,13 @@ impl fmt::Debug for AfterFunc {
 }
 
 /// One registration, shared by the context's registry and the handle.
-pub(crate) struct AfterState {
+struct AfterState {
     /// The callback; taken by whichever comes first, the context ending
     /// (`run`) or `stop`. Taking it under this lock is what makes exactly
     /// one of them win.
     f: Mutex<Option<Job>>,
     /// Where the registration lives, so `stop` can remove it.
-    home: Mutex<Option<Subscription>>,
+    home: Mutex<Option<Registration>>,
     /// The context, kept alive while the callback is pending: a context
     /// with a pending callback must still end (by its deadline, say) even
     /// when nobody else holds it, as in Go. This is the one deliberate
@@ -234,9 +233,9 @@ pub(crate) struct AfterState {
     keep: Mutex<Option<Ctx>>,
 }
 
-impl AfterState {
+impl Callback for AfterState {
     /// The context is done: start the callback unless it was stopped.
-    pub(crate) fn run(self: Arc<Self>) {
+    fn start(self: Arc<Self>) {
         let job = self.f.lock().take();
         if let Some(job) = job {
             // The registration has fired; there is nothing left to remove.
@@ -246,10 +245,12 @@ impl AfterState {
             self.release();
         }
     }
+}
 
+impl AfterState {
     /// Records where the registration lives, unless the callback was
     /// already taken meanwhile (then the registration is removed again).
-    fn settle(&self, subscription: Subscription) {
+    fn settle(&self, subscription: Registration) {
         *self.home.lock() = Some(subscription);
         let taken = self.f.lock().is_none();
         if taken {

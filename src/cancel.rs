@@ -4,13 +4,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::context::{Ctx, Repr};
-use crate::error::{Error, into_cause};
-use crate::sync::Ordering;
 use std::time::Instant;
 
-use crate::error::ExtendError;
-use crate::tree::{CancelNode, CauseArg};
+use crate::context::Ctx;
+use crate::error::{Error, ExtendError, into_cause};
+use crate::tree::{CancelNode, CauseArg, Link};
 
 /// Returns a child of `parent` that is canceled when the returned
 /// [`CancelFunc`] is called or dropped, or when `parent` is done, whichever
@@ -69,9 +67,7 @@ pub(crate) fn new_cancel(
     deadline: Option<std::time::Instant>,
     deadline_cause: Option<crate::Cause>,
 ) -> (Ctx, CancelFunc) {
-    let node = Arc::new(CancelNode::new(parent.clone(), deadline, deadline_cause));
-    node.attach();
-    handles(node)
+    handles(CancelNode::new(parent.0.clone(), deadline, deadline_cause))
 }
 
 /// The context handle and the single `CancelFunc` of a fresh node.
@@ -79,7 +75,7 @@ pub(crate) fn handles(node: Arc<CancelNode>) -> (Ctx, CancelFunc) {
     let func = CancelFunc {
         node: Some(node.clone()),
     };
-    (Ctx(Repr::Cancel(node)), func)
+    (Ctx(Link::cancel(node)), func)
 }
 
 /// Cancels the context it was returned with. Go: `CancelFunc` and
@@ -193,7 +189,7 @@ impl CancelFunc {
     /// ```
     pub fn detach(mut self) {
         if let Some(node) = self.node.take() {
-            release_handle(&node);
+            node.release_handle();
         }
     }
 
@@ -248,14 +244,7 @@ impl CancelFunc {
 impl Clone for CancelFunc {
     fn clone(&self) -> Self {
         if let Some(node) = &self.node {
-            // Relaxed: a new handle is made from an existing one, which
-            // keeps the count above zero meanwhile (as `Arc::clone`). The
-            // count saturates: four billion live clones pin it at the
-            // maximum, where it stays (the context then ends only through
-            // `cancel`, its parent or its deadline) instead of wrapping.
-            let _ = node
-                .handles
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
+            node.add_handle();
         }
         CancelFunc {
             node: self.node.clone(),
@@ -266,37 +255,10 @@ impl Clone for CancelFunc {
 impl Drop for CancelFunc {
     fn drop(&mut self) {
         if let Some(node) = &self.node {
-            // AcqRel: the drop that reaches zero must see everything the
-            // other clones did before they were dropped.
-            if release_handle(node) && node.err().is_none() {
+            // The last handle (see `release_handle` for the orderings).
+            if node.release_handle() && node.err().is_none() {
                 node.cancel(Error::Canceled, CauseArg::Dropped, true);
             }
-        }
-    }
-}
-
-/// Gives one handle back; true if it was the last one. The count is of
-/// the handles besides one, so the usual single handle needs no
-/// read-modify-write: seeing zero means no other handle exists, and none
-/// can appear (clones are made from live handles, and this one is going).
-/// Acquire: the last handle must see everything the others did before they
-/// went (their decrements are `AcqRel`). A saturated count never comes
-/// down (see `Clone`).
-fn release_handle(node: &CancelNode) -> bool {
-    let mut n = node.handles.load(Ordering::Acquire);
-    loop {
-        match n {
-            0 => return true,
-            u32::MAX => return false,
-            _ => match node.handles.compare_exchange_weak(
-                n,
-                n - 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return false,
-                Err(now) => n = now,
-            },
         }
     }
 }
@@ -330,5 +292,5 @@ impl fmt::Debug for CancelFunc {
 /// ```
 #[doc(alias = "WithoutCancel")]
 pub fn without_cancel(parent: &Ctx) -> Ctx {
-    Ctx(Repr::Without(Arc::new(parent.clone())))
+    Ctx(Link::without(&parent.0))
 }

@@ -7,12 +7,10 @@
 //! `tokio::time::advance`) is measured on tokio's clock and fired by a
 //! small task on that runtime, so tokio's auto-advance and `advance` fire
 //! it, as Go's `testing/synctest` makes `context.WithTimeout` follow its
-//! fake clock. See `tokio_clock.rs`.
+//! fake clock. See `tokio_clock.rs`. The node arms itself on the clock
+//! chosen here (`CancelNode::start_deadline`).
 
-use std::sync::Arc;
 use std::time::Instant;
-
-use crate::tree::CancelNode;
 
 /// The clock of one deadline, chosen when the context is made.
 pub(crate) enum Clock {
@@ -42,15 +40,6 @@ impl Clock {
             Clock::Real => Instant::now(),
             #[cfg(feature = "tokio")]
             Clock::Tokio(now, _) => *now,
-        }
-    }
-
-    /// Arranges for `node` to expire at its own deadline, `at`.
-    pub(crate) fn arm(self, node: &Arc<CancelNode>, at: Instant) {
-        match self {
-            Clock::Real => node.arm(at),
-            #[cfg(feature = "tokio")]
-            Clock::Tokio(_, handle) => crate::tokio_clock::arm(&handle, node),
         }
     }
 }

@@ -1,19 +1,115 @@
-//! Plumbing for user-implemented contexts: the [`Notify`] a custom context
-//! is handed when something wants to know it is done, and the
-//! [`Subscription`] it hands back.
+//! The [`Context`] trait for user-implemented contexts, and its plumbing:
+//! the [`Notify`] a user context is handed when something wants to know it
+//! is done, and the [`Subscription`] it hands back.
 //!
 //! This is goctx's version of Go's `AfterFunc` hook for custom contexts
 //! (the `afterFuncer` interface), made the only mechanism: no helper thread
-//! ever watches a custom context.
+//! ever watches a user context. Here every `Context` also becomes the
+//! core's `Upstream`, the only face of it the core sees.
 
+use std::any::{Any, TypeId};
 use std::fmt;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Weak;
 use std::time::Instant;
 
-use crate::context::Context;
 use crate::error::{Cause, Error};
+use crate::tree::{CustomNode, Entry, Registration, Upstream};
 
-use crate::tree::{CancelNode, Entry};
+/// A context: a cancellation signal, an optional deadline and typed
+/// request-scoped values, shared by everything working on one request.
+///
+/// This is the trait a user implements to plug a context type of their own
+/// into the tree, the counterpart of implementing Go's `context.Context`
+/// interface. Wrap an implementation with [`Ctx::from_context`](crate::Ctx::from_context); contexts
+/// derived from it (with [`with_cancel`](crate::with_cancel) and friends)
+/// then learn of its cancellation through [`subscribe`](Context::subscribe),
+/// synchronously and without any helper thread.
+///
+/// [`Ctx`](crate::Ctx) itself implements this trait, which is how a wrapper delegates
+/// to a context it holds.
+///
+/// All methods may be called concurrently from many threads.
+///
+/// # Examples
+///
+/// A context that adds a value to an inner context and delegates the rest:
+///
+/// ```
+/// use std::any::{Any, TypeId};
+/// use std::time::Instant;
+/// use goctx::{Cause, Context, Ctx, Error, Notify, Subscription};
+///
+/// struct Tenant(&'static str);
+///
+/// struct TenantCtx {
+///     inner: Ctx,
+///     tenant: Tenant,
+/// }
+///
+/// impl Context for TenantCtx {
+///     fn deadline(&self) -> Option<Instant> { self.inner.deadline() }
+///     fn err(&self) -> Option<Error> { self.inner.err() }
+///     fn cause(&self) -> Option<Cause> { self.inner.cause() }
+///     fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
+///         if key == TypeId::of::<Tenant>() { Some(&self.tenant) } else { self.inner.lookup(key) }
+///     }
+///     fn subscribe(&self, notify: Notify) -> Subscription { self.inner.subscribe(notify) }
+/// }
+///
+/// let (parent, cancel) = goctx::with_cancel(&goctx::background());
+/// let ctx = Ctx::from_context(TenantCtx { inner: parent, tenant: Tenant("acme") });
+/// let (child, _cancel_child) = goctx::with_cancel(&ctx);
+/// assert_eq!(child.value::<Tenant>().map(|t| t.0), Some("acme"));
+/// cancel.cancel();
+/// assert_eq!(child.err(), Some(Error::Canceled)); // propagated synchronously
+/// ```
+pub trait Context: Send + Sync + 'static {
+    /// When this context will be canceled by its deadline, if it has one.
+    /// Successive calls must return the same value.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// `None` while the context is live; afterwards why it ended. Once it
+    /// returned `Some`, every later call must return the same error.
+    fn err(&self) -> Option<Error>;
+
+    /// Why the context ended, in more detail than [`err`](Context::err).
+    /// Must be `None` while `err()` is `None`. The default reports the
+    /// error itself.
+    fn cause(&self) -> Option<Cause> {
+        self.err().map(Error::into_cause)
+    }
+
+    /// The value stored under `key` (the [`TypeId`] of the value's type),
+    /// if any. Wrappers should delegate misses to the context they wrap;
+    /// the lookup stops at a context that does not. The default has no
+    /// values.
+    fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
+        let _ = key;
+        None
+    }
+
+    /// Asks to be told when this context is done.
+    ///
+    /// The implementation must call [`Notify::notify`] exactly once after
+    /// `err()` starts returning `Some`, unless the returned
+    /// [`Subscription`] is canceled first. If the context is already done
+    /// it may call it right away, on the calling thread. `notify` never
+    /// blocks; it may be called from any thread, but not while holding a
+    /// lock that this context's own methods take (it reads `err()` and
+    /// `cause()`).
+    ///
+    /// A context that can never be done drops `notify` and returns
+    /// [`Subscription::never`].
+    fn subscribe(&self, notify: Notify) -> Subscription;
+
+    /// Writes this context's name, Go's `String()`. The default writes the
+    /// implementing type's name.
+    fn fmt_name(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::any::type_name::<Self>())
+    }
+}
 
 /// A one-shot notification that a context is done.
 ///
@@ -68,12 +164,9 @@ impl Notify {
 
 impl fmt::Debug for Notify {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let target = match &self.entry {
-            Entry::Child(_) | Entry::Merged(_) => "context",
-            Entry::Waker(_) => "waker",
-            Entry::After(_) => "after_func",
-        };
-        f.debug_struct("Notify").field("target", &target).finish()
+        f.debug_struct("Notify")
+            .field("target", &self.entry.kind())
+            .finish()
     }
 }
 
@@ -81,18 +174,7 @@ impl fmt::Debug for Notify {
 ///
 /// Dropping it keeps the subscription in place.
 #[must_use = "dropping a Subscription keeps the registration; call `cancel` to remove it"]
-pub struct Subscription(SubRepr);
-
-enum SubRepr {
-    /// The context can never be done: nothing is registered.
-    Never,
-    /// The notification has already been delivered.
-    Notified,
-    /// Registered in a library node's registry at this slot.
-    Node { node: Weak<CancelNode>, slot: usize },
-    /// Registered with a user context; this closure takes it back.
-    Custom(Box<dyn FnOnce() -> bool + Send + Sync>),
-}
+pub struct Subscription(pub(crate) Registration);
 
 // Unwind safe: consumed by the one `cancel` call that takes it back; a user
 // closure behind it is called at most once, by value.
@@ -107,127 +189,61 @@ impl Subscription {
     where
         F: FnOnce() -> bool + Send + Sync + 'static,
     {
-        Subscription(SubRepr::Custom(Box::new(cancel)))
+        Subscription(Registration::Custom(Box::new(cancel)))
     }
 
     /// The subscription of a context that can never be done: nothing was
     /// registered, and `cancel` returns `true`.
     pub fn never() -> Self {
-        Subscription(SubRepr::Never)
+        Subscription(Registration::Never)
     }
 
     /// The subscription of a context that was already done and delivered
     /// the notification on the spot: `cancel` returns `false`.
     pub fn notified() -> Self {
-        Subscription(SubRepr::Notified)
-    }
-
-    /// Whether this is [`Subscription::never`].
-    pub(crate) fn is_never(&self) -> bool {
-        matches!(self.0, SubRepr::Never)
-    }
-
-    pub(crate) fn node(node: &Arc<CancelNode>, slot: usize) -> Self {
-        Subscription(SubRepr::Node {
-            node: Arc::downgrade(node),
-            slot,
-        })
+        Subscription(Registration::Notified)
     }
 
     /// Removes the registration. Returns `true` if this prevented the
     /// notification, `false` if it was already delivered (or is being
     /// delivered right now).
     pub fn cancel(self) -> bool {
-        match self.0 {
-            SubRepr::Never => true,
-            SubRepr::Notified => false,
-            SubRepr::Node { node, slot } => {
-                node.upgrade().is_some_and(|node| node.deregister(slot))
-            }
-            SubRepr::Custom(cancel) => cancel(),
-        }
+        self.0.cancel()
     }
 }
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.0 {
-            SubRepr::Never => "never",
-            SubRepr::Notified => "notified",
-            SubRepr::Node { .. } => "registered",
-            SubRepr::Custom(_) => "custom",
-        };
+        let state = self.0.kind();
         f.debug_tuple("Subscription").field(&state).finish()
     }
 }
 
-/// A user context inside a `Ctx`, with the answer goctx has already given
-/// about it.
-///
-/// A user's methods may disagree with each other (a done `err()` with no
-/// `cause()`, an `err()` that goes back to `None`, a notification before
-/// `err()` says done). goctx's own promises must hold anyway, so the first
-/// time it sees the context done it records the error and answers from
-/// that record from then on: `err()` never goes back to `None` or changes,
-/// and `done()`, derived contexts and callbacks all see that error.
-/// `cause()` is `Some` exactly when `err()` is: the user's cause, or else
-/// the error itself, as Go does since golang/go#73258. The cause is asked
-/// each time, not recorded, as in Go (whose tests pin that a custom context
-/// finding its cause through its parent reports the parent's later cause).
-pub(crate) struct CustomNode {
-    context: Box<dyn Context>,
-    /// The recorded error: set once, by the first `err()` (or notification)
-    /// that finds the context done; never changed afterwards.
-    ended: OnceLock<Error>,
-}
-
-impl CustomNode {
-    pub(crate) fn new(context: Box<dyn Context>) -> Self {
-        CustomNode {
-            context,
-            ended: OnceLock::new(),
-        }
+/// Every user context is an `Upstream` for the core: the methods
+/// delegate, and a subscription hands the user a `Notify` that knows where
+/// it came from.
+impl<C: Context> Upstream for C {
+    fn deadline(&self) -> Option<Instant> {
+        Context::deadline(self)
     }
 
-    pub(crate) fn context(&self) -> &dyn Context {
-        &*self.context
+    fn err(&self) -> Option<Error> {
+        Context::err(self)
     }
 
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.context.deadline()
+    fn cause(&self) -> Option<Cause> {
+        Context::cause(self)
     }
 
-    /// The user's `err()`, made monotonic: once `Some`, always the same.
-    /// Two racing first callers may see different user answers; the first
-    /// recorded wins and both return it.
-    pub(crate) fn err(&self) -> Option<Error> {
-        if let Some(err) = self.ended.get() {
-            return Some(*err);
-        }
-        let err = self.context.err()?;
-        Some(*self.ended.get_or_init(|| err))
+    fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
+        Context::lookup(self, key)
     }
 
-    /// `Some` exactly when `err()` is: the user's cause, or the error.
-    pub(crate) fn cause(&self) -> Option<Cause> {
-        let err = self.err()?;
-        Some(self.context.cause().unwrap_or_else(|| err.into_cause()))
+    fn subscribe(&self, entry: Entry, origin: Weak<CustomNode>) -> Registration {
+        Context::subscribe(self, Notify { entry, origin }).0
     }
 
-    /// A notification arrived: the context is done, whatever its `err()`
-    /// says (see `Notify::notify`).
-    fn end_notified(&self) {
-        if self.err().is_none() {
-            let _ = self.ended.set(Error::Canceled);
-        }
-    }
-
-    /// Subscribes `entry` with the user context; the `Notify` it is handed
-    /// knows where it came from (see `Notify::origin`).
-    pub(crate) fn subscribe(self: &Arc<Self>, entry: Entry) -> Subscription {
-        self.context.subscribe(Notify {
-            entry,
-            origin: Arc::downgrade(self),
-        })
+    fn fmt_name(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Context::fmt_name(self, f)
     }
 }

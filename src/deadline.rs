@@ -2,16 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cancel::new_cancel;
+use crate::cancel::{CancelFunc, handles, new_cancel};
 use crate::clock::Clock;
-use crate::context::{Ctx, Repr};
-use crate::error::{Error, into_cause};
-use crate::tree::CauseArg;
-use crate::{CancelFunc, Cause};
+use crate::context::Ctx;
+use crate::error::{Cause, into_cause};
+use crate::tree::CancelNode;
 
 /// Returns a child of `parent` that is canceled with
-/// [`Error::DeadlineExceeded`] at `deadline`, or earlier by its
-/// [`CancelFunc`] (error [`Error::Canceled`]) or by `parent`. Go:
+/// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded) at `deadline`, or earlier by its
+/// [`CancelFunc`] (error [`Error::Canceled`](crate::Error::Canceled)) or by `parent`. Go:
 /// `WithDeadline`.
 ///
 /// Go's rules, with one deliberate difference:
@@ -184,13 +183,7 @@ fn deadline_node(
     // Unlike Go, a parent whose deadline is sooner does not make this a
     // plain cancel context: the parent's deadline can move later
     // (`extend_deadline`), and then this context's own must still hold.
-    let (ctx, cancel) = new_cancel(parent, Some(deadline), cause);
-    if let Repr::Cancel(node) = &ctx.0 {
-        if expired {
-            node.cancel(Error::DeadlineExceeded, CauseArg::Stored, true);
-        } else {
-            clock.arm(node, deadline);
-        }
-    }
-    (ctx, cancel)
+    let node = CancelNode::new(parent.0.clone(), Some(deadline), cause);
+    node.start_deadline(deadline, expired, clock);
+    handles(node)
 }

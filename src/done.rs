@@ -8,12 +8,209 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::context::Ctx;
-use crate::custom::Subscription;
 use crate::error::Error;
-use crate::tree::{Entry, Source};
+use crate::tree::{Entry, Registration as Entered, Source};
+
+/// Waiting for a context: Go's `<-ctx.Done()`, as futures and as blocking
+/// calls.
+impl Ctx {
+    /// A future that completes, with the context's error, when the context
+    /// is done. Go: `<-ctx.Done()`.
+    ///
+    /// On a context that can never be done (a root, or
+    /// [`without_cancel`](crate::without_cancel)) it never completes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes unregisters it; nothing is
+    /// lost, and a new `done()` can be awaited later.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    /// std::thread::spawn(move || cancel.cancel());
+    /// assert_eq!(ctx.done().await, goctx::Error::Canceled);
+    /// # });
+    /// ```
+    #[doc(alias = "Done")]
+    #[inline]
+    pub fn done(&self) -> Done<'_> {
+        Done::new(self)
+    }
+
+    /// Like [`done`](Ctx::done), but the future holds its own handle of the
+    /// context instead of borrowing it, so it is `'static`, `Send` and
+    /// `Unpin`: it can be moved into `tokio::spawn` or stored in a struct.
+    /// Tokio-util: `CancellationToken::cancelled_owned`.
+    ///
+    /// Costs one handle clone (an atomic increment). Every call returns an
+    /// independent future; any number may wait at once, from any thread.
+    /// On a context that is already done the future completes on its first
+    /// poll; on one that can never be done it never completes. The future
+    /// keeps the context alive while it exists.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes unregisters it; nothing is
+    /// lost, and a new one can be awaited later.
+    ///
+    /// # Examples
+    ///
+    /// A worker spawned on tokio that stops when its context is canceled:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokio::task::JoinError> {
+    /// let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    /// let worker = tokio::spawn(ctx.done_owned()); // `ctx.done()` would borrow `ctx`
+    /// cancel.cancel();
+    /// assert_eq!(worker.await?, goctx::Error::Canceled);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(alias = "Done")]
+    #[doc(alias = "cancelled_owned")]
+    #[inline]
+    pub fn done_owned(&self) -> DoneOwned {
+        DoneOwned::new(self.clone())
+    }
+
+    /// Blocks the current thread until the context is done and returns its
+    /// error. For code without an async runtime.
+    ///
+    /// On a context that can never be done this blocks forever; use
+    /// [`wait_timeout`](Ctx::wait_timeout) to bound it. Any number of
+    /// threads may wait at once; a context that is already done returns at
+    /// once.
+    ///
+    /// # Do not call it on an async runtime's thread
+    ///
+    /// A thread that drives async tasks (a tokio worker, the thread inside
+    /// any `block_on`, a single-threaded executor) must not block: if the
+    /// task that would cancel the context needs that thread, the wait never
+    /// ends (on a current-thread runtime, it certainly never does). In async
+    /// code, `ctx.done().await` instead; from async code that must block,
+    /// wrap the wait in `tokio::task::spawn_blocking` (or `block_in_place`
+    /// on a multi-thread runtime).
+    ///
+    /// # Panics
+    ///
+    /// With the `tokio` feature, if the calling thread is being polled by
+    /// tokio as a task or as a `block_on` future, instead of hanging, as
+    /// tokio's own blocking calls do. Never inside `spawn_blocking` or
+    /// `block_in_place`, or on a plain thread. The check cannot see a
+    /// future wrapped in `tokio::task::coop::unconstrained`, nor executors
+    /// other than tokio's; there the call blocks as described above.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let (ctx, _cancel) = goctx::with_timeout(&goctx::background(), Duration::from_millis(5));
+    /// assert_eq!(ctx.wait(), goctx::Error::DeadlineExceeded);
+    /// ```
+    #[track_caller]
+    pub fn wait(&self) -> Error {
+        #[cfg(feature = "tokio")]
+        crate::may_block::assert_may_block();
+        block_until(self, None).unwrap_or(Error::Canceled)
+    }
+
+    /// Blocks the current thread until the context is done or `timeout`
+    /// passed; returns the context's error, or `None` on timeout.
+    ///
+    /// A `timeout` too large to represent waits without a bound.
+    ///
+    /// Like [`wait`](Ctx::wait), it must not be called on a thread that
+    /// drives async tasks: the timeout then bounds the hang, but the thread
+    /// does no other work meanwhile, and on a current-thread runtime the
+    /// context cannot be canceled by that runtime's tasks until it returns.
+    ///
+    /// # Panics
+    ///
+    /// With the `tokio` feature, in the same places as [`wait`](Ctx::wait),
+    /// whatever `timeout` is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let root = goctx::background();
+    /// assert_eq!(root.wait_timeout(Duration::from_millis(1)), None);
+    /// ```
+    #[track_caller]
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Error> {
+        #[cfg(feature = "tokio")]
+        crate::may_block::assert_may_block();
+        match Instant::now().checked_add(timeout) {
+            Some(until) => block_until(self, Some(until)),
+            None => Some(self.wait()),
+        }
+    }
+
+    /// Runs `future` until it completes or the context is done, whichever
+    /// comes first: `Ok` with the output, or `Err` with the context's error.
+    ///
+    /// If the context is already done, `future` is not polled at all. When
+    /// both are ready in the same poll, the context wins.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    /// assert_eq!(ctx.run(async { 7 }).await, Ok(7));
+    /// cancel.cancel();
+    /// assert_eq!(ctx.run(async { 7 }).await, Err(goctx::Error::Canceled));
+    /// # });
+    /// ```
+    pub fn run<F: Future>(&self, future: F) -> Run<'_, F> {
+        Run::new(self, future)
+    }
+
+    /// Like [`run`](Ctx::run), but the future holds its own handle of the
+    /// context instead of borrowing it, so it is `'static` when `future`
+    /// is, and `Send` when `future` is: it can be handed to `tokio::spawn`.
+    /// Tokio-util: `CancellationToken::run_until_cancelled_owned`.
+    ///
+    /// If the context is already done, `future` is not polled at all. When
+    /// both are ready in the same poll, the context wins. Dropping the
+    /// returned future drops `future` and unregisters from the context.
+    ///
+    /// # Cancel safety
+    ///
+    /// As cancel-safe as `future` itself: when the context wins, `future`
+    /// is dropped with whatever progress it had made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tokio::task::JoinError> {
+    /// let (ctx, cancel) = goctx::with_cancel(&goctx::background());
+    /// let worker = tokio::spawn(ctx.run_owned(async {
+    ///     tokio::time::sleep(Duration::from_secs(3600)).await; // stand-in for long work
+    ///     "finished"
+    /// }));
+    /// cancel.cancel();
+    /// assert_eq!(worker.await?, Err(goctx::Error::Canceled));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(alias = "run_until_cancelled_owned")]
+    pub fn run_owned<F: Future>(&self, future: F) -> RunOwned<F> {
+        RunOwned::new(self.clone(), future)
+    }
+}
 
 /// The future returned by [`Ctx::done`]: completes with the context's
 /// error once it is done.
@@ -63,8 +260,8 @@ enum Registration {
     /// copy of the waker stored there (so a re-poll with the same waker
     /// needs no lock).
     Slot(usize, Waker),
-    /// With a custom context; the waker is kept to notice a changed one.
-    Custom(Subscription, Waker),
+    /// With a user context; the waker is kept to notice a changed one.
+    Custom(Entered, Waker),
 }
 
 // Unwind safe for the reasons given at `Ctx`'s impls: a `Done` holds a
@@ -150,7 +347,7 @@ impl Waiter {
     #[inline]
     fn poll_ctx(&mut self, ctx: &Ctx, cx: &mut TaskContext<'_>) -> Poll<Error> {
         let this = self;
-        match ctx.source() {
+        match ctx.0.source() {
             Source::Never => Poll::Pending,
             Source::Node(node) => {
                 // Fast path: one Acquire load.
@@ -217,7 +414,7 @@ impl Waiter {
         match std::mem::replace(&mut self.registration, Registration::None) {
             Registration::None => {}
             Registration::Slot(slot, _) => {
-                if let Source::Node(node) = ctx.source() {
+                if let Source::Node(node) = ctx.0.source() {
                     node.deregister(slot);
                 }
             }

@@ -92,6 +92,8 @@ mod custom;
 mod deadline;
 mod done;
 mod error;
+#[cfg(feature = "tokio")]
+mod may_block;
 mod merge;
 mod name;
 mod spawn;
@@ -115,8 +117,8 @@ pub mod tokio_util;
 
 pub use after::{AfterFunc, after_func, max_callback_threads, set_max_callback_threads};
 pub use cancel::{CancelFunc, with_cancel, with_cancel_cause, without_cancel};
-pub use context::{Context, Ctx, background, todo};
-pub use custom::{Notify, Subscription};
+pub use context::{Ctx, background, todo};
+pub use custom::{Context, Notify, Subscription};
 pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeout_cause};
 pub use done::{Done, DoneOwned, Run, RunOwned};
 pub use error::{CancelFuncDropped, Cause, Error, ExtendError};

@@ -1,7 +1,5 @@
 //! `merge`: a context that ends when either of two contexts does.
 
-use std::sync::Arc;
-
 use crate::cancel::{CancelFunc, handles};
 use crate::context::Ctx;
 use crate::tree::CancelNode;
@@ -92,11 +90,7 @@ use crate::tree::CancelNode;
 #[doc(alias = "Merge")]
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn merge(parent: &Ctx, other: &Ctx) -> (Ctx, CancelFunc) {
-    let node = Arc::new(CancelNode::new_merge(parent.clone(), other.clone()));
-    // The parent first: if both are done, the parent's error and cause.
-    node.attach();
-    if node.err().is_none() {
-        node.attach_other();
-    }
-    handles(node)
+    // The parent is attached first: if both are done, the merged context
+    // has the parent's error and cause.
+    handles(CancelNode::new_merge(parent.0.clone(), other.0.clone()))
 }

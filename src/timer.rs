@@ -2,10 +2,11 @@
 //!
 //! One helper thread, `goctx-timer`, started on the first deadline, sleeps
 //! until the next deadline and then cancels the contexts that are due with
-//! `DeadlineExceeded`. Deadlines live in a hierarchical timing wheel
+//! `DeadlineExceeded`. It knows a context only through the small
+//! [`Expire`] interface, which the core's node implements. Deadlines live in a hierarchical timing wheel
 //! (`wheel.rs`) with 1 ms ticks: arming, disarming and moving one are O(1),
 //! whatever the number of live deadlines. Each node remembers its entry's
-//! index (`CancelNode::timer_slot`), so a cancel or drop removes its entry
+//! index (`Expire::timer_slot`), so a cancel or drop removes its entry
 //! directly. Entries hold weak references: a timer never keeps a context
 //! alive.
 //!
@@ -15,7 +16,7 @@
 //! once the clock has passed it, so a deadline never fires early; it fires
 //! within about a millisecond after, later on an overloaded machine. The
 //! node checks again under its own lock that its deadline has passed
-//! (`CauseArg::Expired`), which also catches a deadline moved later by
+//! (`Expire::expire` is given the time read), which also catches a deadline moved later by
 //! `extend_deadline` after the thread took the old entry out.
 //!
 //! # When the thread cannot start
@@ -32,8 +33,9 @@
 //! - The timer thread never runs user code under its lock; it takes the
 //!   due entries out, unlocks, then cancels them. A panicking waker during
 //!   such a cancel is caught; the thread keeps going.
-//! - The lock order is node, then timer (arming happens under the node's
-//!   lock); the timer thread never takes a node lock while holding its own.
+//! - The lock order is node, then timer (a node's `extend_deadline` moves
+//!   its entry under the node's lock); the timer thread never takes a node
+//!   lock while holding its own. Arming and removing take no node lock.
 //!
 //! Under `--cfg loom` there is no thread and no clock: the wheel is a
 //! per-execution one behind a loom mutex, and a model fires it with
@@ -44,8 +46,23 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::tree::CancelNode;
 use crate::wheel::Wheel;
+
+/// What the timer needs of a context with a deadline.
+pub(crate) trait Expire: Send + Sync + 'static {
+    /// The deadline passed: `now` is the time the timer read. Called with
+    /// no timer lock held. A node whose deadline was moved past `now`
+    /// ignores it.
+    fn expire(self: Arc<Self>, now: Instant);
+    /// The current deadline, to fire the due entries of one tick in order.
+    fn deadline(&self) -> Option<Instant>;
+    /// Whether the context is done (a done one is not re-armed).
+    fn is_done(&self) -> bool;
+    /// The index of the context's entry in the wheel. Written and read
+    /// under the timer's lock only.
+    fn timer_slot(&self) -> u32;
+    fn set_timer_slot(&self, index: u32);
+}
 
 /// The wheel's resolution.
 const TICK: Duration = Duration::from_millis(1);
@@ -57,7 +74,7 @@ struct Timer {
 }
 
 struct State {
-    wheel: Wheel<Weak<CancelNode>>,
+    wheel: Wheel<Weak<dyn Expire>>,
     /// Tick 0 of the wheel; set by the first deadline.
     origin: Option<Instant>,
     /// The tick the thread sleeps until: `u64::MAX` while it waits for any
@@ -85,10 +102,10 @@ fn lock() -> MutexGuard<'static, State> {
     TIMER.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Identifies a node's entry (checked on removal, see `wheel.rs`): the
-/// node's address in its `Arc` allocation.
-pub(crate) fn owner(node: &CancelNode) -> usize {
-    node as *const CancelNode as usize
+/// Identifies a context's entry (checked on removal, see `wheel.rs`): its
+/// address in its `Arc` allocation.
+pub(crate) fn owner_of<T>(node: &T) -> usize {
+    node as *const T as usize
 }
 
 impl State {
@@ -109,9 +126,10 @@ impl State {
         u64::try_from(tick).unwrap_or(u64::MAX)
     }
 
-    fn arm(&mut self, node: &Arc<CancelNode>, at: Instant) -> u64 {
+    fn arm<T: Expire>(&mut self, node: &Arc<T>, at: Instant) -> u64 {
         let tick = self.tick_of(at);
-        let index = self.wheel.insert(tick, owner(node), Arc::downgrade(node));
+        let weak: Weak<dyn Expire> = Arc::downgrade(node) as Weak<T>;
+        let index = self.wheel.insert(tick, owner_of(&**node), weak);
         node.set_timer_slot(index);
         tick
     }
@@ -128,7 +146,7 @@ impl State {
 /// deadline is either armed with a running thread to fire it, or its
 /// caller hears that it could not be.
 #[cfg(not(loom))]
-pub(crate) fn insert(node: &Arc<CancelNode>, at: Instant) {
+pub(crate) fn insert<T: Expire>(node: &Arc<T>, at: Instant) {
     let mut state = lock();
     if !state.started {
         // Started under the lock, so that two first deadlines do not start
@@ -172,11 +190,12 @@ fn start_thread() -> std::io::Result<()> {
         .map(drop)
 }
 
-/// Disarms `node`'s deadline. Harmless if it already fired. `owner` is the
-/// node's address inside its `Arc` (`owner(node)` while it is there; a
-/// node being dropped after `Arc::into_inner` moved it passes the address
-/// it had).
-pub(crate) fn remove(node: &CancelNode, owner: usize) {
+/// Disarms `node`'s entry if it is still `owner`'s. Harmless if it already
+/// fired. `owner` is the context's address inside its `Arc`
+/// (`owner_of(node)` while it is there; a node being dropped after
+/// `Arc::into_inner` moved it passes the address it had). The entry's
+/// index is read under the timer's lock, which ordered its writing.
+pub(crate) fn remove<T: Expire>(node: &T, owner: usize) {
     let mut state = lock();
     let entry = state.wheel.remove(node.timer_slot(), owner);
     drop(state);
@@ -184,8 +203,8 @@ pub(crate) fn remove(node: &CancelNode, owner: usize) {
     drop(entry);
 }
 
-/// Moves `node`'s entry from `from` to `to` (later).
-pub(crate) fn reschedule(node: &Arc<CancelNode>, _from: Instant, to: Instant) {
+/// Moves `node`'s entry to `to` (later than before).
+pub(crate) fn reschedule<T: Expire>(node: &Arc<T>, to: Instant) {
     let mut state = lock();
     let tick = state.tick_of(to);
     // The old entry may be gone: the thread took it out and waits for
@@ -194,7 +213,11 @@ pub(crate) fn reschedule(node: &Arc<CancelNode>, _from: Instant, to: Instant) {
     // ended the node and took the entry out: then nothing is armed. A
     // cancel that ends it after this check finds the new entry (its
     // removal takes this lock), so no entry outlives the node.
-    if !state.wheel.reschedule(node.timer_slot(), owner(node), tick) && node.err().is_none() {
+    if !state
+        .wheel
+        .reschedule(node.timer_slot(), owner_of(&**node), tick)
+        && !node.is_done()
+    {
         state.arm(node, to);
     }
     // Later than before: the thread's current sleep ends early at worst,
@@ -205,7 +228,7 @@ pub(crate) fn reschedule(node: &Arc<CancelNode>, _from: Instant, to: Instant) {
 /// empty). Entries of one 1 ms tick come out of the wheel in no particular
 /// order; a child whose deadline is a little before its parent's must still
 /// end first, by its own deadline and with its own cause.
-fn in_deadline_order(due: &mut Vec<(u64, Weak<CancelNode>)>) -> Vec<Arc<CancelNode>> {
+fn in_deadline_order(due: &mut Vec<(u64, Weak<dyn Expire>)>) -> Vec<Arc<dyn Expire>> {
     let mut nodes: Vec<_> = due
         .drain(..)
         .filter_map(|(_, node)| node.upgrade())
@@ -275,9 +298,8 @@ pub(crate) mod model {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use super::State;
+    use super::{Expire, State};
     use crate::sync::{Mutex, MutexGuard};
-    use crate::tree::CancelNode;
     use crate::wheel::Wheel;
 
     loom::lazy_static! {
@@ -294,7 +316,7 @@ pub(crate) mod model {
     }
 
     /// Arms `node` to expire at `at`; there is no thread to start or wake.
-    pub(crate) fn insert(node: &Arc<CancelNode>, at: Instant) {
+    pub(crate) fn insert<T: Expire>(node: &Arc<T>, at: Instant) {
         lock().arm(node, at);
     }
 
@@ -303,7 +325,7 @@ pub(crate) mod model {
     /// a moment later): under the timer lock, takes out every entry whose
     /// tick has passed, which is every deadline at or before `now` (and
     /// none a tick or more after it); releases the lock; then expires each
-    /// node still alive through `CancelNode::expire`, the thread's own
+    /// node still alive through `Expire::expire`, the thread's own
     /// path. Unlike the thread it does not catch panics: in a model, any
     /// panic is a failure.
     pub(crate) fn fire_deadlines(now: Instant) {

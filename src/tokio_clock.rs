@@ -25,7 +25,7 @@ use std::cell::Cell;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::tree::CancelNode;
+use crate::timer::Expire;
 
 /// Readings closer together than this (real time) cannot tell a paused
 /// clock from a running one.
@@ -102,17 +102,17 @@ fn moved_apart(
 }
 
 /// Fires `node` at its own deadline on `handle`'s clock.
-pub(crate) fn arm(handle: &tokio::runtime::Handle, node: &Arc<CancelNode>) {
+pub(crate) fn arm<T: Expire>(handle: &tokio::runtime::Handle, node: &Arc<T>) {
     // The task is not awaited: it ends by itself at the deadline.
     drop(handle.spawn(expire_at_deadline(Arc::downgrade(node))));
 }
 
-async fn expire_at_deadline(node: Weak<CancelNode>) {
+async fn expire_at_deadline<T: Expire>(node: Weak<T>) {
     loop {
         // Not held across the sleep: the task must not keep the context.
         let at = {
             let Some(node) = node.upgrade() else { return };
-            if node.err().is_some() {
+            if node.is_done() {
                 return;
             }
             match node.deadline() {

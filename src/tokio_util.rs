@@ -25,8 +25,8 @@ use std::task::{Context as TaskContext, Wake, Waker};
 
 use ::tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::context::{Context, Ctx};
-use crate::custom::{Notify, Subscription};
+use crate::context::Ctx;
+use crate::custom::{Context, Notify, Subscription};
 use crate::done::DoneOwned;
 use crate::error::{Cause, Error};
 use crate::sync::Mutex;
@@ -158,7 +158,7 @@ pub fn token_from_ctx(ctx: &Ctx) -> CancellationToken {
         token.cancel();
         return token;
     }
-    if let Source::Never = ctx.source() {
+    if let Source::Never = ctx.0.source() {
         // Nothing can end `ctx`: nothing to register.
         return token;
     }

@@ -1,0 +1,98 @@
+//! The private core: the cancellation tree behind every context.
+//!
+//! The core knows nothing of the public handles (`Ctx`, `CancelFunc`,
+//! `Context`, `Notify`, `Subscription`, `AfterFunc`). It declares the small
+//! interfaces it needs and the public modules implement them: [`Upstream`]
+//! for user contexts, [`Callback`] for `after_func`; the timer knows a node
+//! only through `timer::Expire`.
+//!
+//! # Shape
+//!
+//! A context is a [`Link`]: a root, or a counted reference to a node. A
+//! [`CancelNode`] (`with_cancel`, `with_deadline`, `merge`) holds a strong
+//! link to its parent; a [`ValueNode`] and a `without_cancel` node do too.
+//! A parent knows its dependants only through its registry: weak
+//! references to child nodes, wakers of pending `done()` futures, and
+//! `after_func` callbacks. Strong references therefore point towards the
+//! root, and dropping the last handle of a context frees it; its `Drop`
+//! takes its entry out of the parent. (Two exceptions, on purpose: a
+//! pending `after_func` callback keeps its context, see `after.rs`; and a
+//! merge node holds a second parent, `Extra::other`, with whose registry it
+//! is registered by an `Entry::Merged`.)
+//!
+//! # Files
+//!
+//! | file | concern |
+//! |---|---|
+//! | `state.rs` | the state byte: live/done, flags, and the one CAS that ends a node |
+//! | `node.rs` | `CancelNode`'s fields, birth (`attach`), death (`release`), the handle count |
+//! | `walk.rs` | `cancel`: ending a node and its subtree, then firing notifications |
+//! | `registry.rs` | `Entry`, the per-node `Registry`, `Registration` |
+//! | `deadline.rs` | a node's own deadline, arming the timer, `extend_deadline` |
+//! | `link.rs` | `Link` and every walk from a context to its root |
+//! | `value_node.rs` | `with_value`'s node and the key summary |
+//! | `upstream.rs` | user contexts: `Upstream`, `CustomNode` |
+//!
+//! # Invariants
+//!
+//! 1. A node's state goes from live to done once, by compare-and-swap
+//!    (`state.rs`). Normally under the node's lock, in the critical section
+//!    that also stores the cause and takes the whole registry out. A node
+//!    with nothing to take out under the lock (no registration, no stored
+//!    cause, no user parent: none of the `NEEDS_LOCK` flags) is ended by
+//!    the CAS alone; if it had a timer entry (`ARMED`), the ender removes
+//!    it afterwards. The `NEEDS_LOCK` flags are set by read-modify-write
+//!    under the lock, so once one is set the lock-free CAS fails and the
+//!    locked path runs. Either way exactly one ender wins.
+//! 2. Hence, under a node's lock, a live state means the registry is still
+//!    the node's and anything inserted will be notified; a done state
+//!    means nothing may be inserted any more. Every insertion checks the
+//!    state under the lock first (check–insert under one lock: no lost
+//!    wake-up, no lost child).
+//! 3. No code path holds two node locks at once. Cancellation takes a
+//!    node's entries out under its lock, releases it, and only then visits
+//!    the children one at a time. Removal from a parent locks only the
+//!    parent. The only nesting is node lock → timer lock
+//!    (`extend_deadline`), and the timer never takes a node lock while
+//!    holding its own.
+//! 4. No user code runs while a goctx lock is held: no waker is woken,
+//!    cloned or dropped, no callback started, no user `Context` method or
+//!    `Subscription` called. Wakes, callbacks and unsubscriptions of a
+//!    cancellation run only once its whole subtree is done. Drops of user
+//!    values are the exception to that second rule: a node freed during a
+//!    walk (its last handle was a weak registration's upgrade) drops its
+//!    values, and a deadline cause replaced by an explicit one is dropped,
+//!    mid-walk, though never under a lock.
+//! 5. Cancellation is iterative: an explicit stack of nodes, never
+//!    recursion, so a chain of any depth cancels on a small stack.
+//!    Dropping a chain is iterative too (`Link`'s `Drop`), and so is
+//!    following inherited causes (`Link::cause`).
+//! 6. A node ended by its library parent does not copy the cause: it is
+//!    marked `INHERITED` and its cause is asked of the parent, final by
+//!    then. A node that had registrations stays `PROPAGATING` until its
+//!    subtree is done; `CancelFunc::cancel` waits for that, so every
+//!    `cancel()` that returns, winner or loser of a race, leaves the
+//!    subtree done (Go gets this from holding the mutex while canceling
+//!    children). One exception: a `cancel()` made on the thread that is
+//!    walking (from a `Drop` of a value freed mid-walk, invariant 4)
+//!    returns without waiting, as waiting would wait for itself.
+//!
+//! # Lock order
+//!
+//! Node lock, then timer lock (invariant 3); nothing else nests.
+
+mod deadline;
+mod link;
+mod node;
+mod registry;
+mod state;
+mod upstream;
+mod value_node;
+mod walk;
+
+pub(crate) use link::{Link, Source};
+pub(crate) use node::CancelNode;
+pub(crate) use registry::{Callback, Entry, Registration};
+pub(crate) use upstream::{CustomNode, Upstream};
+pub(crate) use value_node::ValueNode;
+pub(crate) use walk::CauseArg;

@@ -1,0 +1,449 @@
+//! The cancellation walk: how a node ends, how its subtree ends after it,
+//! and when the notifications (user code) run.
+//!
+//! `cancel` ends the node (lock-free if it holds nothing, else under its
+//! lock), then ends its subtree depth-first with an explicit stack
+//! (invariant 5), collecting wakers, callbacks and unsubscriptions in a
+//! `Work`; only when every node below is done does it fire them
+//! (invariant 4).
+
+use std::mem;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::link::Source;
+use super::node::CancelNode;
+use super::registry::{Entry, Registration};
+use super::state::{self, ARMED, CAUSE, INHERITED, LockFree, PROPAGATING};
+use crate::error::{Cause, Error};
+use crate::timer;
+
+/// How a cancellation sets the cause.
+pub(crate) enum CauseArg {
+    /// Use the cause stored at creation (a deadline firing with the
+    /// `*_cause` argument of `with_deadline_cause`).
+    Stored,
+    /// Like `Stored`, from the timer, which read this time from its clock:
+    /// ignored unless the node's deadline is at or before it (it was moved
+    /// later by `extend_deadline` after the timer took the entry).
+    Expired(Instant),
+    /// Use this cause; `None` means "the error itself".
+    Set(Option<Cause>),
+    /// The last `CancelFunc` was dropped: the cause is `CancelFuncDropped`.
+    Dropped,
+    /// Ended by the library parent the node is registered with: the cause
+    /// is that parent's, found through `parent` when asked.
+    Inherited,
+}
+
+impl CauseArg {
+    /// The done bits this cancellation leaves.
+    #[inline]
+    fn done_bits(&self, err: Error) -> u8 {
+        let flag = if matches!(self, CauseArg::Inherited) {
+            INHERITED
+        } else {
+            0
+        };
+        state::done_bits(err, matches!(self, CauseArg::Dropped)) | flag
+    }
+}
+
+/// What `CancelNode::own_cause` found.
+pub(crate) enum OwnCause {
+    Live,
+    /// Ask the parent (the node was ended by it).
+    Inherited,
+    Cause(Cause),
+}
+
+impl CancelNode {
+    /// This node's own answer to `cause()`; `Link::cause` follows
+    /// `Inherited` up the tree, iteratively.
+    pub(crate) fn own_cause(&self) -> OwnCause {
+        let state = self.state.acquire();
+        let Some(err) = state.err() else {
+            return OwnCause::Live;
+        };
+        if state.has(INHERITED) {
+            return OwnCause::Inherited;
+        }
+        if state.is_dropped() {
+            return OwnCause::Cause(crate::error::dropped_cause());
+        }
+        let cause = self.inner.lock().cause();
+        OwnCause::Cause(cause.unwrap_or_else(|| err.into_cause()))
+    }
+
+    /// Called by a user parent's notification: cancel with whatever the
+    /// parent now reports. A user parent that notifies without reporting
+    /// an error is treated as canceled (Go would panic here).
+    pub(super) fn cancel_from_parent(self: &Arc<Self>) {
+        let err = self.parent.err().unwrap_or(Error::Canceled);
+        let cause = self.parent.cause();
+        self.cancel(err, CauseArg::Set(cause), false);
+    }
+
+    /// Called by the notification of a merge node's other parent when that
+    /// parent is a user context (a library one cancels us in its walk):
+    /// cancel with what `other` now reports, as `cancel_from_parent` does
+    /// with the parent.
+    pub(super) fn cancel_from_other(self: &Arc<Self>) {
+        let Some(other) = self.other() else {
+            return;
+        };
+        let err = other.err().unwrap_or(Error::Canceled);
+        let cause = other.cause();
+        self.cancel(err, CauseArg::Set(cause), false);
+    }
+
+    /// Cancels this node and, iteratively, every descendant, then wakes
+    /// their waiters and starts their `after_func` callbacks. A no-op if
+    /// the node is already done (first cancel wins, for error and cause
+    /// alike).
+    ///
+    /// `unlink` is true when the cancellation starts at this node (its own
+    /// `CancelFunc` or its deadline): it then also removes itself from its
+    /// parent's registry. When a parent cancels its children it has already
+    /// taken its whole registry, so they skip that step.
+    ///
+    /// When this returns, every descendant reports done (`err()` is `Some`).
+    pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: CauseArg, unlink: bool) {
+        // A leaf (nothing registered, no cause to store) ends by one CAS,
+        // with no walk and nothing to notify.
+        if let CauseArg::Set(None) | CauseArg::Stored | CauseArg::Dropped | CauseArg::Inherited =
+            cause
+        {
+            match self.state.end_lock_free(cause.done_bits(err)) {
+                LockFree::AlreadyDone => return,
+                LockFree::Ended(before) => {
+                    self.ended_lock_free(before);
+                    if unlink {
+                        self.unlink();
+                    }
+                    return;
+                }
+                LockFree::NeedsLock => {}
+            }
+        }
+        let mut work = Work::default();
+        {
+            // While this thread walks a subtree, a `cancel()` it makes from
+            // a `Drop` of a user value (freed along the way) must not wait
+            // for the walk to finish: it would wait for itself (the one
+            // exception to invariant 6).
+            let _walking = Walking::enter();
+            if !self.finish(err, cause, &mut work, unlink) {
+                return;
+            }
+            self.walk(err, &mut work);
+            if unlink {
+                self.unlink();
+            }
+        }
+        // All state is final; now run what may be user code (invariant 4).
+        work.notify();
+    }
+
+    /// Ends the subtree below a node `finish` just ended: depth-first with
+    /// an explicit stack (invariant 5). A `Complete` step is pushed below a
+    /// node's children, so it is reached once they (and their subtrees)
+    /// are all done.
+    fn walk(self: &Arc<Self>, err: Error, work: &mut Work) {
+        while let Some(step) = work.children.pop() {
+            match step {
+                Step::Cancel(child, cause) => {
+                    if child.end_lock_free(err, &cause).is_none() {
+                        child.finish(err, cause, work, false);
+                    }
+                }
+                Step::Complete(node) => node.state.clear_propagating(),
+            }
+        }
+    }
+
+    /// Returns once no cancellation is still walking the subtree below this
+    /// node (see `PROPAGATING`). The walk runs no user code, so this waits
+    /// for a bounded amount of tree work on another thread.
+    pub(crate) fn wait_propagated(&self) {
+        if Walking::active() {
+            return;
+        }
+        let mut spins = 0u32;
+        while self.state.is_propagating() {
+            if spins < 64 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                crate::sync::yield_now();
+            }
+        }
+    }
+
+    /// The lock-free end of invariant 1, for a node with nothing to take
+    /// out under the lock (at most a timer entry) and no cause to store.
+    /// `Some(true)` if this call ended the node, `Some(false)` if it was
+    /// already done, `None` if the locked path is needed.
+    fn end_lock_free(&self, err: Error, cause: &CauseArg) -> Option<bool> {
+        if let CauseArg::Set(Some(_)) | CauseArg::Expired(_) = cause {
+            return None;
+        }
+        match self.state.end_lock_free(cause.done_bits(err)) {
+            LockFree::Ended(before) => {
+                self.ended_lock_free(before);
+                Some(true)
+            }
+            LockFree::AlreadyDone => Some(false),
+            LockFree::NeedsLock => None,
+        }
+    }
+
+    /// After a lock-free end: take the timer entry out, if there was one.
+    #[inline]
+    fn ended_lock_free(&self, before: state::Bits) {
+        if before.has(ARMED) {
+            timer::remove(self, timer::owner_of(self));
+        }
+    }
+
+    /// Ends this one node under its lock: sets state and cause, takes the
+    /// registry and queues its children and notifications in `work`.
+    /// Returns false if the node was already done.
+    fn finish(
+        self: &Arc<Self>,
+        err: Error,
+        cause: CauseArg,
+        work: &mut Work,
+        own_cancel: bool,
+    ) -> bool {
+        let mut replaced = None;
+        let (registry, armed, subscription, other_registration) = {
+            let mut inner = self.inner.lock();
+            let state = self.state.relaxed();
+            if !state.is_live() {
+                return false;
+            }
+            if let CauseArg::Expired(now) = cause
+                && self
+                    .deadline_locked(&inner)
+                    .is_none_or(|deadline| deadline > now)
+            {
+                // Extended after the timer took the old entry out; the new
+                // one is armed.
+                return false;
+            }
+            let propagating = if inner.registry.len() > 0 {
+                PROPAGATING
+            } else {
+                0
+            };
+            let Some(before) = self
+                .state
+                .end_locked(state, cause.done_bits(err) | propagating)
+            else {
+                return false;
+            };
+            match cause {
+                // The replaced cause (a deadline cause that did not fire) is
+                // a user value: dropped after the lock (invariant 4).
+                CauseArg::Set(Some(cause)) => replaced = inner.extra().cause.replace(cause),
+                CauseArg::Set(None) | CauseArg::Inherited | CauseArg::Dropped => {
+                    if before.has(CAUSE) {
+                        replaced = inner.extra.as_mut().and_then(|extra| extra.cause.take());
+                    }
+                }
+                CauseArg::Stored | CauseArg::Expired(_) => {}
+            }
+            (
+                mem::take(&mut inner.registry),
+                before.has(ARMED),
+                inner.take_subscription(),
+                inner.take_other_registration(),
+            )
+        };
+        drop(replaced);
+        if armed {
+            timer::remove(&**self, timer::owner_of(&**self));
+        }
+        // If we ended first, the user parent must forget us; otherwise its
+        // notification is what got us here and there is nothing to undo.
+        // That is user code: it runs with the notifications, after the
+        // whole subtree is done (invariant 4), so a panic in it cannot
+        // leave descendants live.
+        //
+        // A merge node has two parents and may be ended by either (or by
+        // itself): it always takes its registrations back from both, and
+        // leaves its parent's registry (a no-op if that parent is what is
+        // ending us: it is done, its registry already taken). Taking back
+        // a registration that was just notified is harmless (`cancel`
+        // returns false). `unlink` locks only the parent, and we hold no
+        // lock here (invariant 3).
+        let merge = self.is_merge();
+        if merge {
+            self.unlink();
+        }
+        if (own_cancel || merge)
+            && let Some(subscription) = subscription
+        {
+            work.unsubscribe.push(subscription);
+        }
+        if let Some(registration) = other_registration {
+            work.unsubscribe.push(registration);
+        }
+        if registry.len() > 0 {
+            // Below the children: reached when the subtree is done.
+            work.children.push(Step::Complete(self.clone()));
+        }
+        let mut parent_cause = None;
+        for entry in registry.into_entries() {
+            match entry {
+                Entry::Child(child) | Entry::Merged(child) => {
+                    // A child whose last handle is gone is being dropped
+                    // right now; its `Drop` sees us done and does nothing.
+                    let Some(child) = child.upgrade() else {
+                        continue;
+                    };
+                    // A direct child finds its cause through us; one that
+                    // reached us through a user wrapper, or a merge node
+                    // for which we are the other parent, gets a copy.
+                    let cause = match child.parent.source() {
+                        Source::Node(parent) if Arc::ptr_eq(parent, self) => {
+                            // A leaf child ends right here, lock-free,
+                            // without a trip through the stack.
+                            if child.end_lock_free(err, &CauseArg::Inherited).is_some() {
+                                continue;
+                            }
+                            CauseArg::Inherited
+                        }
+                        _ => CauseArg::Set(
+                            parent_cause.get_or_insert_with(|| node_cause(self)).clone(),
+                        ),
+                    };
+                    work.children.push(Step::Cancel(child, cause));
+                }
+                other => work.notify.push(other),
+            }
+        }
+        true
+    }
+
+    /// Removes this node's entry from the ancestor it is registered with.
+    pub(super) fn unlink(&self) {
+        if let Source::Node(parent) = self.parent.source() {
+            let mut inner = parent.inner.lock();
+            // A done parent has already emptied its registry (invariant 1):
+            // our slot number means nothing there any more.
+            if parent.state.relaxed().is_live() {
+                // Both sides of `slot` hold the parent's lock: plain
+                // load and store, no read-modify-write needed.
+                let slot = self.slot.load(crate::sync::Ordering::Relaxed);
+                if slot != super::node::NO_SLOT {
+                    self.slot
+                        .store(super::node::NO_SLOT, crate::sync::Ordering::Relaxed);
+                    let entry = inner.registry.remove(slot as usize);
+                    drop(inner);
+                    drop(entry);
+                }
+            }
+        }
+    }
+}
+
+/// The cause of a done node, following `Inherited` links up the tree.
+fn node_cause(node: &CancelNode) -> Option<Cause> {
+    match node.own_cause() {
+        OwnCause::Live => None,
+        OwnCause::Cause(cause) => Some(cause),
+        OwnCause::Inherited => node.parent.cause(),
+    }
+}
+
+/// Marks the current thread as walking a subtree in `CancelNode::cancel`
+/// (a count, since a walk may nest through `Drop`s).
+struct Walking;
+
+#[cfg(not(loom))]
+thread_local! {
+    static WALKING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl Walking {
+    #[cfg(not(loom))]
+    fn enter() -> Walking {
+        WALKING.with(|depth| depth.set(depth.get() + 1));
+        Walking
+    }
+
+    #[cfg(not(loom))]
+    fn active() -> bool {
+        WALKING.with(|depth| depth.get() > 0)
+    }
+
+    /// Loom runs its threads on one OS thread, so a thread-local would be
+    /// shared between modelled threads; the models have no such `Drop`.
+    #[cfg(loom)]
+    fn enter() -> Walking {
+        Walking
+    }
+
+    #[cfg(loom)]
+    fn active() -> bool {
+        false
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Walking {
+    fn drop(&mut self) {
+        WALKING.with(|depth| depth.set(depth.get() - 1));
+    }
+}
+
+/// One step of a cancellation's walk over the subtree.
+enum Step {
+    /// End this node, with this cause.
+    Cancel(Arc<CancelNode>, CauseArg),
+    /// Everything below this node is done: clear its `PROPAGATING` bit.
+    Complete(Arc<CancelNode>),
+}
+
+/// What a cancellation collected to do once all state is final.
+#[derive(Default)]
+struct Work {
+    /// The explicit stack of invariant 5: children still to cancel, and
+    /// nodes whose subtree is complete once the steps above them are done.
+    children: Vec<Step>,
+    /// Wakers and callbacks to fire after the whole subtree is done.
+    notify: Vec<Entry>,
+    /// Registrations with user parents to take back then.
+    unsubscribe: Vec<Registration>,
+}
+
+impl Work {
+    /// Fires every collected notification. A panic from one (a user's
+    /// waker) does not stop the others; the first panic is resumed after
+    /// all of them ran, so the caller still sees it.
+    fn notify(self) {
+        if self.unsubscribe.is_empty() && self.notify.is_empty() {
+            return;
+        }
+        let mut first_panic = None;
+        for subscription in self.unsubscribe {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = subscription.cancel();
+            }));
+            if let Err(payload) = result {
+                first_panic.get_or_insert(payload);
+            }
+        }
+        for entry in self.notify {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.fire()));
+            if let Err(payload) = result {
+                first_panic.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = first_panic {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
