@@ -21,6 +21,13 @@ use std::time::{Duration, Instant};
 
 use goctx::{Cause, Context, Ctx, Error, ExtendError, Notify, Subscription};
 
+// The test suite's subscriber list, shared rather than copied (it uses only
+// `std` and goctx). Not every method is needed here.
+#[allow(dead_code)]
+#[path = "../tests/common/hub.rs"]
+mod hub;
+use hub::Hub;
+
 #[derive(Debug)]
 struct Why(&'static str);
 
@@ -38,11 +45,9 @@ struct RequestId(String);
 /// A user context with its own cancellation and subscriber list.
 #[derive(Default)]
 struct Switch {
-    state: Mutex<SwitchState>,
+    err: Mutex<Option<Error>>,
+    hub: Arc<Hub>,
 }
-
-/// The error once flipped, the subscribers, the last subscriber id.
-type SwitchState = (Option<Error>, Vec<(u64, Notify)>, u64);
 
 struct SwitchCtx {
     switch: Arc<Switch>,
@@ -51,41 +56,20 @@ struct SwitchCtx {
 
 impl Switch {
     fn flip(&self) {
-        let subs = {
-            let mut state = self.state.lock().unwrap();
-            state.0 = Some(Error::Canceled);
-            std::mem::take(&mut state.1)
-        };
-        for (_, notify) in subs {
-            notify.notify();
-        }
+        *self.err.lock().unwrap() = Some(Error::Canceled);
+        self.hub.fire();
     }
 }
 
 impl Context for SwitchCtx {
     fn err(&self) -> Option<Error> {
-        self.switch.state.lock().unwrap().0
+        *self.switch.err.lock().unwrap()
     }
     fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
         Context::lookup(&self.values, key)
     }
     fn subscribe(&self, notify: Notify) -> Subscription {
-        let mut state = self.switch.state.lock().unwrap();
-        if state.0.is_some() {
-            drop(state);
-            notify.notify();
-            return Subscription::notified();
-        }
-        state.2 += 1;
-        let id = state.2;
-        state.1.push((id, notify));
-        let switch = self.switch.clone();
-        Subscription::new(move || {
-            let mut state = switch.state.lock().unwrap();
-            let before = state.1.len();
-            state.1.retain(|(i, _)| *i != id);
-            state.1.len() != before
-        })
+        self.switch.hub.subscribe(notify)
     }
 }
 

@@ -55,6 +55,10 @@ struct Script {
     pending: Vec<Notify>,
 }
 
+/// A user context that answers from the `Script`. Its subscriber list is
+/// deliberately not the suite's `common::hub::Hub`: it never gives a
+/// notification back, and delivers them whenever the test says, whatever
+/// `err()` says.
 #[derive(Clone, Default)]
 struct Liar(Arc<Mutex<Script>>);
 

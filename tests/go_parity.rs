@@ -24,6 +24,7 @@
 
 mod common;
 use common::causes::{Why, cause};
+use common::hub::Hub;
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -145,57 +146,10 @@ fn allocs_per_run(runs: u32, mut f: impl FnMut()) -> f64 {
 // ---------------------------------------------------------------------------
 // Custom contexts
 // ---------------------------------------------------------------------------
-
-/// The notifications a custom context has been asked for: the plumbing
-/// shared by the custom contexts below. `len` is the number of live
-/// subscriptions, the Rust counterpart of Go's "number of registered
-/// AfterFuncs" (or of watcher goroutines).
-#[derive(Default)]
-struct Hub {
-    state: Mutex<HubState>,
-}
-
-#[derive(Default)]
-struct HubState {
-    next_id: u64,
-    waiting: HashMap<u64, Notify>,
-    fired: bool,
-}
-
-impl Hub {
-    /// Registers `notify`, or delivers it at once if the hub already fired.
-    fn subscribe(self: &Arc<Self>, notify: Notify) -> Subscription {
-        let mut state = lock(&self.state);
-        if state.fired {
-            drop(state);
-            notify.notify();
-            return Subscription::notified();
-        }
-        let id = state.next_id;
-        state.next_id += 1;
-        state.waiting.insert(id, notify);
-        drop(state);
-        let hub = Arc::clone(self);
-        Subscription::new(move || lock(&hub.state).waiting.remove(&id).is_some())
-    }
-
-    /// Delivers every pending notification, outside the lock. The owner
-    /// must already report its error.
-    fn fire(&self) {
-        let waiting = {
-            let mut state = lock(&self.state);
-            state.fired = true;
-            std::mem::take(&mut state.waiting)
-        };
-        for notify in waiting.into_values() {
-            notify.notify();
-        }
-    }
-
-    fn len(&self) -> usize {
-        lock(&self.state).waiting.len()
-    }
-}
+//
+// Those with a done signal of their own keep their subscribers in a
+// `common::hub::Hub`: its `len` is the Rust counterpart of Go's "number of
+// registered AfterFuncs" (or of watcher goroutines).
 
 /// Go's `otherContext` (and `myCtx`, which is the same thing): a type the
 /// library does not know that wraps a context and delegates everything to

@@ -23,6 +23,7 @@ mod common;
 use common::Wrapper;
 use common::alloc::signed;
 use common::causes::Why;
+use common::hub::{Hub, NeverDone};
 
 use std::future::Future;
 use std::pin::pin;
@@ -32,7 +33,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use goctx::{Context, Ctx, Error, Notify, Subscription, background};
+use goctx::{Ctx, Error, background};
 
 // ---------------------------------------------------------------------------
 // The counting allocator
@@ -110,37 +111,6 @@ fn scale() -> usize {
 // ---------------------------------------------------------------------------
 // Test doubles
 
-/// A user context with its own subscriber list (never canceled here), so
-/// that derived contexts register with user code and must unregister.
-#[derive(Default)]
-struct Registry {
-    subs: Mutex<Vec<(u64, Notify)>>,
-    next: Mutex<u64>,
-}
-
-struct Own(Arc<Registry>);
-
-impl Context for Own {
-    fn err(&self) -> Option<Error> {
-        None
-    }
-    fn subscribe(&self, notify: Notify) -> Subscription {
-        let id = {
-            let mut next = self.0.next.lock().unwrap();
-            *next += 1;
-            *next
-        };
-        self.0.subs.lock().unwrap().push((id, notify));
-        let registry = self.0.clone();
-        Subscription::new(move || {
-            let mut subs = registry.subs.lock().unwrap();
-            let before = subs.len();
-            subs.retain(|(i, _)| *i != id);
-            subs.len() != before
-        })
-    }
-}
-
 struct RequestId(#[allow(dead_code)] u64);
 
 fn poll_pending(ctx: &Ctx) {
@@ -159,8 +129,11 @@ type Workload = fn(&Ctx, &Shared);
 
 struct Shared {
     wrapped: Ctx,
+    /// A user context with its own subscriber list, `own_hub` (never done
+    /// here), so that derived contexts register with user code and must
+    /// unregister.
     own: Ctx,
-    own_registry: Arc<Registry>,
+    own_hub: Arc<Hub>,
     tx: mpsc::Sender<()>,
     rx: Mutex<mpsc::Receiver<()>>,
 }
@@ -265,7 +238,7 @@ fn custom_child(_: &Ctx, shared: &Shared) {
     let (ctx, cancel) = goctx::with_cancel(&shared.own);
     poll_pending(&shared.own);
     drop((ctx, cancel));
-    assert!(shared.own_registry.subs.lock().unwrap().is_empty());
+    assert!(shared.own_hub.is_empty());
 }
 
 fn short_deadline_fires(parent: &Ctx, _: &Shared) {
@@ -461,12 +434,12 @@ fn chain(end: End) {
 fn memory_stays_flat() {
     let started = Instant::now();
     let (parent, cancel_parent) = goctx::with_cancel(&background());
-    let own_registry = Arc::new(Registry::default());
+    let own_hub = Arc::new(Hub::default());
     let (tx, rx) = mpsc::channel();
     let shared = Shared {
         wrapped: Ctx::from_context(Wrapper(parent.clone())),
-        own: Ctx::from_context(Own(own_registry.clone())),
-        own_registry,
+        own: Ctx::from_context(NeverDone(own_hub.clone())),
+        own_hub,
         tx,
         rx: Mutex::new(rx),
     };

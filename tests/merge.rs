@@ -6,10 +6,12 @@
 
 mod common;
 
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::Wrapper;
+use common::hub::Hub;
 use goctx::{CancelFuncDropped, Cause, Context, Ctx, Error, ExtendError, Notify, Subscription};
 
 common::causes::unit_cause!(
@@ -326,31 +328,18 @@ fn a_user_context_as_the_parent_is_unsubscribed_when_the_other_ends_it() {
 /// merged context learns of it through `Notify::notify`.
 #[derive(Default)]
 struct Manual {
-    state: Mutex<ManualState>,
-}
-
-#[derive(Default)]
-struct ManualState {
-    ended: bool,
-    /// Pending notifications, by subscription number; `None` once taken.
-    notifies: Vec<Option<Notify>>,
+    ended: AtomicBool,
+    hub: Arc<Hub>,
 }
 
 impl Manual {
     fn cancel(&self) {
-        let notifies: Vec<Notify> = {
-            let mut state = self.state.lock().expect("lock");
-            state.ended = true;
-            state.notifies.iter_mut().filter_map(Option::take).collect()
-        };
-        for notify in notifies {
-            notify.notify();
-        }
+        self.ended.store(true, Ordering::SeqCst);
+        self.hub.fire();
     }
 
     fn pending(&self) -> usize {
-        let state = self.state.lock().expect("lock");
-        state.notifies.iter().filter(|n| n.is_some()).count()
+        self.hub.len()
     }
 }
 
@@ -360,27 +349,15 @@ struct Shared(Arc<Manual>);
 impl Context for Shared {
     fn err(&self) -> Option<Error> {
         self.0
-            .state
-            .lock()
-            .expect("lock")
             .ended
+            .load(Ordering::SeqCst)
             .then_some(Error::DeadlineExceeded)
     }
     fn cause(&self) -> Option<Cause> {
         self.err().map(|_| Cause::from(Box::from(ShuttingDown)))
     }
     fn subscribe(&self, notify: Notify) -> Subscription {
-        let mut state = self.0.state.lock().expect("lock");
-        let index = state.notifies.len();
-        state.notifies.push(Some(notify));
-        let manual = Arc::downgrade(&self.0);
-        Subscription::new(move || {
-            let Some(manual) = manual.upgrade() else {
-                return false;
-            };
-            let taken = manual.state.lock().expect("lock").notifies[index].take();
-            taken.is_some()
-        })
+        self.0.hub.subscribe(notify)
     }
 }
 

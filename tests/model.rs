@@ -44,6 +44,7 @@
 mod common;
 use common::Wrapper;
 use common::causes::Why;
+use common::hub::Hub;
 
 use std::any::{Any, TypeId};
 use std::future::Future;
@@ -174,62 +175,49 @@ struct Manual {
 
 #[derive(Default)]
 struct ManualState {
-    inner: Mutex<ManualInner>,
+    ended: Mutex<ManualEnd>,
+    hub: Arc<Hub>,
 }
 
+/// The error and cause, once canceled.
 #[derive(Default)]
-struct ManualInner {
+struct ManualEnd {
     err: Option<Error>,
     cause: Option<Cause>,
-    next: u64,
-    subs: std::collections::BTreeMap<u64, Notify>,
 }
 
 impl ManualState {
     fn cancel(&self, cause: Option<Cause>) {
-        let subs = {
-            let mut inner = self.inner.lock().unwrap();
-            if inner.err.is_some() {
+        {
+            let mut ended = self.ended.lock().unwrap();
+            if ended.err.is_some() {
                 return;
             }
-            inner.err = Some(Error::Canceled);
-            inner.cause = cause;
-            std::mem::take(&mut inner.subs)
-        };
-        for notify in subs.into_values() {
-            notify.notify();
+            ended.err = Some(Error::Canceled);
+            ended.cause = cause;
         }
+        self.hub.fire();
     }
 
     fn subscribers(&self) -> usize {
-        self.inner.lock().unwrap().subs.len()
+        self.hub.len()
     }
 }
 
 impl Context for Manual {
     fn err(&self) -> Option<Error> {
-        self.state.inner.lock().unwrap().err
+        self.state.ended.lock().unwrap().err
     }
     fn cause(&self) -> Option<Cause> {
-        let inner = self.state.inner.lock().unwrap();
-        let err = inner.err?;
-        Some(inner.cause.clone().unwrap_or_else(|| Arc::new(err)))
+        let ended = self.state.ended.lock().unwrap();
+        let err = ended.err?;
+        Some(ended.cause.clone().unwrap_or_else(|| Arc::new(err)))
     }
     fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
         Context::lookup(&self.parent, key)
     }
     fn subscribe(&self, notify: Notify) -> Subscription {
-        let mut inner = self.state.inner.lock().unwrap();
-        if inner.err.is_some() {
-            drop(inner);
-            notify.notify();
-            return Subscription::notified();
-        }
-        let id = inner.next;
-        inner.next += 1;
-        inner.subs.insert(id, notify);
-        let state = self.state.clone();
-        Subscription::new(move || state.inner.lock().unwrap().subs.remove(&id).is_some())
+        self.state.hub.subscribe(notify)
     }
 }
 

@@ -22,6 +22,7 @@
 //! The intentional panics carry a marker and are not printed.
 
 mod common;
+use common::hub::Hub;
 
 use std::any::{Any, TypeId};
 use std::future::Future;
@@ -337,7 +338,9 @@ fn a_panicking_waker_on_the_timer_thread() {
 // ---------------------------------------------------------------------------
 // User Context implementations
 
-/// A user context whose methods panic on demand.
+/// A user context whose methods panic on demand. Its subscriber list is
+/// the shared `Hub`; what stays here is deliberate: `subscribe` and the
+/// `Subscription`'s cancel function may panic before they reach it.
 #[derive(Default)]
 struct Touchy {
     panic_err: AtomicBool,
@@ -345,40 +348,24 @@ struct Touchy {
     panic_unsubscribe: AtomicBool,
     panic_deadline: AtomicBool,
     panic_lookup: AtomicBool,
-    state: Mutex<TouchyState>,
-}
-
-#[derive(Default)]
-struct TouchyState {
-    err: Option<Error>,
-    next: u64,
-    subs: Vec<(u64, Notify)>,
+    err: Mutex<Option<Error>>,
+    hub: Hub,
 }
 
 struct TouchyCtx(Arc<Touchy>);
 
 impl Touchy {
     fn subscribers(&self) -> usize {
-        self.state.lock().unwrap().subs.len()
+        self.hub.len()
     }
 
     /// Ends the context and delivers every notification, like a well
     /// behaved implementation. Returns the panic a notification raised.
     fn cancel(&self) -> Option<String> {
-        let subs = {
-            let mut state = self.state.lock().unwrap();
-            state.err = Some(Error::Canceled);
-            std::mem::take(&mut state.subs)
-        };
-        let mut first = None;
-        for (_, notify) in subs {
-            if let Err(payload) =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| notify.notify()))
-            {
-                first.get_or_insert(payload_text(&*payload));
-            }
-        }
-        first
+        *self.err.lock().unwrap() = Some(Error::Canceled);
+        std::panic::catch_unwind(|| self.hub.fire())
+            .err()
+            .map(|payload| payload_text(&*payload))
     }
 }
 
@@ -395,7 +382,7 @@ impl Context for TouchyCtx {
     }
     fn err(&self) -> Option<Error> {
         maybe_panic(&self.0.panic_err, "err()");
-        self.0.state.lock().unwrap().err
+        *self.0.err.lock().unwrap()
     }
     fn lookup(&self, _key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
         maybe_panic(&self.0.panic_lookup, "lookup()");
@@ -403,22 +390,13 @@ impl Context for TouchyCtx {
     }
     fn subscribe(&self, notify: Notify) -> Subscription {
         maybe_panic(&self.0.panic_subscribe, "subscribe()");
-        let mut state = self.0.state.lock().unwrap();
-        if state.err.is_some() {
-            drop(state);
-            notify.notify();
+        let Some(id) = self.0.hub.register(notify) else {
             return Subscription::notified();
-        }
-        let id = state.next;
-        state.next += 1;
-        state.subs.push((id, notify));
+        };
         let touchy = self.0.clone();
         Subscription::new(move || {
             maybe_panic(&touchy.panic_unsubscribe, "the Subscription's cancel");
-            let mut state = touchy.state.lock().unwrap();
-            let before = state.subs.len();
-            state.subs.retain(|(i, _)| *i != id);
-            state.subs.len() != before
+            touchy.hub.unsubscribe(id)
         })
     }
 }

@@ -30,6 +30,7 @@
 mod common;
 use common::Wrapper;
 use common::causes::Why;
+use common::hub::{Hub, NeverDone};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,7 +41,7 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use goctx::{AfterFunc, CancelFunc, Context, Ctx, Error, Notify, Subscription, background};
+use goctx::{AfterFunc, CancelFunc, Ctx, Error, background};
 
 /// A thread whose progress counter did not move for this long is stuck.
 const STALL: Duration = Duration::from_secs(60);
@@ -77,34 +78,6 @@ impl Rng {
 }
 
 struct Tag(#[allow(dead_code)] u64);
-
-/// A long-lived user context with its own subscriber list (never canceled
-/// during the run), so that derived contexts register with user code.
-#[derive(Default)]
-struct Hub {
-    subs: Mutex<(u64, Vec<(u64, Notify)>)>,
-}
-
-struct HubCtx(Arc<Hub>);
-
-impl Context for HubCtx {
-    fn err(&self) -> Option<Error> {
-        None
-    }
-    fn subscribe(&self, notify: Notify) -> Subscription {
-        let mut subs = self.0.subs.lock().unwrap();
-        subs.0 += 1;
-        let id = subs.0;
-        subs.1.push((id, notify));
-        let hub = self.0.clone();
-        Subscription::new(move || {
-            let mut subs = hub.subs.lock().unwrap();
-            let before = subs.1.len();
-            subs.1.retain(|(i, _)| *i != id);
-            subs.1.len() != before
-        })
-    }
-}
 
 /// Counts wakes; lets a thread wait for the first one.
 #[derive(Default)]
@@ -150,6 +123,9 @@ struct Callback {
 
 struct World {
     roots: Vec<Ctx>,
+    /// The subscriber list of the long-lived user context among the roots
+    /// (never done during the run), so that derived contexts register with
+    /// user code.
     hub: Arc<Hub>,
     slots: Vec<Mutex<Slot>>,
     callbacks: Mutex<Vec<Callback>>,
@@ -531,7 +507,7 @@ fn soak() {
         timed_root.clone(),
         goctx::with_value(&cancel_root, Tag(0)),
         Ctx::from_context(Wrapper(timed_root.clone())),
-        Ctx::from_context(HubCtx(hub.clone())),
+        Ctx::from_context(NeverDone(hub.clone())),
     ];
     let world = Arc::new(World {
         roots,
@@ -658,7 +634,7 @@ fn soak() {
         left == 0,
         format!("{left} registrations left on the deadline root"),
     );
-    let left = world.hub.subs.lock().unwrap().1.len();
+    let left = world.hub.len();
     expect(
         left == 0,
         format!("{left} subscriptions left on the user context"),

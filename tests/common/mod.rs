@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod causes;
 pub mod hooks;
+pub mod hub;
 pub mod servers;
 #[cfg(all(feature = "http", feature = "axum"))]
 pub mod waits;
