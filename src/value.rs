@@ -3,7 +3,7 @@
 use std::any::Any;
 
 use crate::context::Ctx;
-use crate::tree::ValueNode;
+use crate::tree::{ValueNode, ValueSet};
 
 /// Returns a child of `parent` that carries `value`. Go: `WithValue`.
 ///
@@ -38,4 +38,12 @@ use crate::tree::ValueNode;
 #[doc(alias = "WithValue")]
 pub fn with_value<T: Any + Send + Sync>(parent: &Ctx, value: T) -> Ctx {
     Ctx(ValueNode::link(&parent.0, value))
+}
+
+/// A child of `parent` carrying every value of `set` in one node: to a
+/// reader, the same as a `with_value` per value (used by the HTTP layer
+/// for a request's values).
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) fn with_value_set(parent: &Ctx, set: impl ValueSet) -> Ctx {
+    Ctx(ValueNode::link_set(&parent.0, Box::new(set)))
 }

@@ -817,3 +817,72 @@ async fn load_with_random_disconnects() {
     assert_eq!((status, body.as_str()), (StatusCode::OK, "abc"));
     assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
 }
+
+/// The layer carries a request's id, trace and peer in one context node;
+/// to a reader that is the same as a `with_value` of each: the values are
+/// found, a later `with_value` of the same type shadows one, and the name
+/// lists them. Called directly (no server): no `ConnectInfo`, so no peer.
+#[tokio::test]
+async fn request_values_read_like_with_value_calls() {
+    use goctx::http::{PeerAddr, RequestContextLayer, RequestId, TraceContext};
+    use tower::{Layer, ServiceExt};
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Ctx>();
+    let handler = tower::service_fn(move |req: Request<Empty<Bytes>>| {
+        let tx = tx.clone();
+        async move {
+            let ctx = req.extensions().get::<Ctx>().cloned();
+            if let Some(ctx) = ctx {
+                let _ = tx.send(ctx);
+            }
+            Ok::<_, std::convert::Infallible>(http::Response::new(Empty::<Bytes>::new()))
+        }
+    });
+    let service = RequestContextLayer::new(&goctx::background()).layer(handler);
+    let req = Request::get("/")
+        .header("x-request-id", "req-1")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = bounded("the layered call", service.oneshot(req))
+        .await
+        .expect("answered");
+    let ctx = bounded("the handler", rx.recv())
+        .await
+        .expect("the handler saw a context");
+    assert_eq!(
+        ctx.value::<RequestId>().map(RequestId::as_str),
+        Some("req-1")
+    );
+    assert_eq!(
+        ctx.value::<TraceContext>()
+            .map(TraceContext::trace_id_hex)
+            .as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert!(ctx.value::<PeerAddr>().is_none(), "no ConnectInfo, no peer");
+    assert!(ctx.value::<u32>().is_none());
+    assert_eq!(
+        ctx.to_string(),
+        format!(
+            "context.Background.WithCancel.WithValue({}).WithValue({})",
+            std::any::type_name::<RequestId>(),
+            std::any::type_name::<TraceContext>()
+        ),
+        "the name of the with_value calls the node stands for"
+    );
+    let shadowed = goctx::with_value(&ctx, RequestId::parse("req-2").expect("valid"));
+    assert_eq!(
+        shadowed.value::<RequestId>().map(RequestId::as_str),
+        Some("req-2")
+    );
+    assert_eq!(
+        shadowed.value::<TraceContext>(),
+        ctx.value::<TraceContext>(),
+        "the rest still found below"
+    );
+    drop(response);
+}

@@ -50,17 +50,15 @@ pub(crate) fn random_u64() -> u64 {
     })
 }
 
-/// `bytes` as lowercase hex, in a string of exactly that size (one
-/// allocation).
-pub(crate) fn hex_shared(bytes: &[u8; 16]) -> std::sync::Arc<str> {
+/// `bytes` as 32 lowercase hex digits (ASCII).
+pub(crate) fn hex32(bytes: &[u8; 16]) -> [u8; 32] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
     for (i, &b) in bytes.iter().enumerate() {
         out[2 * i] = DIGITS[usize::from(b >> 4)];
         out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
     }
-    // Hex digits are ASCII.
-    std::str::from_utf8(&out).map_or_else(|_| "0".repeat(32).into(), Into::into)
+    out
 }
 
 /// Writes `bytes` as lowercase hex.

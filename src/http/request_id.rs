@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use super::id::{hex_shared, random_u64};
+use super::id::{hex32, random_u64};
 
 /// The name of the request id header: `x-request-id` (a de-facto
 /// convention, tower-http's default).
@@ -19,7 +19,8 @@ pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-requ
 /// `x-request-id` when it is 1 to 128 visible ASCII characters, otherwise
 /// a new random one (32 lowercase hex digits).
 ///
-/// Cheap to clone (a shared string). Read it in a handler with
+/// Cheap to clone: an id of up to 32 bytes (every generated one) is kept
+/// inline, a longer one in a shared string. Read it in a handler with
 /// `ctx.value::<RequestId>()`, or with the `axum` feature as an extractor.
 ///
 /// # Examples
@@ -38,8 +39,18 @@ pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-requ
 /// let ctx = goctx::with_value(&goctx::background(), fresh.clone());
 /// assert_eq!(ctx.value::<RequestId>(), Some(&fresh));
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(Arc<str>);
+#[derive(Clone)]
+pub struct RequestId(Repr);
+
+/// Where the id's text lives: inline when short (no allocation), else
+/// shared. Either way only visible ASCII (checked by `parse`, or hex).
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Arc<str>),
+}
+
+const INLINE: usize = 32;
 
 impl RequestId {
     /// Accepts `value` if it is 1 to 128 visible ASCII characters
@@ -56,7 +67,18 @@ impl RequestId {
     /// ```
     pub fn parse(value: &str) -> Option<RequestId> {
         let ok = (1..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic());
-        ok.then(|| RequestId(value.into()))
+        ok.then(|| {
+            let mut bytes = [0u8; INLINE];
+            match bytes.get_mut(..value.len()) {
+                Some(inline) => {
+                    inline.copy_from_slice(value.as_bytes());
+                    // At most 32: fits.
+                    let len = value.len() as u8;
+                    RequestId(Repr::Inline { len, bytes })
+                }
+                None => RequestId(Repr::Shared(value.into())),
+            }
+        })
     }
 
     /// A new random id: 32 lowercase hex digits (not cryptographic; unique
@@ -72,7 +94,10 @@ impl RequestId {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&random_u64().to_be_bytes());
         bytes[8..].copy_from_slice(&random_u64().to_be_bytes());
-        RequestId(hex_shared(&bytes))
+        RequestId(Repr::Inline {
+            len: INLINE as u8,
+            bytes: hex32(&bytes),
+        })
     }
 
     /// The first `x-request-id` header if [`parse`](RequestId::parse)
@@ -80,8 +105,12 @@ impl RequestId {
     ///
     /// See the type's example.
     pub fn from_headers(headers: &HeaderMap) -> RequestId {
-        headers
-            .get(X_REQUEST_ID)
+        RequestId::from_header(headers.get(X_REQUEST_ID))
+    }
+
+    /// `from_headers`, given the first `x-request-id` value.
+    pub(crate) fn from_header(value: Option<&http::HeaderValue>) -> RequestId {
+        value
             .and_then(|v| v.to_str().ok())
             .and_then(RequestId::parse)
             .unwrap_or_else(RequestId::generate)
@@ -89,7 +118,13 @@ impl RequestId {
 
     /// The id.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Only ASCII is ever stored, so this never falls back.
+            Repr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("-")
+            }
+            Repr::Shared(text) => text,
+        }
     }
 
     /// The id as a header value, for outgoing requests and responses.
@@ -108,18 +143,45 @@ impl RequestId {
     pub fn header_value(&self) -> http::HeaderValue {
         // Only visible ASCII gets in (`parse`, `generate`), all of it
         // valid in a header value.
-        http::HeaderValue::from_str(&self.0).unwrap_or_else(|_| http::HeaderValue::from_static("-"))
+        http::HeaderValue::from_str(self.as_str())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("-"))
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RequestId {}
+
+impl std::hash::Hash for RequestId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for RequestId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RequestId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
 impl fmt::Debug for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RequestId").field(&&*self.0).finish()
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
     }
 }

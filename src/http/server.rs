@@ -8,6 +8,7 @@
 //! cause: the end of the body cancels with [`ResponseComplete`]; dropping
 //! the future or the body earlier cancels with [`RequestAbandoned`].
 
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,12 +24,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::causes::{RequestAbandoned, ResponseComplete};
-use super::grpc_timeout::{
-    CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, InvalidTimeout, decode_connect_timeout_ms,
-    decode_grpc_timeout,
-};
+use super::grpc_timeout::{InvalidTimeout, decode_connect_timeout_ms, decode_grpc_timeout};
 use super::request_id::RequestId;
 use super::trace::TraceContext;
+use crate::tree::{ValueSet, key_bit};
 use crate::{CancelFunc, Cause, Ctx, DoneOwned, Error};
 
 /// The peer's address, carried as a context value when the server knows
@@ -258,11 +257,14 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let grpc = is_grpc(req.headers());
+        // One pass over the headers instead of a hashed lookup per name:
+        // cheaper for the few headers a request usually has.
+        let inbound = Inbound::scan(req.headers());
+        let grpc = inbound.grpc;
         let head = req.method() == Method::HEAD;
         let (ctx, cancel) = crate::with_cancel_cause(&config.base);
         let guard = Guard(Some(cancel));
-        let peer_timeout = match inbound_timeout(req.headers(), grpc) {
+        let peer_timeout = match inbound.timeout(grpc) {
             Ok(timeout) => timeout,
             Err(err) => {
                 let msg = format!("malformed grpc-timeout: {err}");
@@ -280,20 +282,27 @@ where
             }
             None => ctx,
         };
-        ctx = crate::with_value(&ctx, RequestId::from_headers(req.headers()));
         let trace = if config.restart_trace {
             TraceContext::new_root()
         } else {
-            TraceContext::from_headers(req.headers())
+            TraceContext::from_parent_header(inbound.traceparent, req.headers())
         };
-        ctx = crate::with_value(&ctx, trace);
         #[cfg(feature = "axum")]
-        if let Some(info) = req
+        let peer = req
             .extensions()
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        {
-            ctx = crate::with_value(&ctx, PeerAddr(info.0));
-        }
+            .map(|info| PeerAddr(info.0));
+        #[cfg(not(feature = "axum"))]
+        let peer = None;
+        // One node for the three values (as three `with_value`s would read).
+        ctx = crate::value::with_value_set(
+            &ctx,
+            RequestValues {
+                id: RequestId::from_header(inbound.request_id),
+                trace,
+                peer,
+            },
+        );
         let deadline =
             (config.enforce_deadline && ctx.deadline().is_some()).then(|| ctx.done_owned());
         req.extensions_mut().insert(ctx);
@@ -308,35 +317,125 @@ where
     }
 }
 
-/// gRPC-style requests: `content-type: application/grpc` and its
-/// `+proto`, `+json`, `-web` variants.
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+/// A request's values, carried in one context node: to a reader, the same
+/// as `with_value` of the id, then the trace, then the peer address.
+struct RequestValues {
+    id: RequestId,
+    trace: TraceContext,
+    peer: Option<PeerAddr>,
 }
 
-/// The peer's timeout: the sooner of `grpc-timeout` and
-/// `connect-timeout-ms`. A malformed `grpc-timeout` is an error on gRPC
-/// requests; every other malformed value is ignored.
-fn inbound_timeout(headers: &HeaderMap, grpc: bool) -> Result<Option<Duration>, InvalidTimeout> {
-    let grpc_timeout = match headers.get(GRPC_TIMEOUT) {
-        None => None,
-        Some(value) => match value
-            .to_str()
-            .map_err(|_| InvalidTimeout::Digits)
-            .and_then(decode_grpc_timeout)
-        {
-            Ok(timeout) => Some(timeout),
-            Err(err) if grpc => return Err(err),
-            Err(_) => None,
-        },
-    };
-    let connect_timeout = headers
-        .get(CONNECT_TIMEOUT_MS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| decode_connect_timeout_ms(v).ok());
-    Ok(min_timeout(grpc_timeout, connect_timeout))
+impl ValueSet for RequestValues {
+    fn key_bits(&self) -> u64 {
+        // The bits are per type: computed once.
+        static BITS: LazyLock<(u64, u64)> = LazyLock::new(|| {
+            let both = key_bit(TypeId::of::<RequestId>()) | key_bit(TypeId::of::<TraceContext>());
+            (both, key_bit(TypeId::of::<PeerAddr>()))
+        });
+        let (both, peer) = *BITS;
+        if self.peer.is_some() {
+            both | peer
+        } else {
+            both
+        }
+    }
+
+    fn get(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
+        if key == TypeId::of::<RequestId>() {
+            Some(&self.id)
+        } else if key == TypeId::of::<TraceContext>() {
+            Some(&self.trace)
+        } else if key == TypeId::of::<PeerAddr>() {
+            self.peer
+                .as_ref()
+                .map(|peer| peer as &(dyn Any + Send + Sync))
+        } else {
+            None
+        }
+    }
+
+    fn fmt_names(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            ".WithValue({}).WithValue({})",
+            std::any::type_name::<RequestId>(),
+            std::any::type_name::<TraceContext>()
+        )?;
+        if self.peer.is_some() {
+            write!(f, ".WithValue({})", std::any::type_name::<PeerAddr>())?;
+        }
+        Ok(())
+    }
+}
+
+/// What the layer reads from a request's headers, found in one pass.
+struct Inbound<'a> {
+    /// A gRPC-style request: `content-type: application/grpc` and its
+    /// `+proto`, `+json`, `-web` variants.
+    grpc: bool,
+    grpc_timeout: Option<&'a HeaderValue>,
+    connect_timeout: Option<&'a HeaderValue>,
+    request_id: Option<&'a HeaderValue>,
+    /// The `traceparent` header if there is exactly one.
+    traceparent: Option<&'a HeaderValue>,
+}
+
+impl<'a> Inbound<'a> {
+    /// The first value of each header of interest (as `HeaderMap::get`
+    /// finds it); `traceparent` only if it is not repeated.
+    fn scan(headers: &'a HeaderMap) -> Inbound<'a> {
+        let mut content_type = None;
+        let mut grpc_timeout = None;
+        let mut connect_timeout = None;
+        let mut request_id = None;
+        let mut traceparent = None;
+        let mut traceparents = 0;
+        for (name, value) in headers {
+            // Header names are lowercase in `HeaderName`.
+            let slot = match name.as_str() {
+                "content-type" => &mut content_type,
+                "grpc-timeout" => &mut grpc_timeout,
+                "connect-timeout-ms" => &mut connect_timeout,
+                "x-request-id" => &mut request_id,
+                "traceparent" => {
+                    traceparents += 1;
+                    &mut traceparent
+                }
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        Inbound {
+            grpc: content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc")),
+            grpc_timeout,
+            connect_timeout,
+            request_id,
+            traceparent: traceparent.filter(|_| traceparents == 1),
+        }
+    }
+
+    /// The peer's timeout: the sooner of `grpc-timeout` and
+    /// `connect-timeout-ms`. A malformed `grpc-timeout` is an error on
+    /// gRPC requests; every other malformed value is ignored.
+    fn timeout(&self, grpc: bool) -> Result<Option<Duration>, InvalidTimeout> {
+        let grpc_timeout = match self.grpc_timeout {
+            None => None,
+            Some(value) => match value
+                .to_str()
+                .map_err(|_| InvalidTimeout::Digits)
+                .and_then(decode_grpc_timeout)
+            {
+                Ok(timeout) => Some(timeout),
+                Err(err) if grpc => return Err(err),
+                Err(_) => None,
+            },
+        };
+        let connect_timeout = self
+            .connect_timeout
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| decode_connect_timeout_ms(v).ok());
+        Ok(min_timeout(grpc_timeout, connect_timeout))
+    }
 }
 
 fn min_timeout(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {

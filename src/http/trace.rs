@@ -189,8 +189,21 @@ impl TraceContext {
     /// See the type's example.
     pub fn from_headers(headers: &HeaderMap) -> TraceContext {
         let mut parents = headers.get_all(TRACEPARENT).iter();
-        let parsed = match (parents.next(), parents.next()) {
-            (Some(value), None) => value.to_str().ok().and_then(|tp| {
+        let single = match (parents.next(), parents.next()) {
+            (Some(value), None) => Some(value),
+            _ => None,
+        };
+        TraceContext::from_parent_header(single, headers)
+    }
+
+    /// `from_headers`, given the `traceparent` value if there is exactly
+    /// one (`tracestate` is read from `headers` only then).
+    pub(crate) fn from_parent_header(
+        traceparent: Option<&http::HeaderValue>,
+        headers: &HeaderMap,
+    ) -> TraceContext {
+        let parsed = match traceparent {
+            Some(value) => value.to_str().ok().and_then(|tp| {
                 let states: Vec<&str> = headers
                     .get_all(TRACESTATE)
                     .iter()
@@ -199,7 +212,7 @@ impl TraceContext {
                 let state = (!states.is_empty()).then(|| states.join(","));
                 TraceContext::parse(tp, state.as_deref())
             }),
-            _ => None,
+            None => None,
         };
         parsed.map_or_else(TraceContext::new_root, |remote| remote.child())
     }

@@ -171,8 +171,8 @@ impl Link {
                     if node.keys & bit == 0 {
                         return None;
                     }
-                    if node.key == key {
-                        return Some(node.value());
+                    if let Some(value) = node.get(key) {
+                        return Some(value);
                     }
                     cur = &node.parent;
                 }
@@ -314,7 +314,7 @@ impl fmt::Display for Link {
                         f.write_str(")")?;
                     }
                 },
-                Repr::Value(node) => write!(f, ".WithValue({})", node.type_name)?,
+                Repr::Value(node) => node.fmt_name(f)?,
                 Repr::Without(_) => f.write_str(".WithoutCancel")?,
             }
         }

@@ -94,5 +94,7 @@ pub(crate) use link::{Link, Source};
 pub(crate) use node::CancelNode;
 pub(crate) use registry::{Callback, Entry, Registration};
 pub(crate) use upstream::{CustomNode, Upstream};
-pub(crate) use value_node::ValueNode;
+#[cfg(feature = "http")]
+pub(crate) use value_node::key_bit;
+pub(crate) use value_node::{ValueNode, ValueSet};
 pub(crate) use walk::CauseArg;
