@@ -28,7 +28,6 @@ use common::hub::Hub;
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fmt;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context as TaskCx, Poll, Waker};
@@ -151,39 +150,12 @@ fn allocs_per_run(runs: u32, mut f: impl FnMut()) -> f64 {
 // `common::hub::Hub`: its `len` is the Rust counterpart of Go's "number of
 // registered AfterFuncs" (or of watcher goroutines).
 
-/// Go's `otherContext` (and `myCtx`, which is the same thing): a type the
-/// library does not know that wraps a context and delegates everything to
-/// it, including the done signal. Go keeps such a wrapper on the fast path
-/// because its `Done` is the inner context's; here `subscribe` delegates,
-/// so children register directly with the inner context.
-struct Other(Ctx);
-
-impl Context for Other {
-    fn deadline(&self) -> Option<Instant> {
-        self.0.deadline()
-    }
-
-    fn err(&self) -> Option<Error> {
-        self.0.err()
-    }
-
-    fn cause(&self) -> Option<Cause> {
-        self.0.cause()
-    }
-
-    fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
-        self.0.lookup(key)
-    }
-
-    fn subscribe(&self, notify: Notify) -> Subscription {
-        self.0.subscribe(notify)
-    }
-
-    fn fmt_name(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Go's wrapper embeds the inner context, so it shows its name.
-        self.0.fmt_name(f)
-    }
-}
+// Go's `otherContext` (and `myCtx`, which is the same thing): a type the
+// library does not know that wraps a context and delegates everything to
+// it, including the done signal. Go keeps such a wrapper on the fast path
+// because its `Done` is the inner context's; here `subscribe` delegates,
+// so children register directly with the inner context.
+use common::Wrapper as Other;
 
 fn other(ctx: &Ctx) -> Ctx {
     Ctx::from_context(Other(ctx.clone()))

@@ -37,6 +37,10 @@ impl Context for Wrapper {
     fn subscribe(&self, notify: Notify) -> Subscription {
         Context::subscribe(&self.0, notify)
     }
+    // Shows the inner context's name, as a Go wrapper that embeds it does.
+    fn fmt_name(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt_name(f)
+    }
 }
 
 /// Runs `body` on its own thread named `name` and fails if it has not
