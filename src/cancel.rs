@@ -187,8 +187,10 @@ impl CancelFunc {
     /// cancel.detach();
     /// assert_eq!(ctx.err(), None);
     /// ```
-    pub fn detach(mut self) {
-        if let Some(node) = self.node.take() {
+    pub fn detach(self) {
+        // Nothing is left for `Drop` to do once the handle is taken out.
+        let mut this = std::mem::ManuallyDrop::new(self);
+        if let Some(node) = this.node.take() {
             node.release_handle();
         }
     }

@@ -411,6 +411,11 @@ impl Waiter {
     /// the context every `poll` was given.
     #[inline]
     fn release(&mut self, ctx: &Ctx) {
+        // Never registered (or already released): nothing to take out, and
+        // no drop glue to run on the replaced value.
+        if matches!(self.registration, Registration::None) {
+            return;
+        }
         match std::mem::replace(&mut self.registration, Registration::None) {
             Registration::None => {}
             Registration::Slot(slot, _) => {

@@ -114,9 +114,22 @@ impl State {
         // The clock at the first deadline, not the deadline itself: tick 0
         // must not lie in the future, or earlier deadlines would wait for it.
         let origin = *self.origin.get_or_insert_with(Instant::now);
-        let nanos = at.saturating_duration_since(origin).as_nanos();
-        let tick = nanos.div_ceil(TICK.as_nanos());
-        u64::try_from(tick).unwrap_or(u64::MAX)
+        let since = at.saturating_duration_since(origin);
+        // A tick divides a second, so whole seconds convert exactly and
+        // only the sub-second part rounds up: the same result as rounding
+        // up the 128-bit nanosecond count, without a 128-bit division
+        // (saturating at `u64::MAX` alike).
+        const _: () = assert!(TICK.as_secs() == 0 && 1_000_000_000 % TICK.subsec_nanos() == 0);
+        const TICKS_PER_SEC: u64 = 1_000_000_000 / TICK.subsec_nanos() as u64;
+        since
+            .as_secs()
+            .checked_mul(TICKS_PER_SEC)
+            .and_then(|ticks| {
+                ticks.checked_add(u64::from(
+                    since.subsec_nanos().div_ceil(TICK.subsec_nanos()),
+                ))
+            })
+            .unwrap_or(u64::MAX)
     }
 
     /// The last tick that has fully passed at `now`.

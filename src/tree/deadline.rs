@@ -194,11 +194,19 @@ impl AtomicInstant {
 /// `at` as nanoseconds from the base, if that fits (and is not one of the
 /// three reserved values).
 pub(super) fn encode(at: Instant) -> Option<i64> {
+    // Whole seconds and the rest in `i64`, checked: fits exactly when the
+    // 128-bit nanosecond count would, without the 128-bit conversion.
+    let nanos_of = |d: std::time::Duration| {
+        i64::try_from(d.as_secs())
+            .ok()?
+            .checked_mul(1_000_000_000)?
+            .checked_add(i64::from(d.subsec_nanos()))
+    };
     let base = base();
     let nanos = if at >= base {
-        i64::try_from((at - base).as_nanos()).ok()?
+        nanos_of(at - base)?
     } else {
-        -i64::try_from((base - at).as_nanos()).ok()?
+        -nanos_of(base - at)?
     };
     (nanos > MERGED).then_some(nanos)
 }

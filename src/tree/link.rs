@@ -160,6 +160,7 @@ impl Link {
     }
 
     /// `Ctx::value`'s lookup. Iterative: a long chain costs no stack.
+    #[inline]
     pub(crate) fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
         let bit = key_bit(key);
         let mut cur = self;
@@ -229,9 +230,17 @@ impl Link {
         }
     }
 
-    /// Moves the representation out, leaving a root (which owns nothing).
-    fn take(&mut self) -> Repr {
-        mem::replace(&mut self.0, Repr::Background)
+    /// Takes the representation out of a link that is going away, without
+    /// running its `Drop` (the root left behind owns nothing).
+    fn into_repr(self) -> Repr {
+        mem::replace(&mut mem::ManuallyDrop::new(self).0, Repr::Background)
+    }
+
+    /// Whether this link is `node` itself (not through values): the
+    /// common case of a child made directly on a cancel node.
+    #[inline]
+    pub(super) fn is_node(&self, node: &Arc<CancelNode>) -> bool {
+        matches!(&self.0, Repr::Cancel(parent) if Arc::ptr_eq(parent, node))
     }
 }
 
@@ -241,7 +250,11 @@ impl Drop for Link {
     /// loop instead of recursively, so a chain of any length drops on a
     /// small stack.
     fn drop(&mut self) {
-        let mut next = self.take();
+        let mut next = match &mut self.0 {
+            // Roots own nothing.
+            Repr::Background | Repr::Todo => return,
+            repr => mem::replace(repr, Repr::Background),
+        };
         // The other parents of freed merge nodes, dropped after this chain
         // (allocates only if there is one).
         let mut others: Vec<Repr> = Vec::new();
@@ -252,28 +265,33 @@ impl Drop for Link {
                     // The timer knows a node by its address in the `Arc`.
                     let owner = crate::timer::owner_of(&*node);
                     match Arc::into_inner(node) {
-                        Some(mut node) => {
-                            if let Some(mut other) = node.take_other() {
-                                others.push(other.take());
+                        Some(node) => {
+                            let (parent, other) = node.into_parent(owner);
+                            if let Some(other) = other {
+                                others.push(other.into_repr());
                             }
-                            node.into_parent(owner).take()
+                            parent.into_repr()
                         }
                         None => Repr::Background,
                     }
                 }
                 Repr::Value(node) => match Arc::into_inner(node) {
-                    Some(mut node) => node.parent.take(),
+                    Some(node) => node.into_parent().into_repr(),
                     None => Repr::Background,
                 },
                 Repr::Without(node) => match Arc::into_inner(node) {
-                    Some(mut parent) => parent.take(),
+                    Some(parent) => parent.into_repr(),
                     None => Repr::Background,
                 },
             };
             if matches!(next, Repr::Background) {
                 match others.pop() {
                     Some(other) => next = other,
-                    None => return,
+                    None => {
+                        // A root owns nothing: no call to its drop glue.
+                        mem::forget(next);
+                        return;
+                    }
                 }
             }
         }

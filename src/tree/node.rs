@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::deadline::{AtomicInstant, FAR, MERGED, NO_INSTANT, Stored, encode};
 use super::link::{Link, Source};
 use super::registry::{Entry, Registration, Registry};
-use super::state::{ARMED, CANCELED, CAUSE, LIVE, SUBSCRIBED, State};
+use super::state::{ARMED, CAUSE, LIVE, SUBSCRIBED, State};
 use super::walk::CauseArg;
 use crate::error::{Cause, Error};
 use crate::sync::{AtomicU32, Mutex, Ordering};
@@ -103,6 +103,7 @@ impl CancelNode {
     /// A new, live node, registered with the context it derives from. If
     /// that context is already done, the node is born done, with its error
     /// and cause, and nothing is registered.
+    #[inline]
     pub(crate) fn new(
         parent: Link,
         deadline: Option<Instant>,
@@ -114,6 +115,7 @@ impl CancelNode {
     }
 
     /// A new, live, unregistered node.
+    #[inline]
     fn unattached(parent: Link, deadline: Option<Instant>, cause: Option<Cause>) -> Self {
         let (deadline, far_deadline) = match deadline.map(encode) {
             None => (NO_INSTANT, None),
@@ -317,15 +319,32 @@ impl CancelNode {
         }
     }
 
-    /// Consumes a node whose last handle is gone and gives back its parent
-    /// handle, so that `Link`'s `Drop` can continue up the chain without
-    /// recursion.
-    pub(super) fn into_parent(mut self, owner: usize) -> Link {
-        self.release(owner);
-        // Nothing can observe this node any more; mark it so that `Drop`
-        // does not release it twice.
-        self.state.set_unshared(CANCELED);
-        mem::take(&mut self.parent)
+    /// Consumes a node whose last handle is gone and gives back its parent,
+    /// and a merge node's other parent, so that `Link`'s `Drop` can
+    /// continue up the chain without recursion.
+    #[inline(always)]
+    pub(super) fn into_parent(mut self, owner: usize) -> (Link, Option<Link>) {
+        let other = self.take_other();
+        // `release` does nothing for a done node (the common case here):
+        // checked first, which saves the call.
+        if self.state.relaxed().is_live() {
+            self.release(owner);
+        }
+        let parent = mem::take(&mut self.parent);
+        let inner = self.inner.get_mut();
+        // Empty by now (`release`, or the cancellation that ended the node,
+        // took it out, and nothing is inserted into a done node); checked
+        // anyway, so that forgetting the node below can never leak.
+        if !matches!(inner.registry, Registry::Empty) {
+            drop(mem::take(&mut inner.registry));
+        }
+        let extra = inner.extra.take();
+        // What is left (atomics, an unlocked mutex, an empty registry, a
+        // root in `parent`) owns nothing: forgetting it skips the drop
+        // glue, and with it `Drop`'s second `release`.
+        mem::forget(self);
+        drop(extra);
+        (parent, other)
     }
 
     /// The last handle is gone (no `Ctx`, no `CancelFunc`, no child, no
@@ -365,8 +384,8 @@ impl CancelNode {
 
 impl Drop for CancelNode {
     fn drop(&mut self) {
-        // Still in place in the `Arc` allocation (or already released and
-        // marked by `into_parent`).
+        // Still in place in the `Arc` allocation (`into_parent` forgets the
+        // node it consumed, so this never runs after it).
         let owner = crate::timer::owner_of(self);
         self.release(owner);
     }

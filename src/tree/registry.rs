@@ -114,6 +114,7 @@ impl Registration {
 impl CancelNode {
     /// Inserts `entry` into the registry; `inner` is this node's locked
     /// state. Returns the entry back if the node is done.
+    #[inline(always)]
     pub(super) fn insert_locked(&self, inner: &mut Inner, entry: Entry) -> Result<usize, Entry> {
         let state = self.state.relaxed();
         if !state.is_live() {
@@ -233,10 +234,13 @@ impl Registry {
         }
     }
 
+    #[inline(always)]
     pub(super) fn insert(&mut self, entry: Entry) -> usize {
         match self {
             Registry::Empty => {
-                *self = Registry::One(entry);
+                // The old value owns nothing: forgotten rather than handed
+                // to the (out-of-line) drop glue that `*self = ...` calls.
+                mem::forget(mem::replace(self, Registry::One(entry)));
                 0
             }
             Registry::Many(slab) => slab.insert(entry),
@@ -254,6 +258,7 @@ impl Registry {
         }
     }
 
+    #[inline(always)]
     pub(super) fn remove(&mut self, index: usize) -> Option<Entry> {
         match self {
             Registry::Empty => None,
@@ -275,13 +280,14 @@ impl Registry {
     }
 
     pub(super) fn into_entries(self) -> impl Iterator<Item = Entry> {
+        // An empty slab stands in for a missing one (it allocates nothing),
+        // which spares a level of iterator.
         let (one, many) = match self {
-            Registry::Empty => (None, None),
-            Registry::One(entry) => (Some(entry), None),
-            Registry::Many(slab) => (None, Some(slab)),
+            Registry::Empty => (None, Slab::default().into_entries()),
+            Registry::One(entry) => (Some(entry), Slab::default().into_entries()),
+            Registry::Many(slab) => (None, (*slab).into_entries()),
         };
-        one.into_iter()
-            .chain(many.into_iter().flat_map(|slab| (*slab).into_entries()))
+        one.into_iter().chain(many)
     }
 }
 

@@ -72,6 +72,15 @@ impl ValueNode {
         })))
     }
 
+    /// Consumes a node whose last handle is gone and gives back its parent,
+    /// so that `Link`'s `Drop` can continue up the chain without recursion.
+    /// The value(s) are dropped here.
+    pub(super) fn into_parent(self) -> Link {
+        let ValueNode { parent, held, .. } = self;
+        drop(held);
+        parent
+    }
+
     /// The value stored here under `key`, if any.
     #[inline]
     pub(super) fn get(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {

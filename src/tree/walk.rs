@@ -153,9 +153,11 @@ impl CancelNode {
         while let Some(step) = work.children.pop() {
             match step {
                 Step::Cancel(child, cause) => {
-                    if child.end_lock_free(err, &cause).is_none() {
-                        child.finish(err, cause, work, false);
-                    }
+                    // Queued by `finish` only for the locked path: its
+                    // lock-free end failed (and cannot succeed later: the
+                    // `NEEDS_LOCK` flags stay set while a node is live), or
+                    // it gets a copy of the cause to store.
+                    child.finish(err, cause, work, false);
                 }
                 Step::Complete(node) => node.state.clear_propagating(),
             }
@@ -166,7 +168,9 @@ impl CancelNode {
     /// node (see `PROPAGATING`). The walk runs no user code, so this waits
     /// for a bounded amount of tree work on another thread.
     pub(crate) fn wait_propagated(&self) {
-        if Walking::active() {
+        // Nothing to wait for (the common case): no need to look at the
+        // thread-local walk marker.
+        if !self.state.is_propagating() || Walking::active() {
             return;
         }
         let mut spins = 0u32;
@@ -306,18 +310,18 @@ impl CancelNode {
                     // A direct child finds its cause through us; one that
                     // reached us through a user wrapper, or a merge node
                     // for which we are the other parent, gets a copy.
-                    let cause = match child.parent.source() {
-                        Source::Node(parent) if Arc::ptr_eq(parent, self) => {
-                            // A leaf child ends right here, lock-free,
-                            // without a trip through the stack.
-                            if child.end_lock_free(err, &CauseArg::Inherited).is_some() {
-                                continue;
-                            }
-                            CauseArg::Inherited
+                    // (A child made right on us is found without `source`.)
+                    let direct = child.parent.is_node(self)
+                        || matches!(child.parent.source(), Source::Node(parent) if Arc::ptr_eq(parent, self));
+                    let cause = if direct {
+                        // A leaf child ends right here, lock-free,
+                        // without a trip through the stack.
+                        if child.end_lock_free(err, &CauseArg::Inherited).is_some() {
+                            continue;
                         }
-                        _ => CauseArg::Set(
-                            parent_cause.get_or_insert_with(|| node_cause(self)).clone(),
-                        ),
+                        CauseArg::Inherited
+                    } else {
+                        CauseArg::Set(parent_cause.get_or_insert_with(|| node_cause(self)).clone())
                     };
                     work.children.push(Step::Cancel(child, cause));
                 }
