@@ -253,6 +253,24 @@ fn common_parent_cancel(c: &mut Criterion) {
     assert_eq!(shared.dependents(), 0, "a child leaked");
 }
 
+// ---------------------------------------------------------------- ChildDrop
+
+/// RAII cancel: a child of a live parent whose handles are simply dropped
+/// (goctx's last `CancelFunc` cancels on drop), beside tokio-util's
+/// `drop_guard`, which cancels its token on drop too. Go has no RAII
+/// cancel (`defer cancel()` is `CommonParentCancel`).
+fn child_drop(c: &mut Criterion) {
+    let (shared, _cancel_shared) = with_cancel(&background());
+    let shared_token = CancellationToken::new();
+    let mut g = c.benchmark_group("ChildDrop");
+    g.bench_function(GOCTX, |b| b.iter(|| drop(black_box(with_cancel(&shared)))));
+    g.bench_function(TOKIO, |b| {
+        b.iter(|| drop(black_box(shared_token.child_token().drop_guard())));
+    });
+    g.finish();
+    assert_eq!(shared.dependents(), 0, "a child leaked");
+}
+
 // -------------------------------------------------------------- WithTimeout
 
 fn with_timeout_bench(c: &mut Criterion) {
@@ -599,6 +617,7 @@ criterion_group!(
     check_canceled,
     context_cancel_done,
     common_parent_cancel,
+    child_drop,
     cancel_tree,
     fan_out,
     with_timeout_bench,

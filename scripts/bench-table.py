@@ -63,8 +63,8 @@ def main():
         theirs = [get(r, group, "tokio-util") for r in runs]
         gov = benchdata.go_value(go, group)
         known = [v for v in ours if v is not None]
-        hits = sum(v <= target for v in known)
-        if not known:
+        hits = sum(v <= target for v in known) if target is not None else 0
+        if not known or target is None:
             met = "–"
         elif hits == len(known):
             met = "met"
@@ -75,7 +75,8 @@ def main():
         print("| %s | `%s` | %s | %s | %s | %s | %s | ≤ %s | %s |" % (
             label, group, cells(ours, fmt), cells(theirs, fmt),
             " / ".join(ratio(a, b) for a, b in zip(ours, theirs)), fmt(gov),
-            " / ".join(ratio(a, gov) for a in ours), fmt(target), met))
+            " / ".join(ratio(a, gov) for a in ours),
+            fmt(target) if target is not None else "–", met))
 
     if args.all:
         print()

@@ -16,6 +16,7 @@ TARGETS = [
     ("ErrCanceled", "err() on a canceled context", 1.0),
     ("CommonParentCancel/threads=1", "child of a live parent + cancel, 1 thread", 60.0),
     ("CommonParentCancel/threads=2", "same, 2 threads sharing the parent", 80.0),
+    ("ChildDrop", "child of a live parent, dropped (RAII cancel)", None),
     ("CancelTree/depth=1000/OpenCanceler", "chain of 1000, build + cancel root", 90_000.0),
     ("FanOut/children=1000", "fan-out of 1000, build + cancel root", 50_000.0),
     ("CheckCanceled/Done", "poll done() once, canceled", 5.0),
@@ -44,7 +45,7 @@ def go_name(group):
         return "BenchmarkFanOut/" + group.split("/", 1)[1], 1
     if group == "WakeLatency/task":
         return "BenchmarkWakeLatency", 1
-    if group in ("ContextCancelDone/threads=1", "WakeLatency/thread"):
+    if group in ("ContextCancelDone/threads=1", "WakeLatency/thread", "ChildDrop"):
         return None, 1
     return "Benchmark" + group, 1
 

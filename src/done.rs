@@ -248,7 +248,11 @@ pub struct DoneOwned {
 struct Waiter {
     /// Where the waker is registered; changes on each poll that registers
     /// (a new or changed waker) and on drop.
-    registration: Registration,
+    ///
+    /// In a `ManuallyDrop` so that dropping a `Done` runs no out-of-line
+    /// drop glue for it: `release`, called by the owner's `Drop`, takes out
+    /// whatever is registered and leaves `None`, which owns nothing.
+    registration: std::mem::ManuallyDrop<Registration>,
     /// Set once `poll` returned `Ready` (for `FusedFuture`); never unset.
     finished: bool,
 }
@@ -330,7 +334,7 @@ impl Waiter {
     #[inline]
     const fn new() -> Self {
         Waiter {
-            registration: Registration::None,
+            registration: std::mem::ManuallyDrop::new(Registration::None),
             finished: false,
         }
     }
@@ -358,19 +362,19 @@ impl Waiter {
                 // the registry (only we remove it, and a cancel drains it
                 // only after making `err()` report, which we just checked),
                 // so the cancel will wake it. Nothing to do, no lock.
-                if let Registration::Slot(_, registered) = &this.registration
+                if let Registration::Slot(_, registered) = &*this.registration
                     && registered.will_wake(cx.waker())
                 {
                     return Poll::Pending;
                 }
                 // Check and register under the node's lock, so a cancel
                 // cannot slip between the two (tree invariant 2).
-                let mut slot = match this.registration {
+                let mut slot = match *this.registration {
                     Registration::Slot(slot, _) => Some(slot),
                     _ => None,
                 };
                 let result = node.poll_register(&mut slot, cx.waker());
-                this.registration = match slot {
+                *this.registration = match slot {
                     Some(slot) => Registration::Slot(slot, cx.waker().clone()),
                     None => Registration::None,
                 };
@@ -383,19 +387,19 @@ impl Waiter {
                 if let Some(err) = custom.err() {
                     return Poll::Ready(err);
                 }
-                if let Registration::Custom(_, waker) = &this.registration
+                if let Registration::Custom(_, waker) = &*this.registration
                     && waker.will_wake(cx.waker())
                 {
                     return Poll::Pending;
                 }
                 if let Registration::Custom(old, _) =
-                    std::mem::replace(&mut this.registration, Registration::None)
+                    std::mem::replace(&mut *this.registration, Registration::None)
                 {
                     let _ = old.cancel();
                 }
                 let waker = cx.waker().clone();
                 let subscription = custom.subscribe(Entry::Waker(waker.clone()));
-                this.registration = Registration::Custom(subscription, waker);
+                *this.registration = Registration::Custom(subscription, waker);
                 // The context may have ended between the first check and
                 // the subscription; its notification then woke us already,
                 // but answering now saves a round trip.
@@ -413,10 +417,10 @@ impl Waiter {
     fn release(&mut self, ctx: &Ctx) {
         // Never registered (or already released): nothing to take out, and
         // no drop glue to run on the replaced value.
-        if matches!(self.registration, Registration::None) {
+        if matches!(*self.registration, Registration::None) {
             return;
         }
-        match std::mem::replace(&mut self.registration, Registration::None) {
+        match std::mem::replace(&mut *self.registration, Registration::None) {
             Registration::None => {}
             Registration::Slot(slot, _) => {
                 if let Source::Node(node) = ctx.0.source() {
