@@ -343,12 +343,19 @@ impl Waiter {
     /// call (each owner passes the one it holds).
     #[inline]
     fn poll(&mut self, ctx: &Ctx, cx: &mut TaskContext<'_>) -> Poll<Error> {
+        // A context made by `with_cancel` and friends that is done: one
+        // load, no call (a done context never needs a registration).
+        if let Some(err) = ctx.0.node_err() {
+            self.finished = true;
+            return Poll::Ready(err);
+        }
         let result = self.poll_ctx(ctx, cx);
         self.finished |= result.is_ready();
         result
     }
 
-    #[inline]
+    // Out of line: the done fast path in `poll` stays small.
+    #[inline(never)]
     fn poll_ctx(&mut self, ctx: &Ctx, cx: &mut TaskContext<'_>) -> Poll<Error> {
         let this = self;
         match ctx.0.source() {

@@ -99,6 +99,16 @@ impl Link {
         }
     }
 
+    /// The error of a cancel node's link; `None` for a live one and for
+    /// every other kind of link (which the caller then asks the long way).
+    #[inline]
+    pub(crate) fn node_err(&self) -> Option<Error> {
+        match &self.0 {
+            Repr::Cancel(node) => node.err(),
+            _ => None,
+        }
+    }
+
     /// `Ctx::cause`, following inherited causes up the tree iteratively.
     pub(crate) fn cause(&self) -> Option<Cause> {
         let mut cur = self;
