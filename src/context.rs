@@ -187,7 +187,9 @@ impl Ctx {
     /// now: child contexts, pending `done()` futures and `after_func`
     /// callbacks registered with the nearest cancelable context on the path
     /// to the root. Zero for contexts that can never be done and for done
-    /// ones.
+    /// ones, and zero when the nearest such context is a user-implemented
+    /// one ([`Ctx::from_context`]): those registrations are in the user's
+    /// own subscriber list, which goctx does not see.
     ///
     /// Meant for diagnostics and leak checks: when everything derived from
     /// a long-lived context has been canceled or dropped, this is back to

@@ -54,7 +54,15 @@ pub(crate) fn virtual_now() -> Option<(Instant, tokio::runtime::Handle)> {
     let mut tokio_now = tokio::time::Instant::now();
     let mut real = Instant::now();
     let last = LAST.with(Cell::get);
+    // A paused clock stands still between two readings taken back to back;
+    // the real clock (which a running tokio clock reads) never does. This
+    // catches a pause made a moment ago, which the comparison with the
+    // last reading below cannot tell yet (the clocks have not drifted
+    // apart). Wrong only on a clock too coarse to move between two reads,
+    // and then in the safe direction (see `moved_apart`).
+    let stood_still = tokio::time::Instant::now() == tokio_now;
     let virtual_clock = match last {
+        _ if stood_still => true,
         Some(last) if real.saturating_duration_since(last.real) < PROBE => last.virtual_clock,
         Some(last) => moved_apart(last.real, last.tokio, real, tokio_now),
         None => {

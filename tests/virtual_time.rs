@@ -85,3 +85,25 @@ async fn a_real_time_runtime_fires_on_the_real_clock() {
     assert_eq!(ctx.done().await, Error::DeadlineExceeded);
     assert!(real.elapsed() >= Duration::from_millis(50));
 }
+
+/// A pause made a moment after a real-clock deadline on the same thread is
+/// seen at once: the next deadline follows the paused clock (a new user
+/// found it stayed on the real clock when made within microseconds).
+#[tokio::test]
+async fn a_deadline_made_right_after_pause_follows_the_paused_clock() {
+    let real = std::time::Instant::now();
+    let (_before, _keep) = goctx::with_timeout(&goctx::background(), Duration::from_secs(1));
+    tokio::time::pause();
+    let (ctx, _cancel) = goctx::with_timeout(&goctx::background(), HOUR);
+    let waited = tokio::time::timeout(2 * HOUR, ctx.done()).await;
+    assert_eq!(
+        waited,
+        Ok(Error::DeadlineExceeded),
+        "fired on the virtual clock"
+    );
+    assert!(
+        real.elapsed() < REAL_LIMIT,
+        "took {:?} of real time",
+        real.elapsed()
+    );
+}
