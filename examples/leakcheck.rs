@@ -57,7 +57,7 @@ struct SwitchCtx {
 impl Switch {
     fn flip(&self) {
         *self.err.lock().unwrap() = Some(Error::Canceled);
-        self.hub.fire();
+        self.hub.notify_all();
     }
 }
 

@@ -21,7 +21,7 @@ LAYERS = {
     "tree": 2,
     # the public surface, bottom to top
     "custom": 3,
-    "context": 4,
+    "context": 4, "subscribers": 4,
     "value": 5, "cancel": 5, "after": 5, "done": 5,
     "deadline": 6, "merge": 6,
     # integrations behind features

@@ -64,74 +64,9 @@ use crate::tree::{CustomNode, Entry, Registration, Upstream};
 /// assert_eq!(child.err(), Some(Error::Canceled)); // propagated synchronously
 /// ```
 ///
-/// A context with a done signal of its own (here a switch) keeps the
-/// `Notify`s it is handed and calls them when it ends, outside its lock;
-/// each `Subscription` takes its entry back:
-///
-/// ```
-/// use std::collections::HashMap;
-/// use std::sync::{Arc, Mutex};
-/// use goctx::{Context, Ctx, Error, Notify, Subscription};
-///
-/// struct Switch {
-///     // `None` once off; the pending notifications, by key, while on.
-///     state: Mutex<Option<(u64, HashMap<u64, Notify>)>>,
-/// }
-///
-/// impl Switch {
-///     fn new() -> Arc<Switch> {
-///         Arc::new(Switch { state: Mutex::new(Some((0, HashMap::new()))) })
-///     }
-///     fn turn_off(&self) {
-///         let pending = self.state.lock().map(|mut s| s.take()).unwrap_or(None);
-///         // Notified with the lock released: `notify` reads `err()`.
-///         for (_, notify) in pending.map(|(_, m)| m).unwrap_or_default() {
-///             notify.notify();
-///         }
-///     }
-/// }
-///
-/// struct SwitchCtx(Arc<Switch>);
-///
-/// impl Context for SwitchCtx {
-///     fn err(&self) -> Option<Error> {
-///         let on = self.0.state.lock().map(|s| s.is_some()).unwrap_or(false);
-///         if on { None } else { Some(Error::Canceled) }
-///     }
-///     fn subscribe(&self, notify: Notify) -> Subscription {
-///         let mut state = match self.0.state.lock() {
-///             Ok(state) => state,
-///             Err(_) => return Subscription::never(),
-///         };
-///         let Some((next, pending)) = state.as_mut() else {
-///             drop(state);
-///             notify.notify(); // already off: notify at once
-///             return Subscription::notified();
-///         };
-///         let key = *next;
-///         *next += 1;
-///         pending.insert(key, notify);
-///         let switch = Arc::clone(&self.0);
-///         Subscription::new(move || {
-///             // `true` if this took the entry back before it was notified.
-///             let taken = switch.state.lock().ok().and_then(|mut s| {
-///                 s.as_mut().and_then(|(_, pending)| pending.remove(&key))
-///             });
-///             taken.is_some() // the `Notify` is dropped here, unlocked
-///         })
-///     }
-/// }
-///
-/// let switch = Switch::new();
-/// let ctx = Ctx::from_context(SwitchCtx(Arc::clone(&switch)));
-/// let (child, cancel_child) = goctx::with_cancel(&ctx);
-/// let (other, _cancel_other) = goctx::with_cancel(&ctx);
-/// drop((child, cancel_child)); // takes its subscription back
-/// switch.turn_off();
-/// assert_eq!(other.err(), Some(Error::Canceled));
-/// let (late, _cancel_late) = goctx::with_cancel(&ctx);
-/// assert_eq!(late.err(), Some(Error::Canceled)); // born done
-/// ```
+/// A context with a done signal of its own keeps the `Notify`s it is
+/// handed in a [`Subscribers`](crate::Subscribers) list and calls its
+/// `notify_all` when it ends; see the example there.
 pub trait Context: Send + Sync + 'static {
     /// When this context will be canceled by its deadline, if it has one.
     /// Successive calls must return the same value.

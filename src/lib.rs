@@ -97,6 +97,7 @@ mod may_block;
 mod merge;
 mod name;
 mod spawn;
+mod subscribers;
 mod sync;
 mod timer;
 #[cfg(feature = "tokio")]
@@ -123,6 +124,7 @@ pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeou
 pub use done::{Done, DoneOwned, Run, RunOwned};
 pub use error::{CancelFuncDropped, Cause, Error, ExtendError};
 pub use merge::merge;
+pub use subscribers::Subscribers;
 pub use value::with_value;
 
 /// The loom models of every known race (`--cfg loom` test builds only).

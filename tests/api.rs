@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use goctx::{
     AfterFunc, CancelFunc, Ctx, Done, DoneOwned, Error, ExtendError, Notify, Run, RunOwned,
-    Subscription,
+    Subscribers, Subscription,
 };
 
 fn assert_send_sync<T: Send + Sync>() {}
@@ -28,6 +28,7 @@ fn public_types_are_unwind_safe() {
     assert_unwind_safe::<ExtendError>();
     assert_unwind_safe::<Subscription>();
     assert_unwind_safe::<Notify>();
+    assert_unwind_safe::<Subscribers>();
     assert_unwind_safe::<goctx::CancelFuncDropped>();
 }
 
@@ -50,6 +51,7 @@ fn public_types_are_send_sync_and_debug() {
     assert_send_sync::<Error>();
     assert_send_sync::<ExtendError>();
     assert_send_sync::<Subscription>();
+    assert_send_sync::<Subscribers>();
     assert_send_sync::<goctx::Cause>();
     fn notify_is_send<T: Send>() {}
     notify_is_send::<Notify>();
@@ -65,6 +67,7 @@ fn public_types_are_send_sync_and_debug() {
     assert_debug::<ExtendError>();
     assert_debug::<Notify>();
     assert_debug::<Subscription>();
+    assert_debug::<Subscribers>();
 }
 
 #[test]

@@ -187,3 +187,56 @@ proptest! {
         }
     }
 }
+
+/// `goctx::Subscribers`, the list a user context keeps: delivery after the
+/// context's end, immediate delivery to late subscribers, taking a
+/// subscription back (true once, then the `Notify` is gone), clones that
+/// share one list, and a `Debug` that shows the counts.
+#[test]
+fn subscribers_deliver_once_and_give_back() {
+    use goctx::{Notify, Subscribers, Subscription};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Lamp {
+        off: AtomicBool,
+        list: Subscribers,
+    }
+    struct LampCtx(Arc<Lamp>);
+    impl Context for LampCtx {
+        fn err(&self) -> Option<Error> {
+            self.0
+                .off
+                .load(Ordering::Acquire)
+                .then_some(Error::Canceled)
+        }
+        fn subscribe(&self, notify: Notify) -> Subscription {
+            self.0.list.subscribe(notify)
+        }
+    }
+
+    let lamp = Arc::new(Lamp {
+        off: AtomicBool::new(false),
+        list: Subscribers::new(),
+    });
+    let ctx = Ctx::from_context(LampCtx(Arc::clone(&lamp)));
+    let shared = lamp.list.clone();
+    let (kept, _keep) = goctx::with_cancel(&ctx);
+    let (gone, cancel_gone) = goctx::with_cancel(&ctx);
+    assert_eq!(shared.len(), 2, "a clone sees the same list");
+    drop((gone, cancel_gone));
+    assert_eq!(lamp.list.len(), 1, "a dropped child takes its entry back");
+    assert_eq!(
+        format!("{:?}", lamp.list),
+        "Subscribers { pending: 1, notified: false }"
+    );
+
+    lamp.off.store(true, Ordering::Release);
+    lamp.list.notify_all();
+    assert_eq!(kept.err(), Some(Error::Canceled));
+    assert!(lamp.list.is_empty() && lamp.list.is_notified());
+    lamp.list.notify_all(); // nothing left to deliver
+
+    let (late, _late_cancel) = goctx::with_cancel(&ctx);
+    assert_eq!(late.err(), Some(Error::Canceled), "notified on the spot");
+    assert!(lamp.list.is_empty());
+}

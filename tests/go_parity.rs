@@ -248,7 +248,7 @@ struct CustomCauseState {
 impl CustomCauseContext {
     fn cancel(&self) {
         *lock(&self.0.err) = Some(Error::Canceled);
-        self.0.hub.fire();
+        self.0.hub.notify_all();
         // Taken out, which also breaks the cycle child -> self -> child.
         let cancel_child = lock(&self.0.cancel_child).take();
         if let Some(cancel_child) = cancel_child {
@@ -300,7 +300,7 @@ impl AfterFuncContext {
             }
             *slot = Some(err);
         }
-        self.0.hub.fire();
+        self.0.hub.notify_all();
     }
 
     fn registrations(&self) -> usize {
@@ -361,7 +361,7 @@ impl CustomContext {
             }
             *slot = Some(err);
         }
-        self.0.hub.fire();
+        self.0.hub.notify_all();
     }
 
     fn cancel(&self) {
@@ -1547,7 +1547,7 @@ fn custom_context_propagation() {
     cancel1.cancel_with_cause(want.clone());
     // ctx2's signal has not come yet, and it is the only thing ctx3 hears.
     assert_eq!(ctx3.err(), None, "ctx3 must follow ctx2's signal, not ctx1");
-    donec.fire(); // Go: close(donec)
+    donec.notify_all(); // Go: close(donec)
 
     assert_eq!(ctx3.wait_timeout(QUIESCENT), Some(Error::Canceled));
     assert_eq!(ctx3.err(), Some(Error::Canceled));

@@ -335,7 +335,7 @@ struct Manual {
 impl Manual {
     fn cancel(&self) {
         self.ended.store(true, Ordering::SeqCst);
-        self.hub.fire();
+        self.hub.notify_all();
     }
 
     fn pending(&self) -> usize {

@@ -196,7 +196,7 @@ impl ManualState {
             ended.err = Some(Error::Canceled);
             ended.cause = cause;
         }
-        self.hub.fire();
+        self.hub.notify_all();
     }
 
     fn subscribers(&self) -> usize {

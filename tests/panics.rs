@@ -363,7 +363,7 @@ impl Touchy {
     /// behaved implementation. Returns the panic a notification raised.
     fn cancel(&self) -> Option<String> {
         *self.err.lock().unwrap() = Some(Error::Canceled);
-        std::panic::catch_unwind(|| self.hub.fire())
+        std::panic::catch_unwind(|| self.hub.notify_all())
             .err()
             .map(|payload| payload_text(&*payload))
     }
@@ -390,13 +390,15 @@ impl Context for TouchyCtx {
     }
     fn subscribe(&self, notify: Notify) -> Subscription {
         maybe_panic(&self.0.panic_subscribe, "subscribe()");
-        let Some(id) = self.0.hub.register(notify) else {
-            return Subscription::notified();
-        };
+        if self.0.hub.is_notified() {
+            // Delivered at once by the hub: nothing to take back.
+            return self.0.hub.subscribe(notify);
+        }
+        let inner = self.0.hub.subscribe(notify);
         let touchy = self.0.clone();
         Subscription::new(move || {
             maybe_panic(&touchy.panic_unsubscribe, "the Subscription's cancel");
-            touchy.hub.unsubscribe(id)
+            inner.cancel()
         })
     }
 }
