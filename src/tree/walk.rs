@@ -111,20 +111,15 @@ impl CancelNode {
     pub(crate) fn cancel(self: &Arc<Self>, err: Error, cause: CauseArg, unlink: bool) {
         // A leaf (nothing registered, no cause to store) ends by one CAS,
         // with no walk and nothing to notify.
-        if let CauseArg::Set(None) | CauseArg::Stored | CauseArg::Dropped | CauseArg::Inherited =
-            cause
-        {
-            match self.state.end_lock_free(cause.done_bits(err)) {
-                LockFree::AlreadyDone => return,
-                LockFree::Ended(before) => {
-                    self.ended_lock_free(before);
-                    if unlink {
-                        self.unlink();
-                    }
-                    return;
+        match self.end_lock_free(err, &cause) {
+            Some(true) => {
+                if unlink {
+                    self.unlink();
                 }
-                LockFree::NeedsLock => {}
+                return;
             }
+            Some(false) => return,
+            None => {}
         }
         let mut work = Work::default();
         {
@@ -136,32 +131,13 @@ impl CancelNode {
             if !self.finish(err, cause, &mut work, unlink) {
                 return;
             }
-            self.walk(err, &mut work);
+            walk(err, &mut work);
             if unlink {
                 self.unlink();
             }
         }
         // All state is final; now run what may be user code (invariant 4).
         work.notify();
-    }
-
-    /// Ends the subtree below a node `finish` just ended: depth-first with
-    /// an explicit stack (invariant 5). A `Complete` step is pushed below a
-    /// node's children, so it is reached once they (and their subtrees)
-    /// are all done.
-    fn walk(self: &Arc<Self>, err: Error, work: &mut Work) {
-        while let Some(step) = work.children.pop() {
-            match step {
-                Step::Cancel(child, cause) => {
-                    // Queued by `finish` only for the locked path: its
-                    // lock-free end failed (and cannot succeed later: the
-                    // `NEEDS_LOCK` flags stay set while a node is live), or
-                    // it gets a copy of the cause to store.
-                    child.finish(err, cause, work, false);
-                }
-                Step::Complete(node) => node.state.clear_propagating(),
-            }
-        }
     }
 
     /// Returns once no cancellation is still walking the subtree below this
@@ -349,6 +325,25 @@ impl CancelNode {
                     drop(entry);
                 }
             }
+        }
+    }
+}
+
+/// Ends the subtree below a node `finish` just ended: depth-first with
+/// an explicit stack (invariant 5). A `Complete` step is pushed below a
+/// node's children, so it is reached once they (and their subtrees)
+/// are all done.
+fn walk(err: Error, work: &mut Work) {
+    while let Some(step) = work.children.pop() {
+        match step {
+            Step::Cancel(child, cause) => {
+                // Queued by `finish` only for the locked path: its
+                // lock-free end failed (and cannot succeed later: the
+                // `NEEDS_LOCK` flags stay set while a node is live), or
+                // it gets a copy of the cause to store.
+                child.finish(err, cause, work, false);
+            }
+            Step::Complete(node) => node.state.clear_propagating(),
         }
     }
 }
