@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::custom::{Notify, Subscription};
 use crate::sync::Mutex;
+use crate::tree::deliver_each;
 
 #[cfg(doc)]
 use crate::custom::Context;
@@ -131,16 +132,7 @@ impl Subscribers {
             state.notified = true;
             std::mem::take(&mut state.pending)
         };
-        let mut first_panic = None;
-        for notify in pending.into_values() {
-            let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                notify.notify();
-            }));
-            if let Err(payload) = delivered {
-                first_panic.get_or_insert(payload);
-            }
-        }
-        if let Some(payload) = first_panic {
+        if let Some(payload) = deliver_each(pending.into_values(), Notify::notify) {
             std::panic::resume_unwind(payload);
         }
     }

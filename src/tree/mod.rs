@@ -97,4 +97,4 @@ pub(crate) use upstream::{CustomNode, Upstream};
 #[cfg(feature = "http")]
 pub(crate) use value_node::key_bit;
 pub(crate) use value_node::{ValueNode, ValueSet};
-pub(crate) use walk::CauseArg;
+pub(crate) use walk::{CauseArg, deliver_each};

@@ -426,23 +426,29 @@ impl Work {
         if self.unsubscribe.is_empty() && self.notify.is_empty() {
             return;
         }
-        let mut first_panic = None;
-        for subscription in self.unsubscribe {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let _ = subscription.cancel();
-            }));
-            if let Err(payload) = result {
-                first_panic.get_or_insert(payload);
-            }
-        }
-        for entry in self.notify {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.fire()));
-            if let Err(payload) = result {
-                first_panic.get_or_insert(payload);
-            }
-        }
-        if let Some(payload) = first_panic {
+        let unsubscribed = deliver_each(self.unsubscribe, |registration| {
+            let _ = registration.cancel();
+        });
+        let notified = deliver_each(self.notify, Entry::fire);
+        if let Some(payload) = unsubscribed.or(notified) {
             std::panic::resume_unwind(payload);
         }
     }
+}
+
+/// Runs `deliver` on every item, even after one panics (user code: a waker,
+/// a user context's unsubscription); returns the first panic, for the
+/// caller to resume once everything was delivered.
+pub(crate) fn deliver_each<T>(
+    items: impl IntoIterator<Item = T>,
+    mut deliver: impl FnMut(T),
+) -> Option<Box<dyn std::any::Any + Send>> {
+    let mut first_panic = None;
+    for item in items {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deliver(item)));
+        if let Err(payload) = result {
+            first_panic.get_or_insert(payload);
+        }
+    }
+    first_panic
 }
