@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::context::Ctx;
 use crate::error::Error;
-use crate::tree::{Entry, Registration as Entered, Source};
+use crate::tree::{Entry, Registration, Source};
 
 /// Waiting for a context: Go's `<-ctx.Done()`, as futures and as blocking
 /// calls.
@@ -252,20 +252,20 @@ struct Waiter {
     /// In a `ManuallyDrop` so that dropping a `Done` runs no out-of-line
     /// drop glue for it: `release`, called by the owner's `Drop`, takes out
     /// whatever is registered and leaves `None`, which owns nothing.
-    registration: std::mem::ManuallyDrop<Registration>,
+    registration: std::mem::ManuallyDrop<Waiting>,
     /// Set once `poll` returned `Ready` (for `FusedFuture`); never unset.
     finished: bool,
 }
 
 /// Where this future's waker is registered.
-enum Registration {
+enum Waiting {
     None,
     /// In the registry of the context's cancel node, at this slot, with a
     /// copy of the waker stored there (so a re-poll with the same waker
     /// needs no lock).
     Slot(usize, Waker),
     /// With a user context; the waker is kept to notice a changed one.
-    Custom(Entered, Waker),
+    Custom(Registration, Waker),
 }
 
 // Unwind safe for the reasons given at `Ctx`'s impls: a `Done` holds a
@@ -334,7 +334,7 @@ impl Waiter {
     #[inline]
     const fn new() -> Self {
         Waiter {
-            registration: std::mem::ManuallyDrop::new(Registration::None),
+            registration: std::mem::ManuallyDrop::new(Waiting::None),
             finished: false,
         }
     }
@@ -369,7 +369,7 @@ impl Waiter {
                 // the registry (only we remove it, and a cancel drains it
                 // only after making `err()` report, which we just checked),
                 // so the cancel will wake it. Nothing to do, no lock.
-                if let Registration::Slot(_, registered) = &*this.registration
+                if let Waiting::Slot(_, registered) = &*this.registration
                     && registered.will_wake(cx.waker())
                 {
                     return Poll::Pending;
@@ -377,13 +377,13 @@ impl Waiter {
                 // Check and register under the node's lock, so a cancel
                 // cannot slip between the two (tree invariant 2).
                 let mut slot = match *this.registration {
-                    Registration::Slot(slot, _) => Some(slot),
+                    Waiting::Slot(slot, _) => Some(slot),
                     _ => None,
                 };
                 let result = node.poll_register(&mut slot, cx.waker());
                 *this.registration = match slot {
-                    Some(slot) => Registration::Slot(slot, cx.waker().clone()),
-                    None => Registration::None,
+                    Some(slot) => Waiting::Slot(slot, cx.waker().clone()),
+                    None => Waiting::None,
                 };
                 match result {
                     Some(err) => Poll::Ready(err),
@@ -394,19 +394,19 @@ impl Waiter {
                 if let Some(err) = custom.err() {
                     return Poll::Ready(err);
                 }
-                if let Registration::Custom(_, waker) = &*this.registration
+                if let Waiting::Custom(_, waker) = &*this.registration
                     && waker.will_wake(cx.waker())
                 {
                     return Poll::Pending;
                 }
-                if let Registration::Custom(old, _) =
-                    std::mem::replace(&mut *this.registration, Registration::None)
+                if let Waiting::Custom(old, _) =
+                    std::mem::replace(&mut *this.registration, Waiting::None)
                 {
                     let _ = old.cancel();
                 }
                 let waker = cx.waker().clone();
                 let subscription = custom.subscribe(Entry::Waker(waker.clone()));
-                *this.registration = Registration::Custom(subscription, waker);
+                *this.registration = Waiting::Custom(subscription, waker);
                 // The context may have ended between the first check and
                 // the subscription; its notification then woke us already,
                 // but answering now saves a round trip.
@@ -424,17 +424,17 @@ impl Waiter {
     fn release(&mut self, ctx: &Ctx) {
         // Never registered (or already released): nothing to take out, and
         // no drop glue to run on the replaced value.
-        if matches!(*self.registration, Registration::None) {
+        if matches!(*self.registration, Waiting::None) {
             return;
         }
-        match std::mem::replace(&mut *self.registration, Registration::None) {
-            Registration::None => {}
-            Registration::Slot(slot, _) => {
+        match std::mem::replace(&mut *self.registration, Waiting::None) {
+            Waiting::None => {}
+            Waiting::Slot(slot, _) => {
                 if let Source::Node(node) = ctx.0.source() {
                     node.deregister(slot);
                 }
             }
-            Registration::Custom(subscription, _) => {
+            Waiting::Custom(subscription, _) => {
                 let _ = subscription.cancel();
             }
         }
