@@ -13,7 +13,6 @@
 //! Run it directly with `cargo run --example leakcheck`.
 
 use std::any::{Any, TypeId};
-use std::fmt;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -28,16 +27,11 @@ use goctx::{Cause, Context, Ctx, Error, ExtendError, Notify, Subscription};
 mod hub;
 use hub::Hub;
 
-#[derive(Debug)]
-struct Why(&'static str);
-
-impl fmt::Display for Why {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Why {}
+// Likewise the tests' named cause.
+#[allow(dead_code, unused_macros)]
+#[path = "../tests/common/causes.rs"]
+mod causes;
+use causes::Why;
 
 #[derive(Debug, PartialEq)]
 struct RequestId(String);

@@ -318,23 +318,29 @@ pub(crate) mod model {
 #[cfg(loom)]
 pub(crate) use model::spawn;
 
+/// The callback tally of the pool's tests, shared with the integration
+/// tests (`tests/callbacks.rs`): it names only `std`.
+// Written for `tests/`, where its items are `pub`; here they are private
+// to the tests, and not every one is used.
+#[cfg(all(test, not(loom)))]
+#[path = "../tests/common/tally.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod tally;
+
 /// Unit tests of the pool's private invariants, with start failures
 /// injected through `FAIL_STARTS`. The pool is process-wide, so each test
 /// body runs in a child process of its own (`in_child`): a fresh pool, and
 /// no other test's callbacks or injected failures.
 #[cfg(all(test, not(loom)))]
 pub(crate) mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
     use std::sync::atomic::Ordering::SeqCst;
-    use std::sync::{Arc, Condvar, Mutex, PoisonError};
     use std::thread;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
+    use super::tally::Tally;
     use super::{FAIL_STARTS, lock, max_threads, set_max_threads};
     use crate::{AfterFunc, after_func, background, with_cancel};
-
-    /// Bound on any one wait; generous for a loaded 2-core machine.
-    const PATIENCE: Duration = Duration::from_secs(20);
     /// Names the test a child process is to run.
     const CHILD: &str = "GOCTX_UNIT_CHILD";
 
@@ -379,97 +385,12 @@ pub(crate) mod tests {
         );
     }
 
-    /// Callbacks that count themselves: how often each ran, on which
-    /// thread, and how many ran at once.
-    struct Tally {
-        ran: Vec<AtomicUsize>,
-        on_pool: AtomicUsize,
-        running: AtomicUsize,
-        max_running: AtomicUsize,
-        finished: Mutex<usize>,
-        changed: Condvar,
-        gate: Mutex<bool>,
-        opened: Condvar,
-        gate_timeouts: AtomicUsize,
-    }
-
+    /// Callback `i` of `tally`, on `ctx`: counts itself and waits at the
+    /// tally's gate if it is closed.
     impl Tally {
-        fn new(n: usize) -> Arc<Tally> {
-            Arc::new(Tally {
-                ran: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-                on_pool: AtomicUsize::new(0),
-                running: AtomicUsize::new(0),
-                max_running: AtomicUsize::new(0),
-                finished: Mutex::new(0),
-                changed: Condvar::new(),
-                gate: Mutex::new(true),
-                opened: Condvar::new(),
-                gate_timeouts: AtomicUsize::new(0),
-            })
-        }
-
-        /// Registers callback `i` on `ctx`; it waits at the gate if closed.
         fn register(self: &Arc<Self>, ctx: &crate::Ctx, i: usize) -> AfterFunc {
             let tally = self.clone();
-            after_func(ctx, move || tally.body(i))
-        }
-
-        fn body(&self, i: usize) {
-            self.ran[i].fetch_add(1, SeqCst);
-            if thread::current().name() == Some("goctx-callback") {
-                self.on_pool.fetch_add(1, SeqCst);
-            }
-            let now = self.running.fetch_add(1, SeqCst) + 1;
-            self.max_running.fetch_max(now, SeqCst);
-            self.changed.notify_all();
-            let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
-            let (_gate, waited) = self
-                .opened
-                .wait_timeout_while(gate, PATIENCE, |open| !*open)
-                .unwrap_or_else(PoisonError::into_inner);
-            if waited.timed_out() {
-                self.gate_timeouts.fetch_add(1, SeqCst);
-            }
-            self.running.fetch_sub(1, SeqCst);
-            *self.finished.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-            self.changed.notify_all();
-        }
-
-        fn close(&self) {
-            *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = false;
-        }
-
-        fn open(&self) {
-            *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = true;
-            self.opened.notify_all();
-        }
-
-        /// Waits (bounded) until `until` holds of (running, finished).
-        fn wait_for(&self, what: &str, until: impl Fn(usize, usize) -> bool) {
-            let deadline = Instant::now() + PATIENCE;
-            let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
-            while !until(self.running.load(SeqCst), *finished) {
-                let left = deadline.saturating_duration_since(Instant::now());
-                assert!(!left.is_zero(), "timed out waiting for {what}");
-                // Short slices: `running` rises outside this mutex.
-                let slice = left.min(Duration::from_millis(50));
-                finished = self
-                    .changed
-                    .wait_timeout(finished, slice)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-        }
-
-        fn assert_each_ran_once(&self) {
-            for (i, ran) in self.ran.iter().enumerate() {
-                assert_eq!(ran.load(SeqCst), 1, "callback {i}");
-            }
-            assert_eq!(
-                self.gate_timeouts.load(SeqCst),
-                0,
-                "a callback waited in vain"
-            );
+            after_func(ctx, move || tally.body(i, Duration::ZERO))
         }
     }
 
@@ -484,12 +405,12 @@ pub(crate) mod tests {
             "spawn::tests::with_no_thread_at_all_callbacks_run_on_the_caller",
             || {
                 FAIL_STARTS.store(usize::MAX, SeqCst);
-                let tally = Tally::new(21);
+                let tally = Tally::new(21, true);
                 let (ctx, cancel) = with_cancel(&background());
                 let handles: Vec<_> = (0..20).map(|i| tally.register(&ctx, i)).collect();
                 cancel.cancel();
                 // The last resort ran them before `cancel()` returned.
-                assert_eq!(*tally.finished.lock().unwrap(), 20);
+                assert_eq!(tally.finished(), 20);
                 assert_eq!(tally.on_pool.load(SeqCst), 0);
                 assert!(handles.iter().all(|h| !h.stop()), "stop() after they ran");
                 // On a done context: inside `after_func` itself.
@@ -501,7 +422,7 @@ pub(crate) mod tests {
 
                 // Once threads can start again, callbacks use them.
                 FAIL_STARTS.store(0, SeqCst);
-                let again = Tally::new(1);
+                let again = Tally::new(1, true);
                 let _h = again.register(&ctx, 0);
                 again.wait_for("a pooled callback", |_, finished| finished == 1);
                 assert_eq!(again.on_pool.load(SeqCst), 1);
@@ -514,7 +435,7 @@ pub(crate) mod tests {
         in_child(
             "spawn::tests::refused_starts_queue_callbacks_for_the_threads_that_exist",
             || {
-                let tally = Tally::new(51);
+                let tally = Tally::new(51, true);
                 tally.close();
                 // Callback 0 takes the one thread and holds it.
                 let (first, cancel_first) = with_cancel(&background());
@@ -549,7 +470,7 @@ pub(crate) mod tests {
         in_child(
             "spawn::tests::a_refused_start_is_retried_at_the_next_spawn",
             || {
-                let tally = Tally::new(3);
+                let tally = Tally::new(3, true);
                 tally.close();
                 let (ctx, cancel) = with_cancel(&background());
                 let _h0 = tally.register(&ctx, 0);
@@ -575,14 +496,14 @@ pub(crate) mod tests {
         in_child(
             "spawn::tests::a_refused_start_is_retried_when_a_callback_finishes",
             || {
-                let first = Tally::new(1);
+                let first = Tally::new(1, true);
                 first.close();
                 let (ctx, cancel) = with_cancel(&background());
                 let _h0 = first.register(&ctx, 0);
                 cancel.cancel();
                 first.wait_for("the first callback", |running, _| running == 1);
 
-                let rest = Tally::new(2);
+                let rest = Tally::new(2, true);
                 rest.close();
                 FAIL_STARTS.store(2, SeqCst);
                 let _h1 = rest.register(&ctx, 0);
@@ -606,7 +527,7 @@ pub(crate) mod tests {
         in_child("spawn::tests::the_bound_holds_and_can_be_changed", || {
             assert_eq!(max_threads(), super::DEFAULT_MAX_THREADS);
             assert_eq!(set_max_threads(4), super::DEFAULT_MAX_THREADS);
-            let tally = Tally::new(40);
+            let tally = Tally::new(40, true);
             tally.close();
             let (ctx, cancel) = with_cancel(&background());
             let _handles: Vec<_> = (0..40).map(|i| tally.register(&ctx, i)).collect();
@@ -626,7 +547,7 @@ pub(crate) mod tests {
             tally.wait_for("all forty", |_, finished| finished == 40);
             tally.assert_each_ran_once();
             assert_eq!(tally.on_pool.load(SeqCst), 40);
-            let later = Tally::new(20);
+            let later = Tally::new(20, true);
             later.close();
             let (ctx, cancel) = with_cancel(&background());
             let _later: Vec<_> = (0..20).map(|i| later.register(&ctx, i)).collect();
@@ -641,7 +562,7 @@ pub(crate) mod tests {
             // Zero counts as one, and callbacks still run.
             set_max_threads(0);
             assert_eq!(max_threads(), 1);
-            let one = Tally::new(10);
+            let one = Tally::new(10, true);
             let (ctx, cancel) = with_cancel(&background());
             let _one: Vec<_> = (0..10).map(|i| one.register(&ctx, i)).collect();
             cancel.cancel();
@@ -662,7 +583,7 @@ pub(crate) mod tests {
                 set_max_threads(3);
                 for round in 0..40 {
                     FAIL_STARTS.store(round % 7, SeqCst);
-                    let tally = Tally::new(30);
+                    let tally = Tally::new(30, true);
                     let (ctx, cancel) = with_cancel(&background());
                     let handles: Arc<Vec<_>> =
                         Arc::new((0..30).map(|i| tally.register(&ctx, i)).collect());

@@ -7,119 +7,52 @@
 
 mod common;
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::tally::Tally;
 use common::{in_child_process, threads_named};
 
 /// Bound on a whole child process; generous for a loaded 2-core machine.
 const LIMIT: Duration = Duration::from_secs(60);
-/// Bound on any one wait inside a child.
-const PATIENCE: Duration = Duration::from_secs(25);
 
-/// Callbacks that count themselves.
-struct Tally {
-    /// How often callback `i` ran.
-    ran: Vec<AtomicUsize>,
-    /// Callbacks inside their body now, and the most there ever were.
-    running: AtomicUsize,
-    max_running: AtomicUsize,
-    /// The most `goctx-callback` threads a callback ever saw.
+/// A [`Tally`] that also records the most `goctx-callback` threads any
+/// callback saw.
+struct Seen {
+    tally: Arc<Tally>,
     max_threads: AtomicUsize,
-    /// Callbacks that returned; `changed` is signaled on every change.
-    finished: Mutex<usize>,
-    changed: Condvar,
-    /// Closed: callbacks wait (bounded) until it opens.
-    gate: Mutex<bool>,
-    opened: Condvar,
-    /// Callbacks that gave up waiting at the gate.
-    gate_timeouts: AtomicUsize,
 }
 
-impl Tally {
-    fn new(n: usize, gate_open: bool) -> Arc<Tally> {
-        Arc::new(Tally {
-            ran: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-            running: AtomicUsize::new(0),
-            max_running: AtomicUsize::new(0),
+impl Deref for Seen {
+    type Target = Tally;
+    fn deref(&self) -> &Tally {
+        &self.tally
+    }
+}
+
+impl Seen {
+    fn new(n: usize, gate_open: bool) -> Arc<Seen> {
+        Arc::new(Seen {
+            tally: Tally::new(n, gate_open),
             max_threads: AtomicUsize::new(0),
-            finished: Mutex::new(0),
-            changed: Condvar::new(),
-            gate: Mutex::new(gate_open),
-            opened: Condvar::new(),
-            gate_timeouts: AtomicUsize::new(0),
         })
     }
 
-    /// Registers callback `i` on `ctx`: counts itself, then blocks for
-    /// `work` (the workload, not a synchronisation) and at the gate.
+    /// Registers callback `i` on `ctx`: every 50th counts the callback
+    /// threads, then each runs the tally's body with `work`.
     fn register(self: &Arc<Self>, ctx: &goctx::Ctx, i: usize, work: Duration) -> goctx::AfterFunc {
-        let tally = self.clone();
+        let seen = self.clone();
         goctx::after_func(ctx, move || {
-            tally.ran[i].fetch_add(1, SeqCst);
-            let now = tally.running.fetch_add(1, SeqCst) + 1;
-            tally.max_running.fetch_max(now, SeqCst);
             if i.is_multiple_of(50)
                 && let Some(threads) = threads_named("goctx-callback")
             {
-                tally.max_threads.fetch_max(threads, SeqCst);
+                seen.max_threads.fetch_max(threads, SeqCst);
             }
-            tally.changed.notify_all();
-            std::thread::sleep(work);
-            let gate = tally.gate.lock().unwrap_or_else(PoisonError::into_inner);
-            let (_gate, waited) = tally
-                .opened
-                .wait_timeout_while(gate, PATIENCE, |open| !*open)
-                .unwrap_or_else(PoisonError::into_inner);
-            if waited.timed_out() {
-                tally.gate_timeouts.fetch_add(1, SeqCst);
-            }
-            tally.running.fetch_sub(1, SeqCst);
-            *tally
-                .finished
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) += 1;
-            tally.changed.notify_all();
+            seen.tally.body(i, work);
         })
-    }
-
-    fn open(&self) {
-        *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.opened.notify_all();
-    }
-
-    /// Waits, at most `PATIENCE`, until `until(running, finished)` holds.
-    fn wait_for(&self, what: &str, until: impl Fn(usize, usize) -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        let mut finished = self.finished.lock().unwrap_or_else(PoisonError::into_inner);
-        while !until(self.running.load(SeqCst), *finished) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "timed out waiting for {what}: {} running, {} finished",
-                self.running.load(SeqCst),
-                *finished
-            );
-            // `running` rises outside this mutex: wait in short slices.
-            finished = self
-                .changed
-                .wait_timeout(finished, left.min(Duration::from_millis(50)))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-    }
-
-    fn assert_each_ran_once(&self) {
-        for (i, ran) in self.ran.iter().enumerate() {
-            assert_eq!(ran.load(SeqCst), 1, "callback {i} ran this often");
-        }
-        assert_eq!(
-            self.gate_timeouts.load(SeqCst),
-            0,
-            "a callback waited in vain"
-        );
     }
 }
 
@@ -140,7 +73,7 @@ fn five_hundred_blocking_callbacks_under_a_memory_limit_all_run_once() {
                     .any(|l| l.starts_with("Max address space") && l.contains("1536000000")),
                 "the memory limit is not in force:\n{limits}"
             );
-            let tally = Tally::new(500, true);
+            let tally = Seen::new(500, true);
             let (ctx, cancel) = goctx::with_cancel(&goctx::background());
             let handles: Vec<_> = (0..500)
                 .map(|i| tally.register(&ctx, i, Duration::from_millis(300)))
@@ -175,7 +108,7 @@ fn three_thousand_blocked_callbacks_stay_within_the_thread_bound() {
         || {
             let bound = goctx::max_callback_threads();
             assert_eq!(bound, 512, "the documented default");
-            let tally = Tally::new(3000, false);
+            let tally = Seen::new(3000, false);
             let (ctx, cancel) = goctx::with_cancel(&goctx::background());
             let handles: Vec<_> = (0..3000)
                 .map(|i| tally.register(&ctx, i, Duration::ZERO))
@@ -187,7 +120,7 @@ fn three_thousand_blocked_callbacks_stay_within_the_thread_bound() {
             if let Some(threads) = threads_named("goctx-callback") {
                 assert_eq!(threads, bound, "callback threads while all are blocked");
             }
-            assert_eq!(*tally.finished.lock().unwrap(), 0);
+            assert_eq!(tally.finished(), 0);
             assert_eq!(handles.iter().filter(|handle| handle.stop()).count(), 0);
             tally.open();
             tally.wait_for("all 3,000 callbacks", |_, finished| finished == 3000);
@@ -210,7 +143,7 @@ fn set_max_callback_threads_bounds_the_callback_threads() {
         LIMIT,
         || {
             assert_eq!(goctx::set_max_callback_threads(8), 512);
-            let tally = Tally::new(100, false);
+            let tally = Seen::new(100, false);
             let (ctx, cancel) = goctx::with_cancel(&goctx::background());
             let _handles: Vec<_> = (0..100)
                 .map(|i| tally.register(&ctx, i, Duration::ZERO))
@@ -225,7 +158,7 @@ fn set_max_callback_threads_bounds_the_callback_threads() {
 
             assert_eq!(goctx::set_max_callback_threads(0), 8);
             assert_eq!(goctx::max_callback_threads(), 1);
-            let one = Tally::new(20, true);
+            let one = Seen::new(20, true);
             let (ctx, cancel) = goctx::with_cancel(&goctx::background());
             let _handles: Vec<_> = (0..20)
                 .map(|i| one.register(&ctx, i, Duration::ZERO))

@@ -8,6 +8,7 @@ pub mod causes;
 pub mod hooks;
 pub mod hub;
 pub mod servers;
+pub mod tally;
 #[cfg(all(feature = "http", feature = "axum"))]
 pub mod waits;
 
