@@ -13,16 +13,17 @@
 //!
 //! Without `LOOM_MAX_PREEMPTIONS` the models use a bound of 2 (see
 //! `model`). Measured on 2 cores, in release mode, the test run itself
-//! (not the build) takes about 0.3 s with a bound of 2, 1 s with 3, 5 s
-//! with 4, 20-30 s with 5 and 3 min with 7; without a bound the model with
-//! four threads (`done_of_descendant_vs_parent_cancel`) alone runs for
-//! more than ten minutes.
+//! (not the build) of the 28 models takes about 1.6 s with a bound of 2
+//! and 24 s with 4 (the bound `.ci/run` uses); it grows steeply beyond,
+//! and without a bound the model with four threads
+//! (`done_of_descendant_vs_parent_cancel`) alone runs for more than ten
+//! minutes.
 //!
-//! Under `--cfg loom` the crate's mutexes and atomics are loom's (see
-//! `src/sync.rs`), there is no timer thread (a model thread fires deadlines
-//! with `timer::model::fire_deadlines`) and every `after_func` callback
-//! runs on a loom thread of its own (joined with
-//! `spawn::model::join_callbacks`). Loom also checks, at the end of every
+//! Under `--cfg loom` the crate's mutexes and atomics are loom's, there is
+//! no timer thread (a model thread fires deadlines with
+//! `timer::fire_deadlines`) and every `after_func` callback runs on a loom
+//! thread of its own (joined with `sync::join_threads`); `src/sync.rs` is
+//! where all of that is switched. Loom also checks, at the end of every
 //! execution, that no loom `Arc` leaked: the wakers of `block_on` and the
 //! counters captured by callbacks are loom `Arc`s, so a waker or callback
 //! left behind in a registry fails the model.
@@ -36,8 +37,9 @@ use std::pin::pin;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::sync::join_threads;
+use crate::timer as timers;
 use crate::{Ctx, Error, ExtendError};
-use crate::{spawn::model as callbacks, timer::model as timers};
 use loom::future::block_on;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
@@ -83,7 +85,7 @@ fn same_cause(a: &Ctx, b: &Ctx) -> bool {
 }
 
 /// A deadline far enough away that it is never "now": only the model fires
-/// it, with `timer::model::fire_deadlines`.
+/// it, with `timer::fire_deadlines`.
 fn far(base: Instant, hours: u64) -> Instant {
     base + Duration::from_secs(3600 * hours)
 }
@@ -275,7 +277,7 @@ fn cancel_vs_chain_drop() {
         drop(grandchild);
 
         join(canceler);
-        callbacks::join_callbacks();
+        join_threads();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert!(!handle.stop());
         assert_eq!(parent.dependents(), 0);
@@ -468,7 +470,7 @@ fn after_func_stop_vs_cancel() {
         let stopped = handle.stop();
 
         join(canceler);
-        let callbacks = callbacks::join_callbacks();
+        let callbacks = join_threads();
         let ran = runs.load(Ordering::SeqCst);
         assert_eq!(
             ran + usize::from(stopped),
@@ -500,7 +502,7 @@ fn after_func_registration_and_stop_vs_parent_cancel() {
 
         join(canceler);
         let stopped = join(stopper);
-        callbacks::join_callbacks();
+        join_threads();
         let ran = runs.load(Ordering::SeqCst);
         assert_eq!(
             ran + usize::from(stopped),
@@ -528,7 +530,7 @@ fn after_func_keeps_abandoned_context_vs_parent_cancel() {
         drop(child);
 
         join(canceler);
-        callbacks::join_callbacks();
+        join_threads();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert!(!handle.stop());
         assert_eq!(parent.dependents(), 0);
@@ -742,7 +744,7 @@ fn concurrent_last_drops_cancel_once() {
         drop(cancel);
 
         join(dropper);
-        callbacks::join_callbacks();
+        join_threads();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert_eq!(ctx.err(), Some(Error::Canceled));
         // The last drop names itself as the cause.

@@ -32,15 +32,14 @@
 //! - a panicking callback is caught; the thread goes on serving.
 //!
 //! Under `--cfg loom` the pool is unused: each callback runs on a loom
-//! thread of its own (the `model` module at the end), so the models see
-//! it run concurrently with the canceling thread, as in the real build.
-#![cfg_attr(loom, allow(dead_code, unused_imports))]
+//! thread of its own (`sync::WAITING_THREADS`), so the models see it run
+//! concurrently with the canceling thread, as in the real build.
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
 use std::time::Duration;
+
+use crate::sync::{Condvar, WAITING_THREADS, WaitGuard, WaitMutex, process_global, spawn_thread};
 
 /// A callback to run.
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
@@ -54,7 +53,7 @@ const IDLE_EXIT: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_MAX_THREADS: usize = 512;
 
 struct Pool {
-    state: Mutex<State>,
+    state: WaitMutex<State>,
     /// Signaled once per queued callback while a thread is idle.
     ready: Condvar,
 }
@@ -98,20 +97,20 @@ impl State {
     }
 }
 
-static POOL: Pool = Pool {
-    state: Mutex::new(State {
-        queue: VecDeque::new(),
-        live: 0,
-        idle: 0,
-        max: DEFAULT_MAX_THREADS,
-    }),
-    ready: Condvar::new(),
-};
+process_global! {
+    static POOL: Pool = Pool {
+        state: WaitMutex::new(State {
+            queue: VecDeque::new(),
+            live: 0,
+            idle: 0,
+            max: DEFAULT_MAX_THREADS,
+        }),
+        ready: Condvar::new(),
+    };
+}
 
-fn lock() -> MutexGuard<'static, State> {
-    // No user code runs under this lock, so poison can only come from an
-    // allocation failure; the state is still consistent.
-    POOL.state.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock() -> WaitGuard<'static, State> {
+    POOL.state.lock()
 }
 
 /// Sets the bound on callback threads (`n == 0` counts as 1) and returns
@@ -141,8 +140,12 @@ pub(crate) fn max_threads() -> usize {
 /// a thread comes free. Only if no callback thread exists and none can be
 /// started does it run `job` (and any other queued callback) before
 /// returning, on the caller's thread. Call it with no goctx lock held.
-#[cfg(not(loom))]
 pub(crate) fn spawn(job: Job) {
+    if !WAITING_THREADS {
+        // Under loom: a thread of its own, which ends with the callback.
+        spawn_thread("goctx-callback", job).expect("a loom thread always starts");
+        return;
+    }
     let mut state = lock();
     state.queue.push_back(job);
     let idle = state.idle > 0;
@@ -208,10 +211,7 @@ fn start_thread() -> io::Result<()> {
             return Err(io::Error::other("injected start failure"));
         }
     }
-    thread::Builder::new()
-        .name("goctx-callback".into())
-        .spawn(serve)
-        .map(drop)
+    spawn_thread("goctx-callback", serve)
 }
 
 /// A callback thread's life: take callbacks from the queue until it has
@@ -247,14 +247,11 @@ fn serve() {
             continue;
         }
         state.idle += 1;
-        let (next, timeout) = POOL
-            .ready
-            .wait_timeout(state, IDLE_EXIT)
-            .unwrap_or_else(PoisonError::into_inner);
+        let (next, timed_out) = POOL.ready.wait_timeout(state, IDLE_EXIT);
         state = next;
         state.idle -= 1;
         // A callback queued while we timed out is still ours to take.
-        if timeout.timed_out() && state.queue.is_empty() {
+        if timed_out && state.queue.is_empty() {
             state.live -= 1;
             return;
         }
@@ -266,58 +263,6 @@ fn run(job: Job) {
     // down; the default hook has already printed the panic message.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
 }
-/// The loom stand-in for the pool (`--cfg loom` only).
-///
-/// Every callback gets a `loom::thread` of its own, never the caller's, and
-/// its handle is kept in a list that is new for every loom execution, so
-/// that a model can join the callbacks (`join_callbacks`) before it checks
-/// what they did. The list is bookkeeping, not part of what is modelled: it
-/// sits behind a std mutex that is never held across a loom operation, so
-/// it can never block a modelled thread.
-#[cfg(loom)]
-pub(crate) mod model {
-    use super::{Job, PoisonError};
-
-    type Started = std::sync::Mutex<Vec<loom::thread::JoinHandle<()>>>;
-
-    loom::lazy_static! {
-        static ref STARTED: Started = std::sync::Mutex::new(Vec::new());
-    }
-
-    fn started() -> std::sync::MutexGuard<'static, Vec<loom::thread::JoinHandle<()>>> {
-        STARTED.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `job` on a new loom thread. Panics are not caught: in a model,
-    /// a panicking callback is a failure.
-    pub(crate) fn spawn(job: Job) {
-        let handle = loom::thread::spawn(job);
-        started().push(handle);
-    }
-
-    /// Waits for every callback started so far in this execution,
-    /// including callbacks started by callbacks. Returns how many there
-    /// were. A panic in a callback is resumed here.
-    pub(crate) fn join_callbacks() -> usize {
-        let mut joined = 0;
-        loop {
-            let handles = std::mem::take(&mut *started());
-            if handles.is_empty() {
-                return joined;
-            }
-            for handle in handles {
-                if let Err(panic) = handle.join() {
-                    std::panic::resume_unwind(panic);
-                }
-                joined += 1;
-            }
-        }
-    }
-}
-
-#[cfg(loom)]
-pub(crate) use model::spawn;
-
 /// The callback tally of the pool's tests, shared with the integration
 /// tests (`tests/callbacks.rs`): it names only `std`.
 // Written for `tests/`, where its items are `pub`; here they are private

@@ -37,15 +37,15 @@
 //!   its entry under the node's lock); the timer thread never takes a node
 //!   lock while holding its own. Arming and removing take no node lock.
 //!
-//! Under `--cfg loom` there is no thread and no clock: the wheel is a
-//! per-execution one behind a loom mutex, and a model fires it with
-//! `model::fire_deadlines` (see the `model` module at the end).
-#![cfg_attr(loom, allow(dead_code, unused_imports))]
+//! Under `--cfg loom` there is no thread and no clock
+//! (`sync::WAITING_THREADS`): the wheel is a per-execution one behind a
+//! loom mutex, `insert` only arms, and a model thread plays the timer
+//! thread with `fire_deadlines`.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
-use std::thread;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::sync::{Condvar, WAITING_THREADS, WaitGuard, WaitMutex, process_global, spawn_thread};
 use crate::wheel::Wheel;
 
 /// What the timer needs of a context with a deadline.
@@ -68,7 +68,7 @@ pub(crate) trait Expire: Send + Sync + 'static {
 const TICK: Duration = Duration::from_millis(1);
 
 struct Timer {
-    state: Mutex<State>,
+    state: WaitMutex<State>,
     /// Signaled when a deadline is armed earlier than the thread sleeps to.
     wake: Condvar,
 }
@@ -86,20 +86,20 @@ struct State {
     started: bool,
 }
 
-static TIMER: Timer = Timer {
-    state: Mutex::new(State {
-        wheel: Wheel::new(),
-        origin: None,
-        sleeping_until: 0,
-        started: false,
-    }),
-    wake: Condvar::new(),
-};
+process_global! {
+    static TIMER: Timer = Timer {
+        state: WaitMutex::new(State {
+            wheel: Wheel::new(),
+            origin: None,
+            sleeping_until: 0,
+            started: false,
+        }),
+        wake: Condvar::new(),
+    };
+}
 
-#[cfg(not(loom))]
-fn lock() -> MutexGuard<'static, State> {
-    // No user code runs under this lock; poison cannot leave the wheel torn.
-    TIMER.state.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock() -> WaitGuard<'static, State> {
+    TIMER.state.lock()
 }
 
 /// Identifies a context's entry (checked on removal, see `wheel.rs`): its
@@ -158,10 +158,12 @@ impl State {
 /// released first, and the next call tries to start the thread again: a
 /// deadline is either armed with a running thread to fire it, or its
 /// caller hears that it could not be.
-#[cfg(not(loom))]
+///
+/// Under loom there is no thread to start: a model fires deadlines with
+/// `fire_deadlines`.
 pub(crate) fn insert<T: Expire>(node: &Arc<T>, at: Instant) {
     let mut state = lock();
-    if !state.started {
+    if WAITING_THREADS && !state.started {
         // Started under the lock, so that two first deadlines do not start
         // two threads; the new thread takes the lock only once we let go.
         if let Err(err) = start_thread() {
@@ -184,7 +186,6 @@ pub(crate) fn insert<T: Expire>(node: &Arc<T>, at: Instant) {
 pub(crate) static FAIL_STARTS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
-#[cfg(not(loom))]
 fn start_thread() -> std::io::Result<()> {
     #[cfg(test)]
     {
@@ -197,10 +198,7 @@ fn start_thread() -> std::io::Result<()> {
             return Err(std::io::Error::other("injected start failure"));
         }
     }
-    thread::Builder::new()
-        .name("goctx-timer".into())
-        .spawn(run)
-        .map(drop)
+    spawn_thread("goctx-timer", run)
 }
 
 /// Disarms `node`'s entry if it is still `owner`'s. Harmless if it already
@@ -250,7 +248,6 @@ fn in_deadline_order(due: &mut Vec<(u64, Weak<dyn Expire>)>) -> Vec<Arc<dyn Expi
     nodes
 }
 
-#[cfg(not(loom))]
 fn run() {
     let mut due = Vec::new();
     let mut state = lock();
@@ -272,10 +269,7 @@ fn run() {
         state = match state.wheel.next_tick() {
             None => {
                 state.sleeping_until = u64::MAX;
-                TIMER
-                    .wake
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner)
+                TIMER.wake.wait(state)
             }
             Some(tick) => {
                 state.sleeping_until = tick;
@@ -286,96 +280,55 @@ fn run() {
                 let sleep = wake_at.map_or(Duration::from_secs(3600), |at| {
                     at.saturating_duration_since(now)
                 });
-                TIMER
-                    .wake
-                    .wait_timeout(state, sleep)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0
+                TIMER.wake.wait_timeout(state, sleep).0
             }
         };
     }
 }
 
-/// The loom stand-in for the timer thread (`--cfg loom` only).
+/// The loom models' stand-in for the timer thread: plays one round of its
+/// loop, its clock reading `now` rounded up to the end of its tick (as the
+/// thread's clock would read a moment later). Under the timer lock, takes
+/// out every entry whose tick has passed, which is every deadline at or
+/// before `now` (and none a tick or more after it); releases the lock;
+/// then expires each node still alive through `Expire::expire`, the
+/// thread's own path. Unlike the thread it does not catch panics: in a
+/// model, any panic is a failure.
 ///
-/// Loom has no clock and must not be blocked by a real thread, so there is
-/// no `goctx-timer` thread: `insert` only arms, and a model thread plays
-/// the timer thread with `fire_deadlines`. The rest is the real code: the
-/// same `State`, wheel, `remove` and `reschedule`, on a `State` that is new
-/// for every loom execution (a `loom::lazy_static`) behind the crate's loom
-/// mutex. So the models explore the node → timer lock order of `arm`,
-/// `extend_deadline` and cancel against `fire_deadlines`, and loom checks
-/// the accesses to the nodes' `timer_slot`.
-#[cfg(loom)]
-pub(crate) mod model {
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
-
-    use super::{Expire, State};
-    use crate::sync::{Mutex, MutexGuard};
-    use crate::wheel::Wheel;
-
-    loom::lazy_static! {
-        static ref STATE: Mutex<State> = Mutex::new(State {
-            wheel: Wheel::new(),
-            origin: None,
-            sleeping_until: 0,
-            started: true,
-        });
-    }
-
-    pub(super) fn lock() -> MutexGuard<'static, State> {
-        STATE.lock()
-    }
-
-    /// Arms `node` to expire at `at`; there is no thread to start or wake.
-    pub(crate) fn insert<T: Expire>(node: &Arc<T>, at: Instant) {
-        lock().arm(node, at);
-    }
-
-    /// Plays one round of the timer thread's loop, its clock reading `now`
-    /// rounded up to the end of its tick (as the thread's clock would read
-    /// a moment later): under the timer lock, takes out every entry whose
-    /// tick has passed, which is every deadline at or before `now` (and
-    /// none a tick or more after it); releases the lock; then expires each
-    /// node still alive through `Expire::expire`, the thread's own
-    /// path. Unlike the thread it does not catch panics: in a model, any
-    /// panic is a failure.
-    pub(crate) fn fire_deadlines(now: Instant) {
-        let mut due = Vec::new();
-        let mut state = lock();
-        let tick = state.tick_of(now);
-        let clock = state
-            .origin
-            .and_then(|origin| origin.checked_add(Duration::from_millis(tick)))
-            .map_or(now, |end| end.max(now));
-        state.wheel.advance(tick, &mut due);
-        drop(state);
-        for node in super::in_deadline_order(&mut due) {
-            node.expire(clock);
-        }
-    }
-
-    /// How many deadlines are armed: 0 once every deadline context was
-    /// canceled, fired or dropped. Also checks that the wheel's count and
-    /// its slot bitmaps agree on whether anything is armed.
-    pub(crate) fn armed() -> usize {
-        let state = lock();
-        let armed = state.wheel.len();
-        assert_eq!(
-            armed == 0,
-            state.wheel.next_tick().is_none(),
-            "wheel count vs. slots"
-        );
-        armed
+/// So the models run the real `State`, wheel, `remove` and `reschedule`,
+/// explore the node → timer lock order of `arm`, `extend_deadline` and
+/// cancel against this, and loom checks the accesses to the nodes'
+/// `timer_slot`.
+#[cfg(all(test, loom))]
+pub(crate) fn fire_deadlines(now: Instant) {
+    let mut due = Vec::new();
+    let mut state = lock();
+    let tick = state.tick_of(now);
+    let clock = state
+        .origin
+        .and_then(|origin| origin.checked_add(Duration::from_millis(tick)))
+        .map_or(now, |end| end.max(now));
+    state.wheel.advance(tick, &mut due);
+    drop(state);
+    for node in in_deadline_order(&mut due) {
+        node.expire(clock);
     }
 }
 
-#[cfg(loom)]
-use model::lock;
-
-#[cfg(loom)]
-pub(crate) use model::insert;
+/// How many deadlines are armed: 0 once every deadline context was
+/// canceled, fired or dropped. Also checks that the wheel's count and its
+/// slot bitmaps agree on whether anything is armed. For the loom models.
+#[cfg(all(test, loom))]
+pub(crate) fn armed() -> usize {
+    let state = lock();
+    let armed = state.wheel.len();
+    assert_eq!(
+        armed == 0,
+        state.wheel.next_tick().is_none(),
+        "wheel count vs. slots"
+    );
+    armed
+}
 
 /// The timer thread's start, with failures injected through `FAIL_STARTS`.
 /// Each body runs in a child process (`spawn::tests::in_child`), so that

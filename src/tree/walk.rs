@@ -361,37 +361,21 @@ fn node_cause(node: &CancelNode) -> Option<Cause> {
 /// (a count, since a walk may nest through `Drop`s).
 struct Walking;
 
-#[cfg(not(loom))]
-thread_local! {
-    static WALKING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+crate::sync::thread_counter! {
+    static WALKING;
 }
 
 impl Walking {
-    #[cfg(not(loom))]
     fn enter() -> Walking {
         WALKING.with(|depth| depth.set(depth.get() + 1));
         Walking
     }
 
-    #[cfg(not(loom))]
     fn active() -> bool {
         WALKING.with(|depth| depth.get() > 0)
     }
-
-    /// Loom runs its threads on one OS thread, so a thread-local would be
-    /// shared between modelled threads; the models have no such `Drop`.
-    #[cfg(loom)]
-    fn enter() -> Walking {
-        Walking
-    }
-
-    #[cfg(loom)]
-    fn active() -> bool {
-        false
-    }
 }
 
-#[cfg(not(loom))]
 impl Drop for Walking {
     fn drop(&mut self) {
         WALKING.with(|depth| depth.set(depth.get() - 1));
