@@ -51,10 +51,17 @@ fn model<F>(f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
+    model_bound(2, f);
+}
+
+/// `model` with a preemption bound of at least `bound` (for races that
+/// need more preemptions to show), or `LOOM_MAX_PREEMPTIONS` if larger.
+fn model_bound<F>(bound: usize, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
     let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
+    builder.preemption_bound = Some(builder.preemption_bound.map_or(bound, |b| b.max(bound)));
     builder.check(f);
 }
 
@@ -847,6 +854,80 @@ fn merge_own_cancel_vs_parent_cancel_under_live_other() {
 
         assert_eq!(merged.err(), Some(Error::Canceled));
         assert_eq!(other.dependents(), 0);
+        assert_eq!(parent.dependents(), 0);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 8. A sharded parent (`tree/shards.rs`): children in per-thread shards.
+// ---------------------------------------------------------------------------
+
+/// A child made on another thread while its sharded parent is canceled is
+/// registered in its shard in time, and canceled by the parent's end, or
+/// sees the parent done under the shard's lock and is born done: never
+/// missed, and nothing stays in the shards.
+#[test]
+fn sharded_parent_cancel_vs_child_creation() {
+    model(|| {
+        let (parent, cancel) = crate::with_cancel_cause(&crate::background());
+        assert!(crate::tree::shard_now(&parent.0).is_some());
+        let deriving = parent.clone();
+        let child = thread::spawn(move || crate::with_cancel(&deriving));
+
+        cancel.cancel_with_cause(Why("stop"));
+        let (child, child_cancel) = join(child);
+
+        assert_eq!(child.err(), Some(Error::Canceled));
+        assert!(same_cause(&child, &parent));
+        assert!(child_cancel.is_canceled());
+        assert_eq!(parent.dependents(), 0);
+    });
+}
+
+/// A child of a sharded parent canceled (leaving its shard) or dropped
+/// while the parent is canceled: whoever comes first, the child ends once
+/// and the shards are left empty.
+#[test]
+fn sharded_child_cancel_and_drop_vs_parent_cancel() {
+    model(|| {
+        let (parent, cancel) = crate::with_cancel(&crate::background());
+        assert!(crate::tree::shard_now(&parent.0).is_some());
+        let (kept, kept_cancel) = crate::with_cancel(&parent);
+        let dropped = crate::with_cancel(&parent);
+        assert_eq!(parent.dependents(), 2);
+
+        let own = thread::spawn(move || {
+            kept_cancel.cancel();
+            drop(dropped);
+        });
+        cancel.cancel();
+        join(own);
+
+        assert_eq!(kept.err(), Some(Error::Canceled));
+        assert_eq!(parent.dependents(), 0);
+    });
+}
+
+/// Two threads derive from one parent at once, which may find its lock
+/// taken and shard it (the contention path), while a third cancels it:
+/// both children end with the parent, and nothing stays registered. A
+/// thread finds the lock taken only after three preemptions, hence the
+/// bound.
+#[test]
+fn contended_children_vs_parent_cancel() {
+    model_bound(3, || {
+        let (parent, cancel) = crate::with_cancel(&crate::background());
+        let spawn_child = |parent: &Ctx| {
+            let parent = parent.clone();
+            thread::spawn(move || crate::with_cancel(&parent))
+        };
+        let a = spawn_child(&parent);
+        let b = spawn_child(&parent);
+        cancel.cancel();
+        let children = [join(a), join(b)];
+        for (child, _) in &children {
+            assert_eq!(child.err(), Some(Error::Canceled));
+        }
         assert_eq!(parent.dependents(), 0);
     });
 }

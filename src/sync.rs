@@ -22,10 +22,10 @@
 //!   keeps their handles for a model to join.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
+pub(crate) use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU32, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU32, Ordering};
 
 // `Arc` and `Weak` are deliberately not swapped: the crate uses
 // `std::sync::{Arc, Weak}` under loom too. loom 0.7's `Arc` has no `Weak`
@@ -63,6 +63,13 @@ impl<T> Mutex<T> {
         self.0.lock()
     }
 
+    /// Whether some thread holds the lock at this moment (a hint: it may
+    /// change right after). One load.
+    #[inline]
+    pub(crate) fn is_locked(&self) -> bool {
+        self.0.is_locked()
+    }
+
     /// Exclusive access without locking, for `Drop` and construction.
     pub(crate) fn get_mut(&mut self) -> &mut T {
         self.0.get_mut()
@@ -87,6 +94,12 @@ impl<T> Mutex<T> {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
         self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Loom's mutex cannot be looked at without trying it: held if a
+    /// `try_lock` fails (a modelled operation either way).
+    pub(crate) fn is_locked(&self) -> bool {
+        matches!(self.0.try_lock(), Err(std::sync::TryLockError::WouldBlock))
     }
 
     pub(crate) fn get_mut(&mut self) -> &mut T {

@@ -92,6 +92,55 @@ fn creating_children_under_a_parent_being_canceled() {
     }
 }
 
+/// Four threads churn children of one live parent (derive, then cancel,
+/// drop or keep), the pattern of a server deriving every request from one
+/// base context: contention spreads the parent's children over per-thread
+/// shards. The parent then ends, while the threads still derive: every
+/// kept child ends with its cause, every child made after is born done,
+/// and nothing stays registered.
+#[test]
+fn threads_churning_children_of_one_parent_then_its_cancel() {
+    for round in 0..20 {
+        let (parent, cancel) = goctx::with_cancel_cause(&goctx::background());
+        let barrier = Arc::new(Barrier::new(5));
+        let churners: Vec<_> = (0..4)
+            .map(|t| {
+                let parent = parent.clone();
+                let barrier = barrier.clone();
+                thread::spawn(move || {
+                    barrier.wait();
+                    let mut kept = Vec::new();
+                    for i in 0..2000usize {
+                        let (child, child_cancel) = goctx::with_cancel(&parent);
+                        match (i + t) % 4 {
+                            0 => child_cancel.cancel(),
+                            1 => drop((child, child_cancel)),
+                            2 if i % 16 == 2 => kept.push((child, child_cancel)),
+                            _ => drop(child),
+                        }
+                        if i == 1000 {
+                            barrier.wait();
+                        }
+                    }
+                    kept
+                })
+            })
+            .collect();
+        barrier.wait();
+        // Half way through every thread's churn.
+        barrier.wait();
+        cancel.cancel_with_cause(Numbered(round));
+        for churner in churners {
+            for (child, _cancel) in churner.join().expect("churning thread") {
+                assert_eq!(child.err(), Some(Error::Canceled));
+                let cause = child.cause().expect("a canceled child has a cause");
+                assert_eq!(cause.downcast_ref::<Numbered>().map(|n| n.0), Some(round));
+            }
+        }
+        assert_eq!(parent.dependents(), 0, "round {round}");
+    }
+}
+
 /// A parent and its child canceled at the same moment with different
 /// causes: the child reports either its own cause or the parent's, and its
 /// error is `Canceled` either way; nothing deadlocks.

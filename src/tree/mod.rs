@@ -28,6 +28,7 @@
 //! | `node.rs` | `CancelNode`'s fields, birth (`attach`), death (`release`), the handle count |
 //! | `walk.rs` | `cancel`: ending a node and its subtree, then firing notifications |
 //! | `registry.rs` | `Entry`, the per-node `Registry`, `Registration` |
+//! | `shards.rs` | a contended parent's children, spread over per-thread shards |
 //! | `deadline.rs` | a node's own deadline, arming the timer, `extend_deadline` |
 //! | `link.rs` | `Link` and every walk from a context to its root |
 //! | `value_node.rs` | `with_value`'s node and the key summary |
@@ -85,6 +86,7 @@ mod deadline;
 mod link;
 mod node;
 mod registry;
+mod shards;
 mod state;
 mod upstream;
 mod value_node;
@@ -93,6 +95,8 @@ mod walk;
 pub(crate) use link::{Link, Source};
 pub(crate) use node::CancelNode;
 pub(crate) use registry::{Callback, Entry, Registration};
+#[cfg(all(test, loom))]
+pub(crate) use shards::shard_now;
 pub(crate) use upstream::{CustomNode, Upstream};
 #[cfg(feature = "http")]
 pub(crate) use value_node::key_bit;

@@ -9,10 +9,11 @@ use std::time::Instant;
 use super::deadline::{AtomicInstant, FAR, MERGED, NO_INSTANT, Stored, encode};
 use super::link::{Link, Source};
 use super::registry::{Entry, Registration, Registry};
-use super::state::{ARMED, CAUSE, LIVE, SUBSCRIBED, State};
+use super::shards;
+use super::state::{ARMED, CAUSE, LIVE, REGISTRY, SUBSCRIBED, State};
 use super::walk::CauseArg;
 use crate::error::{Cause, Error};
-use crate::sync::{AtomicU32, Mutex, Ordering};
+use crate::sync::{AtomicU16, AtomicU32, Mutex, Ordering};
 
 /// Marks "not registered in a parent" in `CancelNode::slot`.
 pub(super) const NO_SLOT: u32 = u32::MAX;
@@ -35,10 +36,16 @@ pub(crate) struct CancelNode {
     /// node small; at `u32::MAX` it sticks.
     handles: AtomicU32,
     /// This node's index in the registry of the node it is registered with
-    /// (its nearest cancelable ancestor), or `NO_SLOT`. Written and read
-    /// only while that ancestor's lock is held, so `Relaxed` suffices: the
-    /// lock orders the accesses.
+    /// (its nearest cancelable ancestor), or `NO_SLOT`; or, if that node is
+    /// sharded, its place in a shard (`shards::is_sharded`). Written while
+    /// the node is made (before anyone else can see it) and by the one
+    /// `unlink`, so `Relaxed` suffices.
     pub(super) slot: AtomicU32,
+    /// The id of this node's shard set (`shards.rs`), or 0: given the
+    /// first time a thread found the lock taken while attaching a child.
+    /// Set once, under the lock, while live; read without it; back to 0
+    /// when the node ends (or is dropped live) and hands the set back.
+    pub(super) shard_set: AtomicU16,
     /// The index of this node's entry in the timer wheel, written by the
     /// timer under its lock when the entry is made (`NIL` before). Only
     /// meaningful while `ARMED`; the timer checks ownership on use.
@@ -136,6 +143,7 @@ impl CancelNode {
             state: State::new(flags),
             handles: AtomicU32::new(0),
             slot: AtomicU32::new(NO_SLOT),
+            shard_set: AtomicU16::new(0),
             timer_slot: AtomicU32::new(crate::wheel::NIL),
             inner: Mutex::new(Inner {
                 registry: Registry::Empty,
@@ -208,6 +216,13 @@ impl CancelNode {
                     self.cancel(err, CauseArg::Inherited, false);
                     return;
                 }
+                // A sharded parent, or another thread holds its lock right
+                // now: this thread's shard of it instead (see `shards.rs`).
+                if (parent.shard_set.load(Ordering::Relaxed) != 0 || parent.inner.is_locked())
+                    && self.attach_contended(parent)
+                {
+                    return;
+                }
                 let entry = Entry::Child(Arc::downgrade(self));
                 let mut inner = parent.inner.lock();
                 match parent.insert_locked(&mut inner, entry) {
@@ -251,6 +266,87 @@ impl CancelNode {
                 }
             }
         }
+    }
+
+    /// `attach` to a sharded parent, or one whose lock was just seen
+    /// taken: registers in the calling thread's shard, sharding the parent
+    /// first if need be. False if the parent cannot be sharded; `attach`
+    /// then waits for its lock. (The look at the lock is a hint: a lock
+    /// taken just after it is waited for. Children may be in the parent's
+    /// own registry and in its shards at once; its ender empties both.)
+    #[cold]
+    #[inline(never)]
+    fn attach_contended(self: &Arc<Self>, parent: &CancelNode) -> bool {
+        let id = match parent.shard_set.load(Ordering::Acquire) {
+            0 => match parent.make_shards() {
+                Some(id) => id,
+                None => return false,
+            },
+            id => id,
+        };
+        self.attach_to_shard(parent, id, Entry::Child(Arc::downgrade(self)));
+        true
+    }
+
+    /// A new `with_cancel` node of `parent` (a live cancel node),
+    /// registered in the calling thread's shard of it, as if `attach` had
+    /// found the parent's lock taken. For the shards' unit tests.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn new_in_shard(parent: Link) -> Arc<CancelNode> {
+        let node = Arc::new(CancelNode::unattached(parent, None, None));
+        let Source::Node(parent) = node.parent.source() else {
+            panic!("not a cancel node's child");
+        };
+        assert!(node.attach_contended(parent), "sharded");
+        node
+    }
+
+    /// Registers `self` (a fresh node) in the calling thread's shard of
+    /// `parent`'s shard set `id`; born done if `parent` is done.
+    fn attach_to_shard(self: &Arc<Self>, parent: &CancelNode, id: u16, entry: Entry) {
+        match shards::insert(id, entry, || parent.state.relaxed().is_live()) {
+            // A shard of over 134 million entries cannot record the slot:
+            // the entry stays until the parent ends, as in `attach`.
+            Ok(slot) => self.slot.store(slot.unwrap_or(NO_SLOT), Ordering::Relaxed),
+            Err(entry) => {
+                drop(entry);
+                let err = parent.err().unwrap_or(Error::Canceled);
+                self.cancel(err, CauseArg::Inherited, false);
+            }
+        }
+    }
+
+    /// Gives this node a shard set, because a thread attaching a child
+    /// found its lock taken; returns the set's id. `None` if the node is
+    /// done or every set is in use: the child then waits for the lock.
+    /// Another thread may have sharded it meanwhile: then its set.
+    #[cold]
+    pub(super) fn make_shards(&self) -> Option<u16> {
+        // Taken before the node's lock: nothing nests under a node lock.
+        let id = shards::take_id()?;
+        let inner = self.inner.lock();
+        let current = self.shard_set.load(Ordering::Relaxed);
+        let result = if current != 0 {
+            Some(current)
+        } else if !self.state.relaxed().is_live() {
+            None
+        } else {
+            // From now on the node ends under its lock, where its ender
+            // sees the set and empties it (invariant 1): the
+            // read-modify-write stops a racing lock-free end.
+            let prev = self.state.set_flag(REGISTRY, Ordering::Relaxed);
+            if prev.is_live() {
+                self.shard_set.store(id, Ordering::Release);
+                Some(id)
+            } else {
+                None
+            }
+        };
+        drop(inner);
+        if result != Some(id) {
+            shards::give_back(id);
+        }
+        result
     }
 
     /// Registers a merge node, already attached to its parent, with its
@@ -365,6 +461,13 @@ impl CancelNode {
         let registry = mem::take(&mut inner.registry);
         if state.has(ARMED) {
             crate::timer::remove(&*self, owner);
+        }
+        // Our shards are empty but for entries too far in to record (of
+        // children gone by now): dropped with the set, which goes back.
+        let sharded = self.shard_set.swap(0, Ordering::Relaxed);
+        if sharded != 0 {
+            drop(shards::take_all(sharded));
+            shards::give_back(sharded);
         }
         self.unlink();
         // Children hold us alive, `done()` futures borrow us and pending

@@ -209,7 +209,14 @@ impl CancelNode {
     /// The number of live registrations (children, waiters, callbacks).
     /// Used by `Ctx::dependents`.
     pub(crate) fn registrations(&self) -> usize {
-        self.inner.lock().registry.len()
+        let own = self.inner.lock().registry.len();
+        // A done node has no children left in shards (its ender took them,
+        // or is taking them, and its set may be another node's by now).
+        match self.shard_set.load(Ordering::Relaxed) {
+            0 => own,
+            _ if !self.state.relaxed().is_live() => own,
+            id => own + super::shards::len(id),
+        }
     }
 }
 

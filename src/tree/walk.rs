@@ -14,8 +14,10 @@ use std::time::Instant;
 use super::link::Source;
 use super::node::CancelNode;
 use super::registry::{Entry, Registration};
+use super::shards;
 use super::state::{self, ARMED, CAUSE, INHERITED, LockFree, PROPAGATING};
 use crate::error::{Cause, Error};
+use crate::sync::Ordering;
 use crate::timer;
 
 /// How a cancellation sets the cause.
@@ -197,6 +199,8 @@ impl CancelNode {
         own_cancel: bool,
     ) -> bool {
         let mut replaced = None;
+        let sharded: u16;
+        let has_registrations: bool;
         let (registry, armed, subscription, other_registration) = {
             let mut inner = self.inner.lock();
             let state = self.state.relaxed();
@@ -212,11 +216,11 @@ impl CancelNode {
                 // one is armed.
                 return false;
             }
-            let propagating = if inner.registry.len() > 0 {
-                PROPAGATING
-            } else {
-                0
-            };
+            // A sharded node may have children in its shards: counted as
+            // having registrations without looking.
+            sharded = self.shard_set.load(Ordering::Relaxed);
+            has_registrations = inner.registry.len() > 0 || sharded != 0;
+            let propagating = if has_registrations { PROPAGATING } else { 0 };
             let Some(before) = self
                 .state
                 .end_locked(state, cause.done_bits(err) | propagating)
@@ -270,62 +274,104 @@ impl CancelNode {
         if let Some(registration) = other_registration {
             work.unsubscribe.push(registration);
         }
-        if registry.len() > 0 {
+        if has_registrations {
             // Below the children: reached when the subtree is done.
             work.children.push(Step::Complete(self.clone()));
         }
         let mut parent_cause = None;
         for entry in registry.into_entries() {
-            match entry {
-                Entry::Child(child) | Entry::Merged(child) => {
-                    // A child whose last handle is gone is being dropped
-                    // right now; its `Drop` sees us done and does nothing.
-                    let Some(child) = child.upgrade() else {
-                        continue;
-                    };
-                    // A direct child finds its cause through us; one that
-                    // reached us through a user wrapper, or a merge node
-                    // for which we are the other parent, gets a copy.
-                    // (A child made right on us is found without `source`.)
-                    let direct = child.parent.is_node(self)
-                        || matches!(child.parent.source(), Source::Node(parent) if Arc::ptr_eq(parent, self));
-                    let cause = if direct {
-                        // A leaf child ends right here, lock-free,
-                        // without a trip through the stack.
-                        if child.end_lock_free(err, &CauseArg::Inherited).is_some() {
-                            continue;
-                        }
-                        CauseArg::Inherited
-                    } else {
-                        CauseArg::Set(parent_cause.get_or_insert_with(|| node_cause(self)).clone())
-                    };
-                    work.children.push(Step::Cancel(child, cause));
-                }
-                other => work.notify.push(other),
+            self.queue(entry, err, &mut parent_cause, work);
+        }
+        if sharded != 0 {
+            // The shards' entries, taken with no node lock held
+            // (`shards.rs`). The emptied set goes back for reuse: nothing
+            // enters a done node's shards, and its children's unlinks
+            // find the id gone.
+            let entries = shards::take_all(sharded);
+            self.shard_set.store(0, Ordering::Relaxed);
+            shards::give_back(sharded);
+            for entry in entries {
+                self.queue(entry, err, &mut parent_cause, work);
             }
         }
         true
     }
 
+    /// Queues one entry taken from this node's registry (or a shard) as it
+    /// ends with `err`: a child to cancel, or a notification to deliver.
+    /// `parent_cause` caches this node's cause for children that need a
+    /// copy.
+    #[inline(always)]
+    fn queue(
+        self: &Arc<Self>,
+        entry: Entry,
+        err: Error,
+        parent_cause: &mut Option<Option<Cause>>,
+        work: &mut Work,
+    ) {
+        match entry {
+            Entry::Child(child) | Entry::Merged(child) => {
+                // A child whose last handle is gone is being dropped right
+                // now; its `Drop` sees us done and does nothing.
+                let Some(child) = child.upgrade() else {
+                    return;
+                };
+                // A direct child finds its cause through us; one that
+                // reached us through a user wrapper, or a merge node for
+                // which we are the other parent, gets a copy. (A child
+                // made right on us is found without `source`.)
+                let direct = child.parent.is_node(self)
+                    || matches!(child.parent.source(), Source::Node(parent) if Arc::ptr_eq(parent, self));
+                let cause = if direct {
+                    // A leaf child ends right here, lock-free, without a
+                    // trip through the stack.
+                    if child.end_lock_free(err, &CauseArg::Inherited).is_some() {
+                        return;
+                    }
+                    CauseArg::Inherited
+                } else {
+                    CauseArg::Set(parent_cause.get_or_insert_with(|| node_cause(self)).clone())
+                };
+                work.children.push(Step::Cancel(child, cause));
+            }
+            other => work.notify.push(other),
+        }
+    }
+
     /// Removes this node's entry from the ancestor it is registered with.
     pub(super) fn unlink(&self) {
-        if let Source::Node(parent) = self.parent.source() {
-            let mut inner = parent.inner.lock();
-            // A done parent has already emptied its registry (invariant 1):
-            // our slot number means nothing there any more.
-            if parent.state.relaxed().is_live() {
-                // Both sides of `slot` hold the parent's lock: plain
-                // load and store, no read-modify-write needed.
-                let slot = self.slot.load(crate::sync::Ordering::Relaxed);
-                if slot != super::node::NO_SLOT {
-                    self.slot
-                        .store(super::node::NO_SLOT, crate::sync::Ordering::Relaxed);
-                    let entry = inner.registry.remove(slot as usize);
-                    drop(inner);
-                    drop(entry);
-                }
-            }
+        let Source::Node(parent) = self.parent.source() else {
+            return;
+        };
+        // Written only by this node's own birth and by this, its one
+        // unlink: no lock needed to read it.
+        let slot = self.slot.load(Ordering::Relaxed);
+        if slot == super::node::NO_SLOT {
+            return;
         }
+        self.slot.store(super::node::NO_SLOT, Ordering::Relaxed);
+        // In a shard of the parent: only that shard's lock. (If the parent
+        // ends meanwhile and its set goes to another node, the check of
+        // the parent's state under the shard's lock still fails: we never
+        // take another node's entry.)
+        let entry = if shards::is_sharded(slot) {
+            match parent.shard_set.load(Ordering::Relaxed) {
+                // The parent ended and gave its set back: nothing to take.
+                0 => None,
+                id => shards::remove(id, slot, || parent.state.relaxed().is_live()),
+            }
+        } else {
+            let mut inner = parent.inner.lock();
+            // A done parent has already emptied its registry (invariant
+            // 1): our slot number means nothing there any more.
+            if parent.state.relaxed().is_live() {
+                inner.registry.remove(slot as usize)
+            } else {
+                None
+            }
+        };
+        // Dropped unlocked.
+        drop(entry);
     }
 }
 
