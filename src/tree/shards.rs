@@ -239,7 +239,7 @@ mod tests {
 
     /// A child of `parent` (sharded with set `id`) made in this thread's
     /// shard, as `attach` makes one when it finds the parent's lock taken.
-    fn sharded_child(parent: &Ctx, id: u16) -> (Ctx, crate::CancelFunc) {
+    fn sharded_child(parent: &Ctx, id: u16) -> Child {
         let child = CancelNode::new_in_shard(parent.0.clone());
         assert_eq!(node(parent).shard_set.load(Ordering::Relaxed), id);
         assert!(super::is_sharded(child.slot.load(Ordering::Relaxed)));
@@ -253,30 +253,38 @@ mod tests {
         }
     }
 
-    /// `threads` threads, started together, each derive `per_thread`
-    /// children of `parent`; returns them all.
-    fn derive_on_threads(
-        parent: &Ctx,
+    type Child = (Ctx, crate::CancelFunc);
+
+    /// `threads` threads, started together, each make `per_thread`
+    /// children with `make`; returns each thread's children.
+    fn on_threads(
         threads: usize,
         per_thread: usize,
-    ) -> Vec<(Ctx, crate::CancelFunc)> {
+        make: impl Fn() -> Child + Sync,
+    ) -> Vec<Vec<Child>> {
         let barrier = Barrier::new(threads);
         thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| {
                         barrier.wait();
-                        (0..per_thread)
-                            .map(|_| with_cancel(parent))
-                            .collect::<Vec<_>>()
+                        (0..per_thread).map(|_| make()).collect::<Vec<_>>()
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .flat_map(|h| h.join().expect("deriving thread"))
+                .map(|h| h.join().expect("deriving thread"))
                 .collect()
         })
+    }
+
+    /// `on_threads` with `with_cancel(parent)`, all children in one list.
+    fn derive_on_threads(parent: &Ctx, threads: usize, per_thread: usize) -> Vec<Child> {
+        on_threads(threads, per_thread, || with_cancel(parent))
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     #[test]
@@ -327,23 +335,7 @@ mod tests {
         let id = node(&parent).make_shards().expect("a free shard set");
         // Children put in the shards directly, on four threads (four
         // shards), as threads that found the lock taken would.
-        let barrier = Barrier::new(4);
-        let children: Vec<_> = thread::scope(|s| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| {
-                    s.spawn(|| {
-                        barrier.wait();
-                        (0..100)
-                            .map(|_| sharded_child(&parent, id))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("deriving thread"))
-                .collect()
-        });
+        let children = on_threads(4, 100, || sharded_child(&parent, id));
         assert_eq!(len(id), 400);
         assert_eq!(parent.dependents(), 400);
         // One batch canceled, the rest dropped, each on its own thread.
