@@ -13,7 +13,8 @@
 //! link to its parent; a [`ValueNode`] and a `without_cancel` node do too.
 //! A parent knows its dependants only through its registry: weak
 //! references to child nodes, wakers of pending `done()` futures, and
-//! `after_func` callbacks. Strong references therefore point towards the
+//! `after_func` callbacks. (A parent that threads contend for also keeps
+//! children in per-thread shards, `shards.rs`: the same registry, split.) Strong references therefore point towards the
 //! root, and dropping the last handle of a context frees it; its `Drop`
 //! takes its entry out of the parent. (Two exceptions, on purpose: a
 //! pending `after_func` callback keeps its context, see `after.rs`; and a
@@ -44,12 +45,15 @@
 //!    the CAS alone; if it had a timer entry (`ARMED`), the ender removes
 //!    it afterwards. The `NEEDS_LOCK` flags are set by read-modify-write
 //!    under the lock, so once one is set the lock-free CAS fails and the
-//!    locked path runs. Either way exactly one ender wins.
+//!    locked path runs. Either way exactly one ender wins. A sharded node
+//!    (`shards.rs`) always ends on the locked path; its ender then takes
+//!    each shard's entries out under that shard's lock.
 //! 2. Hence, under a node's lock, a live state means the registry is still
 //!    the node's and anything inserted will be notified; a done state
 //!    means nothing may be inserted any more. Every insertion checks the
 //!    state under the lock first (check–insert under one lock: no lost
-//!    wake-up, no lost child).
+//!    wake-up, no lost child). The same holds for a shard under its own
+//!    lock, as the ender sets the state before it takes a shard's lock.
 //! 3. No code path holds two node locks at once. Cancellation takes a
 //!    node's entries out under its lock, releases it, and only then visits
 //!    the children one at a time. Removal from a parent locks only the
@@ -80,7 +84,9 @@
 //!
 //! # Lock order
 //!
-//! Node lock, then timer lock (invariant 3); nothing else nests.
+//! Node lock, then timer lock (invariant 3); nothing else nests. A shard's
+//! lock and the shard table's id lock are each taken with no other goctx
+//! lock held.
 
 mod deadline;
 mod link;
