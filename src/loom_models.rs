@@ -931,3 +931,35 @@ fn contended_children_vs_parent_cancel() {
         assert_eq!(parent.dependents(), 0);
     });
 }
+
+/// Children come and go under a live sharded parent on two threads: one
+/// freed live (its `CancelFunc` detached, so its drop takes it out of its
+/// shard), one canceled. Nothing stays in the shards, and the parent lives
+/// on.
+#[test]
+fn sharded_children_come_and_go_under_a_live_parent() {
+    model(|| {
+        let (parent, _keep) = crate::with_cancel(&crate::background());
+        assert!(crate::tree::shard_now(&parent.0).is_some());
+        let freeing = {
+            let parent = parent.clone();
+            thread::spawn(move || {
+                let (child, cancel) = crate::with_cancel(&parent);
+                cancel.detach();
+                drop(child);
+            })
+        };
+        let canceling = {
+            let parent = parent.clone();
+            thread::spawn(move || {
+                let (child, cancel) = crate::with_cancel(&parent);
+                cancel.cancel();
+                assert_eq!(child.err(), Some(Error::Canceled));
+            })
+        };
+        join(freeing);
+        join(canceling);
+        assert_eq!(parent.err(), None);
+        assert_eq!(parent.dependents(), 0);
+    });
+}

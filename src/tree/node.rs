@@ -230,6 +230,9 @@ impl CancelNode {
                         // A registry of over four billion entries cannot
                         // record this slot; the entry then stays until the
                         // parent ends (it is weak, so it holds nothing).
+                        // (Past two billion a slot reads as a shard's;
+                        // `shards::remove` then finds another entry there
+                        // and leaves it: the same outcome.)
                         let slot = u32::try_from(slot).unwrap_or(NO_SLOT);
                         self.slot.store(slot, Ordering::Relaxed);
                     }
@@ -469,7 +472,7 @@ impl CancelNode {
             drop(shards::take_all(sharded));
             shards::give_back(sharded);
         }
-        self.unlink();
+        self.unlink(owner);
         // Children hold us alive, `done()` futures borrow us and pending
         // `after_func` callbacks keep us (see `after.rs`), so the registry
         // is empty here; whatever it holds is dropped unfired.

@@ -278,7 +278,7 @@ impl Registry {
         }
     }
 
-    fn get_mut(&mut self, index: usize) -> Option<&mut Entry> {
+    pub(super) fn get_mut(&mut self, index: usize) -> Option<&mut Entry> {
         match self {
             Registry::One(entry) if index == 0 => Some(entry),
             Registry::Many(slab) => slab.get_mut(index),

@@ -182,16 +182,27 @@ pub(super) fn insert(
     Ok(encode(shard, index))
 }
 
-/// Takes out the entry at `slot` (a sharded slot) of set `id`, if `live`
-/// (read under the shard's lock) says the parent is still live: a done
-/// parent has taken its entries out, so the slot means nothing.
-pub(super) fn remove(id: u16, slot: u32, live: impl FnOnce() -> bool) -> Option<Entry> {
+/// Takes out the entry at `slot` (a sharded slot) of set `id` of the
+/// child whose address in its `Arc` is `child` (its `Weak` points there), if
+/// `live` (read under the shard's lock) says the parent is still live: a
+/// done parent has taken its entries out, so the slot means nothing. An
+/// entry there that is not `child`'s is left alone (a slot of the parent's
+/// own registry past two billion reads as a shard's).
+pub(super) fn remove(
+    id: u16,
+    slot: u32,
+    child: usize,
+    live: impl FnOnce() -> bool,
+) -> Option<Entry> {
     let (shard, index) = decode(slot);
     let mut registry = set(id).0[shard].0.lock();
     if !live() {
         return None;
     }
-    registry.remove(index)
+    match registry.get_mut(index) {
+        Some(Entry::Child(weak)) if weak.as_ptr() as usize == child => registry.remove(index),
+        _ => None,
+    }
 }
 
 /// Takes every entry out of set `id` (the parent is done).
@@ -338,17 +349,25 @@ mod tests {
         let children = on_threads(4, 100, || sharded_child(&parent, id));
         assert_eq!(len(id), 400);
         assert_eq!(parent.dependents(), 400);
-        // One batch canceled, the rest dropped, each on its own thread.
+        // One batch canceled, one freed live (its `CancelFunc`s detached,
+        // so dropping them does not cancel), the rest dropped (the last
+        // `CancelFunc` cancels), each on its own thread.
         thread::scope(|s| {
             for (i, batch) in children.into_iter().enumerate() {
-                s.spawn(move || {
-                    if i == 0 {
+                s.spawn(move || match i {
+                    0 => {
                         for (ctx, cancel) in &batch {
                             cancel.cancel();
                             assert_eq!(ctx.err(), Some(Error::Canceled));
                         }
                     }
-                    drop(batch);
+                    1 => {
+                        for (ctx, cancel) in batch {
+                            cancel.detach();
+                            assert_eq!(ctx.err(), None);
+                        }
+                    }
+                    _ => drop(batch),
                 });
             }
         });

@@ -116,7 +116,7 @@ impl CancelNode {
         match self.end_lock_free(err, &cause) {
             Some(true) => {
                 if unlink {
-                    self.unlink();
+                    self.unlink(timer::owner_of(&**self));
                 }
                 return;
             }
@@ -135,7 +135,7 @@ impl CancelNode {
             }
             walk(err, &mut work);
             if unlink {
-                self.unlink();
+                self.unlink(timer::owner_of(&**self));
             }
         }
         // All state is final; now run what may be user code (invariant 4).
@@ -264,7 +264,7 @@ impl CancelNode {
         // lock here (invariant 3).
         let merge = self.is_merge();
         if merge {
-            self.unlink();
+            self.unlink(timer::owner_of(&**self));
         }
         if (own_cancel || merge)
             && let Some(subscription) = subscription
@@ -339,7 +339,9 @@ impl CancelNode {
     }
 
     /// Removes this node's entry from the ancestor it is registered with.
-    pub(super) fn unlink(&self) {
+    /// `owner` is the node's address in its `Arc`, which its entry points
+    /// to (a node being freed has been moved out of it: see `release`).
+    pub(super) fn unlink(&self, owner: usize) {
         let Source::Node(parent) = self.parent.source() else {
             return;
         };
@@ -358,7 +360,7 @@ impl CancelNode {
             match parent.shard_set.load(Ordering::Relaxed) {
                 // The parent ended and gave its set back: nothing to take.
                 0 => None,
-                id => shards::remove(id, slot, || parent.state.relaxed().is_live()),
+                id => shards::remove(id, slot, owner, || parent.state.relaxed().is_live()),
             }
         } else {
             let mut inner = parent.inner.lock();
