@@ -193,7 +193,9 @@ impl Ctx {
     ///
     /// Meant for diagnostics and leak checks: when everything derived from
     /// a long-lived context has been canceled or dropped, this is back to
-    /// zero.
+    /// zero. Check it on a context that is still live: a done one reads
+    /// zero whatever is left (its registrations were taken out when it
+    /// ended), so it proves nothing there.
     ///
     /// # Examples
     ///
