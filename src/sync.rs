@@ -130,7 +130,6 @@ pub(crate) fn yield_now() {
 /// returns the guard, and poisoning is stripped (no user code runs under
 /// these locks, so a panic cannot leave their state torn).
 #[cfg(not(loom))]
-#[derive(Default)]
 pub(crate) struct WaitMutex<T>(std::sync::Mutex<T>);
 
 #[cfg(not(loom))]
@@ -167,7 +166,6 @@ use loom::sync::Condvar as StdOrLoomCondvar;
 
 /// The condition variable of a [`WaitMutex`]: the guard is passed in and
 /// handed back, and there is no poisoning.
-#[derive(Default)]
 pub(crate) struct Condvar(StdOrLoomCondvar);
 
 impl Condvar {

@@ -212,9 +212,8 @@ impl CancelNode {
             Source::Node(parent) => {
                 // A done parent needs no lock and no weak reference made
                 // and dropped. Checked again under the lock (invariant 2).
-                if let Some(err) = parent.err() {
-                    self.cancel(err, CauseArg::Inherited, false);
-                    return;
+                if parent.err().is_some() {
+                    return self.born_done(parent);
                 }
                 // A sharded parent, or another thread holds its lock right
                 // now: this thread's shard of it instead (see `shards.rs`).
@@ -239,8 +238,7 @@ impl CancelNode {
                     Err(entry) => {
                         drop(inner);
                         drop(entry);
-                        let err = parent.err().unwrap_or(Error::Canceled);
-                        self.cancel(err, CauseArg::Inherited, false);
+                        self.born_done(parent);
                     }
                 }
             }
@@ -273,10 +271,11 @@ impl CancelNode {
 
     /// `attach` to a sharded parent, or one whose lock was just seen
     /// taken: registers in the calling thread's shard, sharding the parent
-    /// first if need be. False if the parent cannot be sharded; `attach`
-    /// then waits for its lock. (The look at the lock is a hint: a lock
-    /// taken just after it is waited for. Children may be in the parent's
-    /// own registry and in its shards at once; its ender empties both.)
+    /// first if need be; born done if the parent is done. False if the
+    /// parent cannot be sharded; `attach` then waits for its lock. (The
+    /// look at the lock is a hint: a lock taken just after it is waited
+    /// for. Children may be in the parent's own registry and in its shards
+    /// at once; its ender empties both.)
     #[cold]
     #[inline(never)]
     fn attach_contended(self: &Arc<Self>, parent: &CancelNode) -> bool {
@@ -287,8 +286,24 @@ impl CancelNode {
             },
             id => id,
         };
-        self.attach_to_shard(parent, id, Entry::Child(Arc::downgrade(self)));
+        match shards::insert(parent, id, Entry::Child(Arc::downgrade(self))) {
+            // A shard of over 134 million entries cannot record the slot:
+            // the entry stays until the parent ends, as in `attach`.
+            Ok(slot) => self.slot.store(slot.unwrap_or(NO_SLOT), Ordering::Relaxed),
+            Err(entry) => {
+                drop(entry);
+                self.born_done(parent);
+            }
+        }
         true
+    }
+
+    /// Ends `self` (a fresh node) with its done library parent's error,
+    /// its cause inherited: "born done".
+    #[cold]
+    fn born_done(self: &Arc<Self>, parent: &CancelNode) {
+        let err = parent.err().unwrap_or(Error::Canceled);
+        self.cancel(err, CauseArg::Inherited, false);
     }
 
     /// A new `with_cancel` node of `parent` (a live cancel node),
@@ -302,21 +317,6 @@ impl CancelNode {
         };
         assert!(node.attach_contended(parent), "sharded");
         node
-    }
-
-    /// Registers `self` (a fresh node) in the calling thread's shard of
-    /// `parent`'s shard set `id`; born done if `parent` is done.
-    fn attach_to_shard(self: &Arc<Self>, parent: &CancelNode, id: u16, entry: Entry) {
-        match shards::insert(id, entry, || parent.state.relaxed().is_live()) {
-            // A shard of over 134 million entries cannot record the slot:
-            // the entry stays until the parent ends, as in `attach`.
-            Ok(slot) => self.slot.store(slot.unwrap_or(NO_SLOT), Ordering::Relaxed),
-            Err(entry) => {
-                drop(entry);
-                let err = parent.err().unwrap_or(Error::Canceled);
-                self.cancel(err, CauseArg::Inherited, false);
-            }
-        }
     }
 
     /// Gives this node a shard set, because a thread attaching a child
@@ -350,6 +350,20 @@ impl CancelNode {
             shards::give_back(id);
         }
         result
+    }
+
+    /// Takes every entry out of this node's shards and hands its shard set
+    /// back (none: nothing). Only for a node that ended, or one being
+    /// freed: nothing enters a done node's shards.
+    pub(super) fn take_shards(&self) -> Vec<Entry> {
+        match self.shard_set.swap(0, Ordering::Relaxed) {
+            0 => Vec::new(),
+            id => {
+                let entries = shards::take_all(id);
+                shards::give_back(id);
+                entries
+            }
+        }
     }
 
     /// Registers a merge node, already attached to its parent, with its
@@ -467,11 +481,7 @@ impl CancelNode {
         }
         // Our shards are empty but for entries too far in to record (of
         // children gone by now): dropped with the set, which goes back.
-        let sharded = self.shard_set.swap(0, Ordering::Relaxed);
-        if sharded != 0 {
-            drop(shards::take_all(sharded));
-            shards::give_back(sharded);
-        }
+        drop(self.take_shards());
         self.unlink(owner);
         // Children hold us alive, `done()` futures borrow us and pending
         // `after_func` callbacks keep us (see `after.rs`), so the registry

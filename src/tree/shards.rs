@@ -43,6 +43,7 @@
 
 use std::sync::OnceLock;
 
+use super::node::CancelNode;
 use super::registry::{Entry, Registry};
 use crate::sync::{AtomicU32, Mutex, Ordering, WaitMutex, process_global, thread_counter};
 
@@ -163,40 +164,31 @@ fn thread_shard() -> usize {
     })
 }
 
-/// Inserts `entry` into the calling thread's shard of set `id`, if `live`
-/// (read under the shard's lock) says the parent is live. Returns the slot
-/// to record, `Ok(None)` if the index is too large to record (the entry
-/// then stays until the parent ends; it is weak, so it holds nothing), or
-/// the entry back if the parent is done.
-pub(super) fn insert(
-    id: u16,
-    entry: Entry,
-    live: impl FnOnce() -> bool,
-) -> Result<Option<u32>, Entry> {
+/// Inserts `entry` into the calling thread's shard of `parent`'s set `id`,
+/// if `parent` is live (read under the shard's lock). Returns the slot to
+/// record, `Ok(None)` if the index is too large to record (the entry then
+/// stays until the parent ends; it is weak, so it holds nothing), or the
+/// entry back if the parent is done.
+pub(super) fn insert(parent: &CancelNode, id: u16, entry: Entry) -> Result<Option<u32>, Entry> {
     let shard = thread_shard();
     let mut registry = set(id).0[shard].0.lock();
-    if !live() {
+    if !parent.state.relaxed().is_live() {
         return Err(entry);
     }
     let index = registry.insert(entry);
     Ok(encode(shard, index))
 }
 
-/// Takes out the entry at `slot` (a sharded slot) of set `id` of the
-/// child whose address in its `Arc` is `child` (its `Weak` points there), if
-/// `live` (read under the shard's lock) says the parent is still live: a
-/// done parent has taken its entries out, so the slot means nothing. An
-/// entry there that is not `child`'s is left alone (a slot of the parent's
-/// own registry past two billion reads as a shard's).
-pub(super) fn remove(
-    id: u16,
-    slot: u32,
-    child: usize,
-    live: impl FnOnce() -> bool,
-) -> Option<Entry> {
+/// Takes out, from `parent`'s set `id`, the entry at `slot` (a sharded
+/// slot) of the child whose address in its `Arc` is `child` (its `Weak`
+/// points there), if `parent` is still live (read under the shard's
+/// lock): a done parent has taken its entries out, so the slot means
+/// nothing. An entry there that is not `child`'s is left alone (a slot of
+/// the parent's own registry past two billion reads as a shard's).
+pub(super) fn remove(parent: &CancelNode, id: u16, slot: u32, child: usize) -> Option<Entry> {
     let (shard, index) = decode(slot);
     let mut registry = set(id).0[shard].0.lock();
-    if !live() {
+    if !parent.state.relaxed().is_live() {
         return None;
     }
     match registry.get_mut(index) {
@@ -290,6 +282,12 @@ mod tests {
         })
     }
 
+    fn all_canceled(children: &[Child]) -> bool {
+        children
+            .iter()
+            .all(|(c, _)| c.err() == Some(Error::Canceled))
+    }
+
     /// `on_threads` with `with_cancel(parent)`, all children in one list.
     fn derive_on_threads(parent: &Ctx, threads: usize, per_thread: usize) -> Vec<Child> {
         on_threads(threads, per_thread, || with_cancel(parent))
@@ -321,11 +319,7 @@ mod tests {
 
         // The parent's end reaches every child, and hands the set back.
         cancel_parent.cancel();
-        assert!(
-            children
-                .iter()
-                .all(|(c, _)| c.err() == Some(Error::Canceled))
-        );
+        assert!(all_canceled(&children));
         assert_eq!(parent.dependents(), 0);
         assert_eq!(node(&parent).shard_set.load(Ordering::Relaxed), 0);
         assert!(TABLE.ids.lock().free.contains(&id), "the set went back");
@@ -409,11 +403,7 @@ mod tests {
         // Never used: straight back to the free list.
         TABLE.ids.lock().free.extend(taken);
         cancel_parent.cancel();
-        assert!(
-            children
-                .iter()
-                .all(|(c, _)| c.err() == Some(Error::Canceled))
-        );
+        assert!(all_canceled(&children));
         assert_eq!(parent.dependents(), 0);
     }
 }

@@ -284,13 +284,9 @@ impl CancelNode {
         }
         if sharded != 0 {
             // The shards' entries, taken with no node lock held
-            // (`shards.rs`). The emptied set goes back for reuse: nothing
-            // enters a done node's shards, and its children's unlinks
-            // find the id gone.
-            let entries = shards::take_all(sharded);
-            self.shard_set.store(0, Ordering::Relaxed);
-            shards::give_back(sharded);
-            for entry in entries {
+            // (`shards.rs`): nothing enters a done node's shards, and its
+            // children's unlinks find the id gone.
+            for entry in self.take_shards() {
                 self.queue(entry, err, &mut parent_cause, work);
             }
         }
@@ -360,7 +356,7 @@ impl CancelNode {
             match parent.shard_set.load(Ordering::Relaxed) {
                 // The parent ended and gave its set back: nothing to take.
                 0 => None,
-                id => shards::remove(id, slot, owner, || parent.state.relaxed().is_live()),
+                id => shards::remove(parent, id, slot, owner),
             }
         } else {
             let mut inner = parent.inner.lock();
