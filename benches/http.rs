@@ -53,7 +53,8 @@ type ReqBody = Empty<&'static [u8]>;
 #[derive(Clone, Copy)]
 struct Noop<B>(fn() -> B);
 
-impl<B> Service<Request<ReqBody>> for Noop<B> {
+// Any request body: the layer hands on its own wrapper of `ReqBody`.
+impl<B, RB> Service<Request<RB>> for Noop<B> {
     type Response = Response<B>;
     type Error = Infallible;
     type Future = Ready<Result<Response<B>, Infallible>>;
@@ -62,7 +63,7 @@ impl<B> Service<Request<ReqBody>> for Noop<B> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<RB>) -> Self::Future {
         drop(req);
         ready(Ok(Response::new((self.0)())))
     }
@@ -165,14 +166,14 @@ fn request_context(c: &mut Criterion) {
 fn check_lifecycle() {
     #[derive(Clone, Default)]
     struct Capture(Rc<RefCell<Option<goctx::Ctx>>>);
-    impl Service<Request<ReqBody>> for Capture {
+    impl<RB> Service<Request<RB>> for Capture {
         type Response = Response<Full<&'static [u8]>>;
         type Error = Infallible;
         type Future = Ready<Result<Self::Response, Infallible>>;
         fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
             Poll::Ready(Ok(()))
         }
-        fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        fn call(&mut self, req: Request<RB>) -> Self::Future {
             let ctx = req
                 .extensions()
                 .get::<goctx::Ctx>()

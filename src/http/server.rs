@@ -15,20 +15,26 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
+
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::causes::AbandonReason;
+#[cfg(doc)]
 use super::causes::{RequestAbandoned, ResponseComplete};
 use super::grpc_timeout::{InvalidTimeout, decode_connect_timeout_ms, decode_grpc_timeout};
+use super::guard::Guard;
+use super::request_body::RequestBody;
 use super::request_id::RequestId;
+use super::response_body::RequestContextBody;
 use super::trace::TraceContext;
 use crate::tree::{ValueSet, key_bit};
-use crate::{CancelFunc, Cause, Ctx, DoneOwned, Error};
+use crate::{Ctx, DoneOwned, Error};
 
 /// The peer's address, carried as a context value when the server knows
 /// it. With the `axum` feature, [`RequestContextLayer`] adds it from
@@ -126,6 +132,8 @@ struct Config {
     enforce_deadline: bool,
     /// Ignore inbound `traceparent`/`tracestate`.
     restart_trace: bool,
+    /// Send the request id back in the response's `x-request-id`.
+    echo_request_id: bool,
 }
 
 impl RequestContextLayer {
@@ -150,6 +158,7 @@ impl RequestContextLayer {
                 max_timeout: None,
                 enforce_deadline: false,
                 restart_trace: false,
+                echo_request_id: true,
             }),
         }
     }
@@ -210,6 +219,25 @@ impl RequestContextLayer {
         Arc::make_mut(&mut self.config).restart_trace = restart;
         self
     }
+
+    /// Whether to send the request's id back in the response's
+    /// `x-request-id` header: the inbound id when the client sent a valid
+    /// one, else the id the layer made, so a `curl -i` user can find their
+    /// request in the logs (tower-http's `PropagateRequestIdLayer` does the
+    /// same). A response that already has the header keeps its own. On by
+    /// default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let quiet = goctx::http::RequestContextLayer::new(&goctx::background())
+    ///     .echo_request_id(false);
+    /// # let _ = quiet;
+    /// ```
+    pub fn echo_request_id(mut self, echo: bool) -> Self {
+        Arc::make_mut(&mut self.config).echo_request_id = echo;
+        self
+    }
 }
 
 impl<S> Layer<S> for RequestContextLayer {
@@ -244,7 +272,8 @@ pub struct RequestContext<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestContext<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: Body,
     ResBody: Body,
 {
     type Response = Response<RequestContextBody<ResBody>>;
@@ -255,7 +284,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         // One pass over the headers instead of a hashed lookup per name:
         // cheaper for the few headers a request usually has.
@@ -263,7 +292,7 @@ where
         let grpc = inbound.grpc;
         let head = req.method() == Method::HEAD;
         let (ctx, cancel) = crate::with_cancel_cause(&config.base);
-        let guard = Guard(Some(cancel));
+        let guard = Guard::new(cancel);
         let peer_timeout = match inbound.timeout(grpc) {
             Ok(timeout) => timeout,
             Err(err) => {
@@ -294,24 +323,26 @@ where
             .map(|info| PeerAddr(info.0));
         #[cfg(not(feature = "axum"))]
         let peer = None;
+        let id = RequestId::from_header(inbound.request_id);
+        let echo_id = config.echo_request_id.then(|| match inbound.request_id {
+            // The client's own value, shared rather than copied.
+            Some(value) if value.as_bytes() == id.as_str().as_bytes() => value.clone(),
+            _ => id.header_value(),
+        });
         // One node for the three values (as three `with_value`s would read).
-        ctx = crate::value::with_value_set(
-            &ctx,
-            RequestValues {
-                id: RequestId::from_header(inbound.request_id),
-                trace,
-                peer,
-            },
-        );
+        ctx = crate::value::with_value_set(&ctx, RequestValues { id, trace, peer });
         let deadline =
             (config.enforce_deadline && ctx.deadline().is_some()).then(|| ctx.done_owned());
-        req.extensions_mut().insert(ctx);
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(ctx);
+        let body = RequestBody::new(body, || guard.handle());
         ResponseFuture {
-            inner: Some(self.inner.call(req)),
+            inner: Some(self.inner.call(Request::from_parts(parts, body))),
             early: None,
             deadline,
             grpc,
             head,
+            echo_id,
             guard: Some(guard),
         }
     }
@@ -472,58 +503,21 @@ fn deadline_response(grpc: bool) -> Response<()> {
     }
 }
 
-/// The two causes every request ends with, made once per process: a
-/// request's end then allocates nothing for its cause.
-static COMPLETE: LazyLock<Cause> = LazyLock::new(|| Arc::new(ResponseComplete));
-static ABANDONED: LazyLock<Cause> = LazyLock::new(|| Arc::new(RequestAbandoned));
-
-fn shared(cause: &LazyLock<Cause>) -> Cause {
-    Cause::clone(cause)
-}
-
-/// Owns the request context's [`CancelFunc`]. Dropped without
-/// [`complete`](Guard::complete): the request was abandoned.
-struct Guard(
-    /// `Some` until `complete` or drop takes it.
-    Option<CancelFunc>,
-);
-
-impl Guard {
-    fn complete(mut self) {
-        if let Some(cancel) = self.0.take() {
-            cancel.cancel_with_shared_cause(shared(&COMPLETE));
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        // A context already done (deadline, base, `complete`) keeps its
-        // cause: the first cancellation wins, and the `CancelFunc`'s own
-        // drop after it is a no-op. The check only skips allocating a
-        // cause that would be discarded.
-        if let Some(cancel) = self.0.take()
-            && !cancel.is_canceled()
-        {
-            cancel.cancel_with_shared_cause(shared(&ABANDONED));
-        }
-    }
-}
-
-impl fmt::Debug for Guard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Guard").field(&self.0).finish()
-    }
-}
-
 pin_project! {
     /// The response future of [`RequestContext`]: the inner service's
     /// future, owning the request context's cancel guard.
     ///
     /// Dropped before it completes (hyper saw the client go away, an
     /// HTTP/2 stream was reset, an outer timeout gave up), it ends the
-    /// context with [`RequestAbandoned`]. Completed with a response, it
-    /// hands the guard to the response's [`RequestContextBody`].
+    /// context with [`RequestAbandoned`] and
+    /// [`ResponseFutureDropped`](AbandonReason::ResponseFutureDropped)
+    /// *before* the handler's future is dropped: contexts the handler
+    /// derived (`let (ctx, _cancel) = goctx::with_timeout(&ctx, ..)`) end
+    /// with the request's cause, as their Go counterparts inherit it, not
+    /// with their own `CancelFunc`'s drop. Completed with a response, it
+    /// hands the guard to the response's [`RequestContextBody`]; completed
+    /// with an error, it ends the context with
+    /// [`ServiceError`](AbandonReason::ServiceError).
     ///
     /// # Panics
     ///
@@ -540,8 +534,21 @@ pin_project! {
         deadline: Option<DoneOwned>,
         grpc: bool,
         head: bool,
+        // The `x-request-id` to echo; `None` when echoing is off, and
+        // once the future completed.
+        echo_id: Option<HeaderValue>,
         // `None` once the future completed.
         guard: Option<Guard>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // End the context first; the handler's future (`inner`) is
+            // dropped after this, by the field drops.
+            if let Some(guard) = this.project().guard.take() {
+                guard.abandon(AbandonReason::ResponseFutureDropped);
+            }
+        }
     }
 }
 
@@ -553,9 +560,42 @@ impl<F> ResponseFuture<F> {
             deadline: None,
             grpc: true,
             head: false,
+            echo_id: None,
             guard: Some(guard),
         }
     }
+}
+
+/// The response as the layer hands it on: its body owns `guard`, and it
+/// carries the echoed request id.
+fn finish<B: Body>(
+    res: Response<Option<B>>,
+    guard: Guard,
+    echo_id: Option<HeaderValue>,
+    head: bool,
+) -> Response<RequestContextBody<B>> {
+    let (mut parts, body) = res.into_parts();
+    if let Some(id) = echo_id
+        && let header::Entry::Vacant(slot) = parts.headers.entry(super::request_id::X_REQUEST_ID)
+    {
+        slot.insert(id);
+    }
+    // hyper drops these bodies unread: dropping them is their end.
+    let unread = head
+        || parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    // hyper's HTTP/1 server stops polling a body once its declared length
+    // is written; the body counts the bytes to know it was complete.
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    Response::from_parts(
+        parts,
+        RequestContextBody::new(body, guard, unread, declared),
+    )
 }
 
 impl<F, B, E> Future for ResponseFuture<F>
@@ -572,7 +612,8 @@ where
                 .guard
                 .take()
                 .expect("ResponseFuture polled after completion");
-            return Poll::Ready(Ok(res.map(|()| RequestContextBody::new(None, guard, false))));
+            let res = res.map(|()| None::<B>);
+            return Poll::Ready(Ok(finish(res, guard, this.echo_id.take(), true)));
         }
         // The deadline first: when both are ready, the deadline wins, as
         // in `Ctx::run`.
@@ -586,8 +627,8 @@ where
                     .guard
                     .take()
                     .expect("ResponseFuture polled after completion");
-                let res = deadline_response(*this.grpc);
-                return Poll::Ready(Ok(res.map(|()| RequestContextBody::new(None, guard, false))));
+                let res = deadline_response(*this.grpc).map(|()| None::<B>);
+                return Poll::Ready(Ok(finish(res, guard, this.echo_id.take(), true)));
             }
         }
         let inner = this
@@ -602,16 +643,16 @@ where
             .take()
             .expect("ResponseFuture polled after completion");
         Poll::Ready(match result {
-            Ok(res) => {
-                // hyper drops these bodies unread: dropping them is their end.
-                let unread = *this.head
-                    || res.status().is_informational()
-                    || res.status() == StatusCode::NO_CONTENT
-                    || res.status() == StatusCode::NOT_MODIFIED;
-                Ok(res.map(|body| RequestContextBody::new(Some(body), guard, unread)))
+            Ok(res) => Ok(finish(
+                res.map(Some),
+                guard,
+                this.echo_id.take(),
+                *this.head,
+            )),
+            Err(err) => {
+                guard.abandon(AbandonReason::ServiceError);
+                Err(err)
             }
-            // `guard` drops here: abandoned.
-            Err(err) => Err(err),
         })
     }
 }
@@ -622,95 +663,6 @@ impl<F> fmt::Debug for ResponseFuture<F> {
             .field("complete", &self.guard.is_none())
             .field("enforces_deadline", &self.deadline.is_some())
             .field("grpc", &self.grpc)
-            .finish_non_exhaustive()
-    }
-}
-
-pin_project! {
-    /// The response body of [`RequestContext`]: the handler's body, owning
-    /// the request context's cancel guard, so the context stays live while
-    /// the body streams.
-    ///
-    /// When the inner body ends (its last frame polled, or dropped while
-    /// [`is_end_stream`](Body::is_end_stream) says it has nothing more),
-    /// the context ends with [`ResponseComplete`]; dropped earlier (the
-    /// client stopped reading or went away, or the body failed), with
-    /// [`RequestAbandoned`]. Bodies of `HEAD` requests and of 1xx, 204 and
-    /// 304 responses, which hyper never sends, complete when dropped.
-    ///
-    /// Frames, errors, `size_hint` and `is_end_stream` are the inner
-    /// body's. Bodies the layer writes itself (an enforced deadline, a
-    /// rejected `grpc-timeout`) are empty.
-    pub struct RequestContextBody<B: Body> {
-        #[pin]
-        inner: Option<B>,
-        // `None` once the context was ended.
-        guard: Option<Guard>,
-        // Dropping the body counts as its end.
-        complete_on_drop: bool,
-    }
-
-    impl<B: Body> PinnedDrop for RequestContextBody<B> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(guard) = this.guard.take() {
-                let ended = *this.complete_on_drop
-                    || this.inner.as_ref().as_pin_ref().is_none_or(|b| b.is_end_stream());
-                if ended {
-                    guard.complete();
-                }
-                // Otherwise `guard` drops: abandoned.
-            }
-        }
-    }
-}
-
-impl<B: Body> RequestContextBody<B> {
-    fn new(inner: Option<B>, guard: Guard, complete_on_drop: bool) -> Self {
-        RequestContextBody {
-            inner,
-            guard: Some(guard),
-            complete_on_drop,
-        }
-    }
-}
-
-impl<B: Body> Body for RequestContextBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = match this.inner.as_pin_mut() {
-            Some(inner) => ready!(inner.poll_frame(cx)),
-            None => None,
-        };
-        if frame.is_none()
-            && let Some(guard) = this.guard.take()
-        {
-            guard.complete();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(B::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
-    }
-}
-
-impl<B: Body> fmt::Debug for RequestContextBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestContextBody")
-            .field("ended", &self.guard.is_none())
             .finish_non_exhaustive()
     }
 }
