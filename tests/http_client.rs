@@ -490,7 +490,7 @@ async fn no_ctx_passes_through_and_caller_headers_win() {
 }
 
 /// reqwest: the context's trace, request id and (on gRPC requests or when
-/// enabled) deadline are sent, and reqwest's own timeout is set from it.
+/// enabled) deadline are sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_sends_headers() {
     let (probe, mut seen) = mpsc::unbounded_channel();
@@ -579,6 +579,86 @@ async fn reqwest_cancel_mid_request_and_deadline() {
         elapsed >= budget && elapsed < Duration::from_secs(2),
         "{elapsed:?}"
     );
+}
+
+/// reqwest (issue 16, input 6): a client-wide timeout of 1 s is kept when
+/// the context allows 3 s. The body's six chunks, 400 ms apart, would take
+/// about 2 s; the call fails with reqwest's own timeout instead, as it
+/// does without `.context()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_client_timeout_survives_a_longer_context() {
+    let app = Router::new().route(
+        "/slow",
+        get(|| async {
+            let chunks = futures::stream::iter(0..6).then(|i| async move {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+                Ok::<_, Infallible>(Bytes::from_static(b"chunk\n"))
+            });
+            Body::from_stream(chunks)
+        }),
+    );
+    let addr = serve(app).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let url = format!("http://{addr}/slow");
+
+    let plain = bounded("without context", async {
+        http.get(&url).send().await?.bytes().await
+    })
+    .await;
+    assert!(
+        plain.is_err_and(|e| e.is_timeout()),
+        "reqwest alone times out"
+    );
+
+    let (ctx, _cancel) = goctx::with_timeout(&goctx::background(), Duration::from_secs(3));
+    let with_ctx = bounded("with context", async {
+        http.get(&url).context(&ctx).send().await?.bytes().await
+    })
+    .await;
+    match with_ctx {
+        Err(PropagateError::Inner(e)) => assert!(e.is_timeout(), "{e:?}"),
+        other => panic!("expected reqwest's own timeout, got {other:?}"),
+    }
+    assert_eq!(ctx.err(), None, "the context had time left");
+}
+
+/// reqwest (issue 16, input 7): `grpc-timeout` carries the request's own
+/// 200 ms timeout, not the 5 s left in the context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_grpc_timeout_is_the_shortest_budget() {
+    let (probe, mut seen) = mpsc::unbounded_channel();
+    let addr = serve(probe_app(probe)).await;
+    let http = reqwest::Client::new();
+    let (ctx, _cancel) = goctx::with_timeout(&goctx::background(), Duration::from_secs(5));
+    let url = format!("http://{addr}/echo");
+
+    for (own, at_most) in [
+        (Some(Duration::from_millis(200)), Duration::from_millis(200)),
+        (Some(Duration::from_secs(30)), Duration::from_secs(5)),
+        (None, Duration::from_secs(5)),
+    ] {
+        let mut req = http.get(&url).header("content-type", "application/grpc");
+        if let Some(own) = own {
+            req = req.timeout(own);
+        }
+        let resp = bounded("send", req.context(&ctx).send())
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let (headers, _) = bounded("probe", seen.recv()).await.expect("probe");
+        let sent =
+            decode_grpc_timeout(headers["grpc-timeout"].to_str().expect("ascii")).expect("valid");
+        assert!(
+            !sent.is_zero() && sent <= at_most,
+            "own {own:?}: sent {sent:?}, at most {at_most:?}"
+        );
+        assert!(sent > at_most / 2, "own {own:?}: sent {sent:?}");
+    }
 }
 
 /// reqwest: canceling between two chunks fails the next `chunk()` with

@@ -206,7 +206,7 @@ where
         let Some(ctx) = req.extensions().get::<Ctx>().cloned() else {
             return PropagateFuture::start(self.inner.call(req), None);
         };
-        match prepare(&ctx, req.headers_mut(), self.grpc_timeout_for_http) {
+        match prepare(&ctx, req.headers_mut(), self.grpc_timeout_for_http, None) {
             // The inner service is not called: no connection, no request.
             Err((err, cause)) => PropagateFuture {
                 inner: None,
@@ -233,6 +233,7 @@ pub(crate) fn prepare(
     ctx: &Ctx,
     headers: &mut HeaderMap,
     grpc_timeout_for_http: bool,
+    own_timeout: Option<Duration>,
 ) -> Result<Option<Duration>, (Error, Cause)> {
     if let Some(PropagateError::Context { err, cause }) = PropagateError::<()>::from_ctx(ctx) {
         return Err((err, cause));
@@ -249,7 +250,13 @@ pub(crate) fn prepare(
             }
         },
     };
-    if let Some(left) = remaining
+    // The header carries the shortest budget the call enforces: the
+    // context's, or the client's own timeout for this call if shorter.
+    let budget = match (remaining, own_timeout) {
+        (Some(left), Some(own)) => Some(left.min(own)),
+        (left, own) => left.or(own.filter(|own| !own.is_zero())),
+    };
+    if let Some(left) = budget
         && (grpc_timeout_for_http || is_grpc(headers))
     {
         let callers_is_shorter = headers

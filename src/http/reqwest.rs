@@ -64,10 +64,17 @@ impl RequestBuilderExt for ::reqwest::RequestBuilder {
 /// [`grpc_timeout_for_http`](Self::grpc_timeout_for_http) on all),
 /// `traceparent`/`tracestate` and `x-request-id` from the context's
 /// values, and headers the caller set win (a `grpc-timeout` only if it is
-/// no longer than the time left). In addition, reqwest's own per-request
-/// [`timeout`](reqwest::RequestBuilder::timeout) is set to the time left
-/// (or kept, if shorter): reqwest then stops at the deadline on its own,
-/// body reads included, even through [`ContextResponse::into_inner`].
+/// no longer than the time left). `grpc-timeout` carries the shortest
+/// budget the call enforces: the context's time left, or the request's
+/// own [`timeout`](reqwest::RequestBuilder::timeout) if that is shorter.
+///
+/// `.context()` only ever shortens what reqwest would do on its own: a
+/// client-wide timeout (`ClientBuilder::timeout`) still applies, and a
+/// per-request timeout is lowered to the time left, so reqwest then stops
+/// at the deadline on its own, body reads included, even through
+/// [`ContextResponse::into_inner`]. (The client-wide timeout is not
+/// readable, so it cannot be put in `grpc-timeout`; set it per request
+/// to have it sent.)
 ///
 /// # Examples
 ///
@@ -138,11 +145,15 @@ impl ContextRequestBuilder {
         let (client, request) = self.builder.build_split();
         let mut request = request.map_err(PropagateError::Inner)?;
         let ctx = self.ctx;
-        let remaining = prepare(&ctx, request.headers_mut(), self.grpc_timeout_for_http)
+        let own = request.timeout().copied();
+        let remaining = prepare(&ctx, request.headers_mut(), self.grpc_timeout_for_http, own)
             .map_err(|(err, cause)| PropagateError::Context { err, cause })?;
-        if let Some(left) = remaining {
-            let timeout = request.timeout_mut();
-            *timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        // Only ever shorten what reqwest would do on its own: a request
+        // timeout of its own is lowered to the time left; without one the
+        // client-wide timeout stays in force (a per-request timeout would
+        // replace it, and the client's is not readable to compare).
+        if let (Some(left), Some(own)) = (remaining, own) {
+            *request.timeout_mut() = Some(own.min(left));
         }
         let inner = race(&ctx, client.execute(request)).await?;
         Ok(ContextResponse { inner, ctx })
@@ -160,8 +171,8 @@ impl fmt::Debug for ContextRequestBuilder {
 }
 
 /// `future` raced with `ctx`: the context wins ties, and a reqwest error
-/// seen once the context is done (or its deadline passed: reqwest's
-/// timeout was set to it) is the context's.
+/// seen once the context is done (or its deadline passed: a per-request
+/// timeout was lowered to it) is the context's.
 async fn race<T>(
     ctx: &Ctx,
     future: impl Future<Output = Result<T, ::reqwest::Error>>,
@@ -216,7 +227,8 @@ impl ContextResponse {
     }
 
     /// reqwest's response, no longer raced with the context (reqwest's
-    /// own timeout, set from the deadline, still applies).
+    /// own timeouts still apply, a per-request one lowered to the
+    /// deadline).
     pub fn into_inner(self) -> ::reqwest::Response {
         self.inner
     }
