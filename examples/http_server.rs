@@ -32,7 +32,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser;
-use goctx::http::{PropagateLayer, RequestContextLayer, RequestId, with_context};
+use goctx::http::{
+    PropagateLayer, PropagateRequestBody, RequestContextLayer, RequestId, with_context,
+};
 use goctx::{Ctx, Error};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -142,7 +144,8 @@ struct Api {
     db: PathBuf,
     query: Duration,
     downstream: String,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, String>,
+    client:
+        Client<hyper_util::client::legacy::connect::HttpConnector, PropagateRequestBody<String>>,
 }
 
 impl Api {

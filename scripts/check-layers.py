@@ -26,6 +26,8 @@ LAYERS = {
     "deadline": 6, "merge": 6,
     # integrations behind features
     "tokio": 7, "tokio_util": 7, "http": 7,
+    # integrations built on another integration
+    "tonic": 8,
 }
 SKIP = {"lib", "loom_models"}  # the root re-exports everything; loom models are tests
 # Names of the public surface that the core must never mention.

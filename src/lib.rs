@@ -115,6 +115,9 @@ pub mod tokio;
 #[cfg(feature = "tokio-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
 pub mod tokio_util;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod tonic;
 
 pub use after::{AfterFunc, after_func, max_callback_threads, set_max_callback_threads};
 pub use cancel::{CancelFunc, with_cancel, with_cancel_cause, without_cancel};

@@ -17,10 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use goctx::Ctx;
-use goctx::http::{
-    Propagate, PropagateError, PropagateLayer, RequestAbandoned, RequestContextLayer,
-    decode_grpc_timeout,
-};
+use goctx::http::{RequestAbandoned, RequestContextLayer, decode_grpc_timeout};
+use goctx::tonic::{Propagate, PropagateLayer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tonic::metadata::MetadataMap;
@@ -42,9 +40,6 @@ const BUDGET: Duration = Duration::from_millis(300);
 const ANSWER: &str = "answer";
 const SLOW: &str = "slow";
 const WAIT_CTX: &str = "wait-ctx";
-
-/// The error a goctx client's transport fails with.
-type ClientError = PropagateError<tonic::transport::Error>;
 
 /// What the handler saw on entry.
 struct Seen {
@@ -70,7 +65,7 @@ impl Health for Probe {
     ) -> Result<Response<HealthCheckResponse>, Status> {
         let arrived = Instant::now();
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let ctx = request.extensions().get::<Ctx>().cloned();
+        let ctx = goctx::tonic::request_context(&request).ok();
         // The test may have stopped listening; the handler goes on.
         let _ = self.seen.send(Seen {
             metadata: request.metadata().clone(),
@@ -80,12 +75,9 @@ impl Health for Probe {
         match request.get_ref().service.as_str() {
             SLOW => tokio::time::sleep(Duration::from_secs(10)).await,
             WAIT_CTX => {
-                let ctx = ctx.ok_or_else(|| Status::internal("no goctx::Ctx in extensions"))?;
-                let err = ctx.done().await;
-                return Err(match err {
-                    goctx::Error::DeadlineExceeded => Status::deadline_exceeded(err.to_string()),
-                    goctx::Error::Canceled => Status::cancelled(err.to_string()),
-                });
+                let ctx = goctx::tonic::request_context(&request)?;
+                ctx.done().await;
+                return Err(goctx::tonic::ctx_status(&ctx).expect("done"));
             }
             _ => {}
         }
@@ -172,7 +164,8 @@ async fn channel(addr: SocketAddr) -> Channel {
         .expect("connect")
 }
 
-/// tonic's `Channel` behind `PropagateLayer`, as an application builds it.
+/// tonic's `Channel` behind goctx's tonic `PropagateLayer`, as an
+/// application builds it.
 fn goctx_client(channel: Channel) -> HealthClient<Propagate<Channel>> {
     HealthClient::new(
         ServiceBuilder::new()
@@ -181,22 +174,22 @@ fn goctx_client(channel: Channel) -> HealthClient<Propagate<Channel>> {
     )
 }
 
-/// A request for `service`, carrying `ctx` for `PropagateLayer`.
+/// A request for `service`, bound to `ctx` (`goctx::tonic::request`).
 fn with_ctx(service: &str, ctx: &Ctx) -> Request<HealthCheckRequest> {
-    let mut req = Request::new(HealthCheckRequest {
-        service: service.into(),
-    });
-    req.extensions_mut().insert(ctx.clone());
-    req
+    goctx::tonic::request(
+        ctx,
+        HealthCheckRequest {
+            service: service.into(),
+        },
+    )
 }
 
-/// The goctx error inside a status from a goctx client: tonic turns the
-/// transport's error into `Status::from_error`, which keeps it as the
-/// status's source.
-fn propagate_error(status: &Status) -> &ClientError {
+/// The context's cause inside a status from a goctx client: the status's
+/// source.
+fn status_cause(status: &Status) -> String {
     std::error::Error::source(status)
-        .and_then(|e| e.downcast_ref::<ClientError>())
-        .unwrap_or_else(|| panic!("no PropagateError in {status:?}"))
+        .unwrap_or_else(|| panic!("no cause in {status:?}"))
+        .to_string()
 }
 
 /// The `grpc-timeout` the server received, decoded.
@@ -211,14 +204,12 @@ fn grpc_timeout(seen: &Seen) -> Duration {
 }
 
 /// The status a goctx client gets when its context's deadline ends the
-/// call: tonic's `Status::from_error` finds no status in the transport's
-/// error, so the code is UNKNOWN with the context's message, and the
-/// `PropagateError` is the status's source.
+/// call: DEADLINE_EXCEEDED with Go's message, the context's cause as the
+/// status's source.
 fn assert_client_deadline(status: &Status) {
-    assert_eq!(status.code(), Code::Unknown, "{status:?}");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert_eq!(status.message(), "context deadline exceeded", "{status:?}");
-    let err = propagate_error(status);
-    assert!(err.is_deadline_exceeded(), "{err:?}");
+    assert_eq!(status_cause(status), "context deadline exceeded");
 }
 
 /// tonic's transport ending a call at its `grpc-timeout`: its own timer
@@ -232,13 +223,11 @@ fn is_tonic_timeout(status: &Status) -> bool {
 /// `grpc-timeout` in (0, 300 ms] in the server's metadata, and against a
 /// handler that would take 10 s the call fails at about 300 ms.
 ///
-/// Pinned: the status is UNKNOWN "context deadline exceeded" with the
-/// `PropagateError` (`DeadlineExceeded`) as its source (tonic's
-/// `Status::from_error` finds no status in it). tonic's `Channel` reads
-/// the `grpc-timeout` the layer wrote and times out too, at the same
-/// instant or a hair after (the value is rounded down by under a
-/// microsecond, the timer starts later); when it wins, `PropagateError`
-/// still reports the context, whose deadline has passed. Against tonic's
+/// The status is DEADLINE_EXCEEDED "context deadline exceeded". tonic's
+/// `Channel` reads the `grpc-timeout` the layer wrote and times out too,
+/// at the same instant or a hair after (the value is rounded down by under
+/// a microsecond, the timer starts later); when it wins, the layer still
+/// reports the context, whose deadline has passed. Against tonic's
 /// own `Server`, which also ends the call at the deadline it read, its
 /// CANCELLED "Timeout expired" could in principle cross the wire before
 /// either client timer fires (never seen; the test allows it there
@@ -401,14 +390,13 @@ async fn client_cancel_cancels_server_ctx() {
         .await
         .expect("join")
         .expect_err("canceled");
-    assert_eq!(status.code(), Code::Unknown, "{status:?}");
-    assert_eq!(status.message(), "context canceled", "{status:?}");
-    let err = propagate_error(&status);
-    assert_eq!(err.ctx_err(), Some(goctx::Error::Canceled), "{err:?}");
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
     assert_eq!(
-        err.cause().map(|c| c.to_string()).as_deref(),
-        Some("user gave up")
+        status.message(),
+        "context canceled: user gave up",
+        "{status:?}"
     );
+    assert_eq!(status_cause(&status), "user gave up");
 
     let cause = ended_within(&server_ctx, PROMPT).await;
     assert!(cause.is::<RequestAbandoned>(), "{cause}");
@@ -441,7 +429,7 @@ async fn done_ctx_sends_nothing() {
         (
             &canceled,
             goctx::Error::Canceled,
-            "context canceled",
+            "context canceled: user gave up",
             "user gave up",
         ),
         (
@@ -454,11 +442,13 @@ async fn done_ctx_sends_nothing() {
         let status = bounded("call", client.check(with_ctx(ANSWER, ctx)))
             .await
             .expect_err("fails fast");
-        assert_eq!(status.code(), Code::Unknown, "{status:?}");
+        let code = match want {
+            goctx::Error::Canceled => Code::Cancelled,
+            goctx::Error::DeadlineExceeded => Code::DeadlineExceeded,
+        };
+        assert_eq!(status.code(), code, "{status:?}");
         assert_eq!(status.message(), message);
-        let err = propagate_error(&status);
-        assert_eq!(err.ctx_err(), Some(want), "{err:?}");
-        assert_eq!(err.cause().map(|c| c.to_string()).as_deref(), Some(cause));
+        assert_eq!(status_cause(&status), cause);
     }
     assert_eq!(server.calls.load(Ordering::SeqCst), 0, "nothing was sent");
 

@@ -517,3 +517,103 @@ async fn response_echoes_the_request_id() {
     let (echoed, _) = get(off, "/", Some("req-44")).await;
     assert_eq!(echoed, None);
 }
+
+/// Input 5: `PropagateLayer` over hyper-util's HTTP/2 client, a request
+/// body that never ends (a frame every 200 ms) and a server that answers
+/// each frame on its response stream. Canceling the client's context after
+/// the first reply fails the next read with the cause, and within a second
+/// the request body's producer is dropped, the stream is reset and the
+/// server's context ends abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_cancel_of_a_bidi_stream_resets_it() {
+    use goctx::http::{PropagateError, PropagateLayer, PropagateRequestBody, with_context};
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use tower::{Layer, Service, ServiceExt};
+
+    let (probe, mut seen) = mpsc::unbounded_channel::<Ctx>();
+    let (heard, mut heard_rx) = mpsc::unbounded_channel::<usize>();
+    let app = Router::new()
+        .route(
+            "/chat",
+            post(move |ctx: Ctx, body: Body| async move {
+                let _ = probe.send(ctx);
+                let heard = heard.clone();
+                let replies = body.into_data_stream().map(move |chunk| {
+                    chunk.map(|data| {
+                        let _ = heard.send(data.len());
+                        Bytes::from(format!("got {}\n", data.len()))
+                    })
+                });
+                Body::from_stream(replies)
+            }),
+        )
+        .layer(RequestContextLayer::new(&goctx::background()));
+    let addr = serve(app).await;
+
+    // The producer: a frame every 200 ms, for ever; says when dropped.
+    let (dropped_tx, dropped) = tokio::sync::oneshot::channel::<()>();
+    struct Signal(Option<tokio::sync::oneshot::Sender<()>>);
+    impl Drop for Signal {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+    let frames = Box::pin(futures::stream::unfold(
+        Signal(Some(dropped_tx)),
+        |signal| async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"ping"))),
+                signal,
+            ))
+        },
+    ));
+    let hyper: Client<_, PropagateRequestBody<StreamBody<_>>> =
+        Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let mut client = PropagateLayer::new().layer(hyper);
+    let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    let req = Request::post(format!("http://{addr}/chat"))
+        .body(StreamBody::new(frames))
+        .expect("request");
+    let res = bounded(
+        "response head",
+        client
+            .ready()
+            .await
+            .expect("ready")
+            .call(with_context(req, &ctx)),
+    )
+    .await
+    .expect("response");
+    let mut body = res.into_body();
+    let first = bounded("first reply", body.frame()).await.expect("frame");
+    assert_eq!(
+        first.expect("ok").into_data().expect("data"),
+        Bytes::from_static(b"got 4\n")
+    );
+    let server_ctx = bounded("handler", seen.recv()).await.expect("ctx");
+
+    cancel.cancel_with_cause("user gave up");
+    let next = bounded("next read", body.frame()).await.expect("a frame");
+    match next {
+        Err(PropagateError::Context { cause, .. }) => assert_eq!(cause.to_string(), "user gave up"),
+        other => panic!("expected the context's error, got {other:?}"),
+    }
+    tokio::time::timeout(PROMPT, dropped)
+        .await
+        .expect("the request body's producer is dropped within a second")
+        .expect("signal");
+    let cause = ended_within(&server_ctx, PROMPT).await;
+    assert!(cause.is::<RequestAbandoned>(), "{cause}");
+    while heard_rx.try_recv().is_ok() {}
+    let more = tokio::time::timeout(Duration::from_millis(600), heard_rx.recv()).await;
+    assert!(
+        !matches!(more, Ok(Some(_))),
+        "the server kept receiving: {more:?}"
+    );
+}

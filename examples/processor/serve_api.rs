@@ -55,10 +55,7 @@ pub struct App {
     pub default_tasks: Vec<Task>,
     pub time_scale: f64,
     pub peers: PeerPolicy,
-    pub client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        String,
-    >,
+    pub client: crate::serve_remote::HttpClient,
     /// Set once a shutdown has begun: no new runs, live feeds end.
     pub draining: watch::Receiver<bool>,
     pub next_run: AtomicU64,

@@ -23,6 +23,7 @@ use tower_service::Service;
 
 use super::client_error::PropagateError;
 use super::grpc_timeout::{GRPC_TIMEOUT, decode_grpc_timeout, encode_grpc_timeout};
+use super::propagate_request_body::PropagateRequestBody;
 use super::request_id::{RequestId, X_REQUEST_ID};
 use super::trace::{TRACEPARENT, TraceContext};
 use crate::{Cause, Ctx, DoneOwned, Error};
@@ -47,8 +48,10 @@ pub fn with_context<B>(mut req: Request<B>, ctx: &Ctx) -> Request<B> {
     req
 }
 
-/// A tower [`Layer`] for HTTP clients (hyper-util's legacy `Client`,
-/// tonic's `Channel`, any `Service<http::Request<B>>`): a request that
+/// A tower [`Layer`] for HTTP clients (hyper-util's legacy `Client`, any
+/// `Service<http::Request<PropagateRequestBody<B>>>`; for tonic's
+/// `Channel`, whose body type is fixed, `goctx::tonic::PropagateLayer`
+/// with the `tonic` feature): a request that
 /// carries a [`Ctx`] in its extensions (see [`with_context`]) sends the
 /// context's deadline, trace and request id, and ends when the context
 /// does. Requests without one pass through untouched.
@@ -74,7 +77,13 @@ pub fn with_context<B>(mut req: Request<B>, ctx: &Ctx) -> Request<B> {
 ///    resets the HTTP/2 stream) and the call fails with the context's
 ///    error and cause;
 /// 4. races every frame of the response body with the context the same
-///    way ([`PropagateBody`]).
+///    way ([`PropagateBody`]);
+/// 5. races the request body too ([`PropagateRequestBody`], the body type
+///    the inner client sees): hyper's HTTP/2 client sends a request body
+///    from a task of its own that outlives the response future, so a
+///    streaming upload would go on after the call failed. When the context
+///    ends, the body's producer is dropped and its next poll fails, which
+///    makes hyper reset the stream (or close the HTTP/1 connection).
 ///
 /// Headers the caller set win: a `traceparent` or `x-request-id` already
 /// on the request is left as it is (an OpenTelemetry propagator may have
@@ -98,7 +107,9 @@ pub fn with_context<B>(mut req: Request<B>, ctx: &Ctx) -> Request<B> {
 /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let hyper = Client::builder(TokioExecutor::new()).build_http::<String>();
+/// // The client's body type is the layer's wrapper of the request's
+/// // (`PropagateRequestBody<String>`), inferred here.
+/// let hyper = Client::builder(TokioExecutor::new()).build_http();
 /// let mut client = ServiceBuilder::new().layer(PropagateLayer::new()).service(hyper);
 ///
 /// let (ctx, _cancel) = goctx::with_timeout(&goctx::background(), Duration::from_secs(2));
@@ -192,7 +203,8 @@ impl<S> Propagate<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Propagate<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<PropagateRequestBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: Body,
 {
     type Response = Response<PropagateBody<ResBody>>;
     type Error = PropagateError<S::Error>;
@@ -204,6 +216,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let Some(ctx) = req.extensions().get::<Ctx>().cloned() else {
+            let req = req.map(|body| PropagateRequestBody::new(body));
             return PropagateFuture::start(self.inner.call(req), None);
         };
         match prepare(&ctx, req.headers_mut(), self.grpc_timeout_for_http, None) {
@@ -214,7 +227,10 @@ where
                 ctx: None,
                 failed: Some((err, cause)),
             },
-            Ok(_) => PropagateFuture::start(self.inner.call(req), Some(ctx)),
+            Ok(_) => {
+                let req = req.map(|body| PropagateRequestBody::watched(body, Some(&ctx)));
+                PropagateFuture::start(self.inner.call(req), Some(ctx))
+            }
         }
     }
 }
@@ -311,22 +327,23 @@ pin_project! {
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
     /// use tower::{Service, ServiceExt, service_fn};
-    /// use goctx::http::{PropagateLayer, with_context};
+    /// use goctx::http::{PropagateLayer, PropagateRequestBody, with_context};
     /// use tower::Layer;
     ///
     /// # futures::executor::block_on(async {
     /// let calls = AtomicUsize::new(0);
-    /// let inner = service_fn(|_req: http::Request<()>| {
+    /// let inner = service_fn(|_req: http::Request<PropagateRequestBody<String>>| {
     ///     calls.fetch_add(1, Ordering::SeqCst);
     ///     async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi"))) }
     /// });
     /// let mut client = PropagateLayer::new().layer(inner);
     ///
     /// let (ctx, cancel) = goctx::with_cancel(&goctx::background());
-    /// let ok = client.ready().await?.call(with_context(http::Request::new(()), &ctx)).await;
+    /// let req = || with_context(http::Request::new(String::new()), &ctx);
+    /// let ok = client.ready().await?.call(req()).await;
     /// assert!(ok.is_ok());
     /// cancel.cancel();
-    /// let err = client.ready().await?.call(with_context(http::Request::new(()), &ctx)).await;
+    /// let err = client.ready().await?.call(req()).await;
     /// assert_eq!(err.err().and_then(|e| e.ctx_err()), Some(goctx::Error::Canceled));
     /// assert_eq!(calls.load(Ordering::SeqCst), 1, "a done context never reaches the client");
     /// # Ok::<(), goctx::http::PropagateError<std::convert::Infallible>>(())
@@ -428,15 +445,15 @@ pin_project! {
     /// ```
     /// use http_body_util::BodyExt;
     /// use tower::{ServiceExt, service_fn};
-    /// use goctx::http::{PropagateLayer, with_context};
+    /// use goctx::http::{PropagateLayer, PropagateRequestBody, with_context};
     /// use tower::Layer;
     ///
     /// # futures::executor::block_on(async {
-    /// let inner = service_fn(|_req: http::Request<()>| async {
+    /// let inner = service_fn(|_req: http::Request<PropagateRequestBody<String>>| async {
     ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("a long body")))
     /// });
     /// let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
-    /// let req = with_context(http::Request::new(()), &ctx);
+    /// let req = with_context(http::Request::new(String::new()), &ctx);
     /// let res = PropagateLayer::new().layer(inner).oneshot(req).await?;
     /// let mut body = res.into_body();
     /// cancel.cancel_with_cause("reader gave up");
