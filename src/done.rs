@@ -242,6 +242,13 @@ pub struct DoneOwned {
     waiter: Waiter,
 }
 
+// Unwind safe for the reasons given at `Ctx`'s impls: the waiter's
+// registration changes only through `&mut self`, and a panic in a poll
+// leaves at most a registered waker, which drop takes back. (`Done` gets
+// these from its `&Ctx`; the owned form names them.)
+impl std::panic::UnwindSafe for DoneOwned {}
+impl std::panic::RefUnwindSafe for DoneOwned {}
+
 /// The registration logic shared by [`Done`] and [`DoneOwned`]: each holds
 /// one and passes its context to every call. Owned by one future, so no
 /// field needs a lock: `&mut self` guards them all.

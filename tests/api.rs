@@ -3,72 +3,9 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use goctx::{
-    AfterFunc, CancelFunc, Ctx, Done, DoneOwned, Error, ExtendError, Notify, Run, RunOwned,
-    Subscribers, Subscription,
-};
+use goctx::{Ctx, Error, ExtendError};
 
-fn assert_send_sync<T: Send + Sync>() {}
-fn assert_static<T: 'static>() {}
-fn assert_unpin<T: Unpin>() {}
-fn assert_debug<T: Debug>() {}
-fn assert_unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
-
-/// Issue 8, B10: every public type can cross `catch_unwind` without
-/// `AssertUnwindSafe` (goctx's state stays consistent when a panic unwinds
-/// through code that holds these).
-#[test]
-fn public_types_are_unwind_safe() {
-    assert_unwind_safe::<Ctx>();
-    assert_unwind_safe::<CancelFunc>();
-    assert_unwind_safe::<AfterFunc>();
-    assert_unwind_safe::<Done<'static>>();
-    assert_unwind_safe::<Run<'static, std::future::Ready<()>>>();
-    assert_unwind_safe::<Error>();
-    assert_unwind_safe::<ExtendError>();
-    assert_unwind_safe::<Subscription>();
-    assert_unwind_safe::<Notify>();
-    assert_unwind_safe::<Subscribers>();
-    assert_unwind_safe::<goctx::CancelFuncDropped>();
-}
-
-#[test]
-fn public_types_are_send_sync_and_debug() {
-    assert_send_sync::<Ctx>();
-    assert_static::<Ctx>();
-    assert_unpin::<Ctx>();
-    assert_send_sync::<CancelFunc>();
-    assert_unpin::<CancelFunc>();
-    assert_send_sync::<AfterFunc>();
-    assert_send_sync::<Done<'static>>();
-    assert_unpin::<Done<'static>>();
-    assert_send_sync::<Run<'static, std::future::Ready<()>>>();
-    assert_send_sync::<DoneOwned>();
-    assert_static::<DoneOwned>();
-    assert_unpin::<DoneOwned>();
-    assert_send_sync::<RunOwned<std::future::Ready<()>>>();
-    assert_static::<RunOwned<std::future::Ready<()>>>();
-    assert_send_sync::<Error>();
-    assert_send_sync::<ExtendError>();
-    assert_send_sync::<Subscription>();
-    assert_send_sync::<Subscribers>();
-    assert_send_sync::<goctx::Cause>();
-    fn notify_is_send<T: Send>() {}
-    notify_is_send::<Notify>();
-
-    assert_debug::<Ctx>();
-    assert_debug::<CancelFunc>();
-    assert_debug::<AfterFunc>();
-    assert_debug::<Done<'static>>();
-    assert_debug::<Run<'static, std::future::Ready<()>>>();
-    assert_debug::<DoneOwned>();
-    assert_debug::<RunOwned<std::future::Ready<()>>>();
-    assert_debug::<Error>();
-    assert_debug::<ExtendError>();
-    assert_debug::<Notify>();
-    assert_debug::<Subscription>();
-    assert_debug::<Subscribers>();
-}
+// Auto traits and `Debug` of every public type: tests/autotraits.rs.
 
 #[test]
 fn debug_shows_state_not_internals() {

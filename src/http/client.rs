@@ -225,7 +225,7 @@ where
                 inner: None,
                 done: None,
                 ctx: None,
-                failed: Some((err, cause)),
+                failed: Some(PropagateError::Context { err, cause }),
             },
             Ok(_) => {
                 let req = req.map(|body| PropagateRequestBody::watched(body, Some(&ctx)));
@@ -359,7 +359,7 @@ pin_project! {
         // For the cause; `None` without a context.
         ctx: Option<Ctx>,
         // Set when the context was done before sending; taken by the poll.
-        failed: Option<(Error, Cause)>,
+        failed: Option<PropagateError<std::convert::Infallible>>,
     }
 }
 
@@ -382,7 +382,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Some((err, cause)) = this.failed.take() {
+        if let Some(PropagateError::Context { err, cause }) = this.failed.take() {
             return Poll::Ready(Err(PropagateError::Context { err, cause }));
         }
         // The context first: when both are ready, it wins.

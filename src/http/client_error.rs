@@ -53,6 +53,11 @@ pub enum PropagateError<E> {
     Inner(E),
 }
 
+// Unwind safe when `E` is: the cause is shared and never changed, as in
+// the `Ctx` it came from (see `Ctx`'s impls).
+impl<E: std::panic::UnwindSafe> std::panic::UnwindSafe for PropagateError<E> {}
+impl<E: std::panic::RefUnwindSafe> std::panic::RefUnwindSafe for PropagateError<E> {}
+
 impl<E> PropagateError<E> {
     /// `Context` with `ctx`'s error and cause if `ctx` is done, or if its
     /// deadline has passed although the timer has not fired yet (then:

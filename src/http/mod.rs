@@ -12,14 +12,14 @@
 //!
 //! | trigger | `err()` | `cause()` | Go's `r.Context()` |
 //! |---|---|---|---|
-//! | response body ended (handler returned, body fully handed to hyper) | `Canceled` | [`ResponseComplete`] | canceled when `ServeHTTP` returns, no cause |
-//! | HTTP/1 client closed the connection while the handler ran | `Canceled` | [`RequestAbandoned`] | canceled by the background read, no cause |
-//! | HTTP/2 stream reset (`RST_STREAM`) or connection lost | `Canceled` | [`RequestAbandoned`] | canceled, no cause |
-//! | an outer layer (timeout) dropped the response future | `Canceled` | [`RequestAbandoned`] | no equivalent (`TimeoutHandler` cancels its own child) |
-//! | client stopped reading a streaming body; body dropped early | `Canceled` | [`RequestAbandoned`] | a failed write cancels, no cause |
+//! | response body complete (last frame polled, or its declared length handed out) | `Canceled` | [`ResponseComplete`] | canceled when `ServeHTTP` returns, no cause |
+//! | handler's future dropped: HTTP/1 connection closed, HTTP/2 stream reset, or an outer layer (timeout) gave up | `Canceled` | [`RequestAbandoned`], [`ResponseFutureDropped`](AbandonReason::ResponseFutureDropped) | canceled, no cause |
+//! | response body dropped before its end (client stopped reading) | `Canceled` | [`RequestAbandoned`], [`ResponseBodyDropped`](AbandonReason::ResponseBodyDropped) | a failed write cancels, no cause |
+//! | request body read failed: connection closed, stream reset, other | `Canceled` | [`RequestAbandoned`], [`ConnectionClosed`](AbandonReason::ConnectionClosed), [`StreamReset`](AbandonReason::StreamReset), [`RequestBodyFailed`](AbandonReason::RequestBodyFailed) | live while the handler sees the error |
+//! | inner service returned an error | `Canceled` | [`RequestAbandoned`], [`ServiceError`](AbandonReason::ServiceError) | no equivalent |
 //! | the peer's deadline (`grpc-timeout`, `connect-timeout-ms`) or [`max_timeout`](RequestContextLayer::max_timeout) | `DeadlineExceeded` | `DeadlineExceeded` | net/http reads no deadline header; gRPC-Go does |
 //! | base context canceled (shutdown) | the base's | the base's | `Shutdown` never cancels request contexts |
-//! | client closed while the request body is unread | not detected until the body is read or the response written | | the same limit |
+//! | client closed while the request body is unread | not detected until the body is read | | the same limit |
 //!
 //! The first of these wins; later ones change nothing.
 //!

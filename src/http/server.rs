@@ -72,9 +72,17 @@ pub struct PeerAddr(pub SocketAddr);
 /// 4. inserts `ctx` into the request's extensions (the `axum` feature's
 ///    extractor reads it from there; elsewhere,
 ///    `req.extensions().get::<goctx::Ctx>()`);
-/// 5. ends `ctx` with [`ResponseComplete`] once the response body ends,
-///    or with [`RequestAbandoned`] if the response future or body is
-///    dropped first (see `docs/http.md` for every trigger).
+/// 5. hands the inner service the request body as a [`RequestBody`],
+///    which ends `ctx` with [`RequestAbandoned`] (the connection closed,
+///    the stream was reset) before a failed read returns its error;
+/// 6. ends `ctx` with [`ResponseComplete`] once the response body is
+///    complete, or with [`RequestAbandoned`] and its
+///    [`reason`](RequestAbandoned::reason) if the response future or body
+///    is dropped first (see `docs/http.md` for every trigger), always
+///    before dropping the handler's future or body, so contexts the
+///    handler derived inherit the cause;
+/// 7. sends the request id back in the response's `x-request-id` (see
+///    [`echo_request_id`](Self::echo_request_id)).
 ///
 /// The first cancellation wins: a context ended by its deadline or by the
 /// base keeps that error and cause.
@@ -89,7 +97,9 @@ pub struct PeerAddr(pub SocketAddr);
 ///   without a response at its deadline is answered with 504 (gRPC:
 ///   `grpc-status: 4`, DEADLINE_EXCEEDED), and the handler is dropped.
 /// - An error from the inner service is passed through unchanged; the
-///   context ends with [`RequestAbandoned`].
+///   context ends with [`RequestAbandoned`] ([`ServiceError`](AbandonReason::ServiceError)).
+/// - An error from the request body reaches the inner service boxed
+///   ([`BoxError`](crate::http::BoxError)), after the context ended.
 ///
 /// # Examples
 ///
@@ -297,7 +307,7 @@ where
             Ok(timeout) => timeout,
             Err(err) => {
                 let msg = format!("malformed grpc-timeout: {err}");
-                return ResponseFuture::early(grpc_status(13, &msg), guard);
+                return ResponseFuture::early(msg, guard);
             }
         };
         let mut ctx = match min_timeout(peer_timeout, config.max_timeout) {
@@ -528,8 +538,9 @@ pin_project! {
         // at an enforced deadline.
         #[pin]
         inner: Option<F>,
-        // An answer given without calling the inner service.
-        early: Option<Response<()>>,
+        // The message of a gRPC INTERNAL answer given without calling the
+        // inner service (made into a response when polled).
+        early: Option<String>,
         // Set when the deadline is enforced; `None` once it fired.
         deadline: Option<DoneOwned>,
         grpc: bool,
@@ -553,10 +564,10 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    fn early(res: Response<()>, guard: Guard) -> Self {
+    fn early(message: String, guard: Guard) -> Self {
         ResponseFuture {
             inner: None,
-            early: Some(res),
+            early: Some(message),
             deadline: None,
             grpc: true,
             head: false,
@@ -607,12 +618,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Some(res) = this.early.take() {
+        if let Some(message) = this.early.take() {
             let guard = this
                 .guard
                 .take()
                 .expect("ResponseFuture polled after completion");
-            let res = res.map(|()| None::<B>);
+            let res = grpc_status(13, &message).map(|()| None::<B>);
             return Poll::Ready(Ok(finish(res, guard, this.echo_id.take(), true)));
         }
         // The deadline first: when both are ready, the deadline wins, as

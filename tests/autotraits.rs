@@ -1,0 +1,93 @@
+//! Every public type's auto traits and `Debug`, in one place (thiserror's
+//! `test_autotrait.rs` style): `Send`, `Sync`, `Unpin`, `UnwindSafe` and
+//! `RefUnwindSafe` wherever the type's own parameters allow them. A change
+//! that loses one fails to compile here rather than in a user's crate.
+
+use std::fmt::Debug;
+use std::future::Ready;
+use std::panic::{RefUnwindSafe, UnwindSafe};
+
+/// The full set, for types that hold no user type that could opt out.
+fn full<T: Send + Sync + Unpin + UnwindSafe + RefUnwindSafe + Debug>() {}
+
+/// A stand-in for a user's future, body or service: every auto trait.
+type Inner = Ready<()>;
+
+#[test]
+fn core_types() {
+    use goctx::*;
+    full::<Ctx>();
+    full::<CancelFunc>();
+    full::<AfterFunc>();
+    full::<Done<'static>>();
+    full::<DoneOwned>();
+    full::<Run<'static, Inner>>();
+    full::<RunOwned<Inner>>();
+    full::<Error>();
+    full::<ExtendError>();
+    full::<CancelFuncDropped>();
+    full::<Subscription>();
+    full::<Subscribers>();
+    // A `Notify` is handed to one thread at a time: `Send`, not `Sync`.
+    fn send_unpin_unwind<T: Send + Unpin + UnwindSafe + RefUnwindSafe + Debug>() {}
+    send_unpin_unwind::<Notify>();
+    // `Cause` is std's `Arc<dyn Error + Send + Sync>`: its auto traits are std's.
+    fn send_sync<T: Send + Sync + Unpin + Debug>() {}
+    send_sync::<Cause>();
+}
+
+#[cfg(feature = "tokio-util")]
+#[test]
+fn tokio_util_types() {
+    full::<goctx::tokio_util::TokenCanceled>();
+}
+
+#[cfg(feature = "http")]
+#[test]
+fn http_types() {
+    use goctx::http::*;
+    type Body = String;
+    full::<PeerAddr>();
+    full::<RequestContextLayer>();
+    full::<RequestContext<Inner>>();
+    full::<ResponseFuture<Inner>>();
+    full::<RequestContextBody<Body>>();
+    full::<RequestBody<Body>>();
+    full::<RequestAbandoned>();
+    full::<AbandonReason>();
+    full::<ResponseComplete>();
+    full::<InvalidTimeout>();
+    full::<RequestId>();
+    full::<TraceContext>();
+    full::<PropagateLayer>();
+    full::<Propagate<Inner>>();
+    full::<PropagateFuture<Inner>>();
+    full::<PropagateBody<Body>>();
+    full::<PropagateRequestBody<Body>>();
+    full::<PropagateError<std::fmt::Error>>();
+}
+
+#[cfg(feature = "axum")]
+#[test]
+fn axum_types() {
+    full::<goctx::http::MissingRequestContext>();
+}
+
+/// reqwest's builder and response are not unwind safe themselves, so
+/// the wrappers are everything else.
+#[cfg(feature = "reqwest")]
+#[test]
+fn reqwest_types() {
+    fn send_sync_unpin<T: Send + Sync + Unpin + Debug>() {}
+    send_sync_unpin::<goctx::http::ContextRequestBuilder>();
+    send_sync_unpin::<goctx::http::ContextResponse>();
+}
+
+#[cfg(feature = "tonic")]
+#[test]
+fn tonic_types() {
+    use goctx::tonic::*;
+    full::<PropagateLayer>();
+    full::<Propagate<Inner>>();
+    full::<ResponseFuture<Inner>>();
+}
