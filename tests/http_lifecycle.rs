@@ -456,7 +456,8 @@ async fn service_error_is_its_own_reason() {
 }
 
 /// The response carries the request's id: the client's, else the one the
-/// layer made; a handler's own header wins; the setting turns it off.
+/// layer made when something read it; a handler's own header wins; the
+/// setting turns it off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_echoes_the_request_id() {
     let app = |echo: bool| {
@@ -473,6 +474,7 @@ async fn response_echoes_the_request_id() {
                 "/own",
                 get(|| async { ([("x-request-id", "handler-chose")], "own") }),
             )
+            .route("/quiet", get(|| async { "no id read" }))
             .layer(RequestContextLayer::new(&goctx::background()).echo_request_id(echo))
     };
     let on = serve(app(true)).await;
@@ -512,6 +514,11 @@ async fn response_echoes_the_request_id() {
         "the id the handler saw"
     );
     assert_eq!(seen.len(), 32);
+    // An id nobody read is neither made nor sent; a client's always is.
+    let (echoed, _) = get(on, "/quiet", None).await;
+    assert_eq!(echoed, None);
+    let (echoed, _) = get(on, "/quiet", Some("req-45")).await;
+    assert_eq!(echoed.as_deref(), Some("req-45"));
     let (echoed, _) = get(on, "/own", Some("req-43")).await;
     assert_eq!(echoed.as_deref(), Some("handler-chose"));
     let (echoed, _) = get(off, "/", Some("req-44")).await;

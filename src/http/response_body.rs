@@ -67,19 +67,18 @@ pin_project! {
 }
 
 impl<B: Body> RequestContextBody<B> {
-    /// `declared`: the response's `content-length`, if it had one.
+    /// `declared`: the body's length, if the response declared one.
     pub(super) fn new(
         inner: Option<B>,
         guard: Guard,
         complete_on_drop: bool,
         declared: Option<u64>,
     ) -> Self {
-        let left = declared.or_else(|| inner.as_ref().and_then(|b| b.size_hint().exact()));
         RequestContextBody {
             inner,
             guard: Some(guard),
             complete_on_drop,
-            left,
+            left: declared,
         }
     }
 }

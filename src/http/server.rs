@@ -13,7 +13,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use std::time::Duration;
@@ -231,11 +231,13 @@ impl RequestContextLayer {
     }
 
     /// Whether to send the request's id back in the response's
-    /// `x-request-id` header: the inbound id when the client sent a valid
-    /// one, else the id the layer made, so a `curl -i` user can find their
-    /// request in the logs (tower-http's `PropagateRequestIdLayer` does the
-    /// same). A response that already has the header keeps its own. On by
-    /// default.
+    /// `x-request-id` header, so a `curl -i` user can find their request
+    /// in the logs (tower-http's `PropagateRequestIdLayer` does the same):
+    /// the inbound id when the client sent a valid one; otherwise the id
+    /// the layer made, if anything read it (a request's [`RequestId`] is
+    /// made on first read, so an id no log line or outgoing call used is
+    /// neither made nor sent). A response that already has the header
+    /// keeps its own. On by default.
     ///
     /// # Examples
     ///
@@ -333,14 +335,24 @@ where
             .map(|info| PeerAddr(info.0));
         #[cfg(not(feature = "axum"))]
         let peer = None;
-        let id = RequestId::from_header(inbound.request_id);
-        let echo_id = config.echo_request_id.then(|| match inbound.request_id {
+        // The client's id if valid; otherwise one is made when first read.
+        let inbound_id = inbound
+            .request_id
+            .and_then(|v| v.to_str().ok())
+            .and_then(RequestId::parse);
+        let echo = match (config.echo_request_id, inbound_id.is_some()) {
+            (false, _) => Echo::Off,
             // The client's own value, shared rather than copied.
-            Some(value) if value.as_bytes() == id.as_str().as_bytes() => value.clone(),
-            _ => id.header_value(),
-        });
+            (true, true) => inbound.request_id.cloned().map_or(Echo::Off, Echo::Inbound),
+            (true, false) => Echo::IfMade,
+        };
+        let id = LazyRequestId(inbound_id.map_or_else(OnceLock::new, OnceLock::from));
         // One node for the three values (as three `with_value`s would read).
         ctx = crate::value::with_value_set(&ctx, RequestValues { id, trace, peer });
+        let echo = match echo {
+            Echo::IfMade => Echo::Made(ctx.clone()),
+            echo => echo,
+        };
         let deadline =
             (config.enforce_deadline && ctx.deadline().is_some()).then(|| ctx.done_owned());
         let (mut parts, body) = req.into_parts();
@@ -352,8 +364,33 @@ where
             deadline,
             grpc,
             head,
-            echo_id,
+            echo,
             guard: Some(guard),
+        }
+    }
+}
+
+/// The request id a response echoes.
+enum Echo {
+    Off,
+    /// The client's valid `x-request-id`.
+    Inbound(HeaderValue),
+    /// Decided in `call`; becomes `Made`.
+    IfMade,
+    /// The request context, whose id is echoed if something read it (and
+    /// so made it): an id nobody read is in no log line to find.
+    Made(Ctx),
+}
+
+impl Echo {
+    fn header(self) -> Option<HeaderValue> {
+        match self {
+            Echo::Off | Echo::IfMade => None,
+            Echo::Inbound(value) => Some(value),
+            Echo::Made(ctx) => ctx
+                .value::<LazyRequestId>()
+                .and_then(|id| id.0.get())
+                .map(RequestId::header_value),
         }
     }
 }
@@ -361,16 +398,24 @@ where
 /// A request's values, carried in one context node: to a reader, the same
 /// as `with_value` of the id, then the trace, then the peer address.
 struct RequestValues {
-    id: RequestId,
+    id: LazyRequestId,
     trace: TraceContext,
     peer: Option<PeerAddr>,
 }
+
+/// The request id: set from a valid inbound header, or made on first read,
+/// so a request whose id nobody reads never pays for making one. Also a
+/// key of its own, private to the layer, to see whether the id was made
+/// without making it.
+struct LazyRequestId(OnceLock<RequestId>);
 
 impl ValueSet for RequestValues {
     fn key_bits(&self) -> u64 {
         // The bits are per type: computed once.
         static BITS: LazyLock<(u64, u64)> = LazyLock::new(|| {
-            let both = key_bit(TypeId::of::<RequestId>()) | key_bit(TypeId::of::<TraceContext>());
+            let both = key_bit(TypeId::of::<RequestId>())
+                | key_bit(TypeId::of::<LazyRequestId>())
+                | key_bit(TypeId::of::<TraceContext>());
             (both, key_bit(TypeId::of::<PeerAddr>()))
         });
         let (both, peer) = *BITS;
@@ -383,6 +428,8 @@ impl ValueSet for RequestValues {
 
     fn get(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
         if key == TypeId::of::<RequestId>() {
+            Some(self.id.0.get_or_init(RequestId::generate))
+        } else if key == TypeId::of::<LazyRequestId>() {
             Some(&self.id)
         } else if key == TypeId::of::<TraceContext>() {
             Some(&self.trace)
@@ -545,9 +592,8 @@ pin_project! {
         deadline: Option<DoneOwned>,
         grpc: bool,
         head: bool,
-        // The `x-request-id` to echo; `None` when echoing is off, and
-        // once the future completed.
-        echo_id: Option<HeaderValue>,
+        // The `x-request-id` to echo; `Off` once the future completed.
+        echo: Echo,
         // `None` once the future completed.
         guard: Option<Guard>,
     }
@@ -571,7 +617,7 @@ impl<F> ResponseFuture<F> {
             deadline: None,
             grpc: true,
             head: false,
-            echo_id: None,
+            echo: Echo::Off,
             guard: Some(guard),
         }
     }
@@ -580,33 +626,36 @@ impl<F> ResponseFuture<F> {
 /// The response as the layer hands it on: its body owns `guard`, and it
 /// carries the echoed request id.
 fn finish<B: Body>(
-    res: Response<Option<B>>,
+    mut res: Response<Option<B>>,
     guard: Guard,
-    echo_id: Option<HeaderValue>,
+    echo: Echo,
     head: bool,
 ) -> Response<RequestContextBody<B>> {
-    let (mut parts, body) = res.into_parts();
-    if let Some(id) = echo_id
-        && let header::Entry::Vacant(slot) = parts.headers.entry(super::request_id::X_REQUEST_ID)
+    if let Some(id) = echo.header()
+        && let header::Entry::Vacant(slot) =
+            res.headers_mut().entry(super::request_id::X_REQUEST_ID)
     {
         slot.insert(id);
     }
     // hyper drops these bodies unread: dropping them is their end.
+    let status = res.status();
     let unread = head
-        || parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED;
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
     // hyper's HTTP/1 server stops polling a body once its declared length
-    // is written; the body counts the bytes to know it was complete.
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    Response::from_parts(
-        parts,
-        RequestContextBody::new(body, guard, unread, declared),
-    )
+    // is written; the body counts the bytes to know it was complete. An
+    // exact size hint is that length (hyper writes it as the header); the
+    // header is looked up only for bodies that do not know their size.
+    let declared = match res.body().as_ref().map(|b| b.size_hint().exact()) {
+        Some(Some(exact)) => Some(exact),
+        _ => res
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok()),
+    };
+    res.map(|body| RequestContextBody::new(body, guard, unread, declared))
 }
 
 impl<F, B, E> Future for ResponseFuture<F>
@@ -624,7 +673,12 @@ where
                 .take()
                 .expect("ResponseFuture polled after completion");
             let res = grpc_status(13, &message).map(|()| None::<B>);
-            return Poll::Ready(Ok(finish(res, guard, this.echo_id.take(), true)));
+            return Poll::Ready(Ok(finish(
+                res,
+                guard,
+                std::mem::replace(this.echo, Echo::Off),
+                true,
+            )));
         }
         // The deadline first: when both are ready, the deadline wins, as
         // in `Ctx::run`.
@@ -639,7 +693,12 @@ where
                     .take()
                     .expect("ResponseFuture polled after completion");
                 let res = deadline_response(*this.grpc).map(|()| None::<B>);
-                return Poll::Ready(Ok(finish(res, guard, this.echo_id.take(), true)));
+                return Poll::Ready(Ok(finish(
+                    res,
+                    guard,
+                    std::mem::replace(this.echo, Echo::Off),
+                    true,
+                )));
             }
         }
         let inner = this
@@ -657,7 +716,7 @@ where
             Ok(res) => Ok(finish(
                 res.map(Some),
                 guard,
-                this.echo_id.take(),
+                std::mem::replace(this.echo, Echo::Off),
                 *this.head,
             )),
             Err(err) => {
