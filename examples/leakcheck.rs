@@ -120,11 +120,11 @@ fn main() {
     let clone = cancel_child.clone();
     clone.detach();
     check(parent.dependents() == 1, "dependents");
-    let why: Cause = Arc::new(Why("shutting down"));
+    let why = Cause::new(Why("shutting down"));
     cancel_parent.cancel_with_cause(why.clone());
     check(child.err() == Some(Error::Canceled), "child canceled");
     check(
-        child.cause().is_some_and(|c| Arc::ptr_eq(&c, &why)),
+        child.cause().is_some_and(|c| Cause::ptr_eq(&c, &why)),
         "cause",
     );
     check(cancel_child.is_canceled(), "is_canceled");

@@ -46,10 +46,11 @@ impl Error {
     }
 
     /// This error as a [`Cause`]. The same shared allocation is returned
-    /// every time, so `Arc::ptr_eq` holds between two calls.
+    /// every time, so `Cause::ptr_eq` holds between two calls.
     pub(crate) fn into_cause(self) -> Cause {
-        static CANCELED: LazyLock<Cause> = LazyLock::new(|| Arc::new(Error::Canceled));
-        static DEADLINE: LazyLock<Cause> = LazyLock::new(|| Arc::new(Error::DeadlineExceeded));
+        static CANCELED: LazyLock<Cause> = LazyLock::new(|| Cause(Arc::new(Error::Canceled)));
+        static DEADLINE: LazyLock<Cause> =
+            LazyLock::new(|| Cause(Arc::new(Error::DeadlineExceeded)));
         match self {
             Error::Canceled => CANCELED.clone(),
             Error::DeadlineExceeded => DEADLINE.clone(),
@@ -70,16 +71,141 @@ impl From<Error> for std::io::Error {
     }
 }
 
-/// The reason behind a cancellation: any error, shared.
+/// The reason behind a cancellation: any error, shared (Go's `error` as
+/// `context.Cause` returns it).
 ///
 /// Returned by [`Ctx::cause`](crate::Ctx::cause). When a context was ended
-/// without an explicit cause, its cause is its [`Error`] (downcast with
-/// `cause.downcast_ref::<goctx::Error>()`).
-pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+/// without an explicit cause, its cause is its [`Error`]
+/// (`cause.downcast_ref::<goctx::Error>()`). A cheap handle: clones share
+/// one error, and [`Cause::ptr_eq`] tells whether two are the same one
+/// (Go compares errors with `==`).
+///
+/// It derefs to `dyn Error + Send + Sync`, so `cause.is::<T>()`,
+/// `cause.downcast_ref::<T>()`, `cause.source()` and `to_string()` work as
+/// on the error itself; `Display`, `Debug` and [`source`](std::error::Error::source)
+/// are the error's. Made from an error with [`Cause::new`], or with
+/// `.into()` / `Cause::from` from a message (`&str`, `String`), a goctx
+/// [`Error`], a boxed error or an `Arc` of one.
+///
+/// # Examples
+///
+/// ```
+/// use goctx::Cause;
+///
+/// let why = Cause::from("shutting down");
+/// let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+/// cancel.cancel_with_cause(why.clone());
+/// let got = ctx.cause().expect("canceled");
+/// assert!(Cause::ptr_eq(&got, &why));
+/// assert_eq!(got.to_string(), "shutting down");
+///
+/// let timeout: Cause = goctx::Error::DeadlineExceeded.into();
+/// assert_eq!(timeout.downcast_ref::<goctx::Error>(), Some(&goctx::Error::DeadlineExceeded));
+/// ```
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// `err` as a cause. A `Cause` passed in is kept as it is (the same
+    /// shared error); a goctx [`Error`] shares one process-wide allocation.
+    pub fn new<E>(err: E) -> Cause
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        into_cause(err)
+    }
+
+    /// Whether `a` and `b` are the same error (clones of one cause), as
+    /// Go's `==` on two error values.
+    pub fn ptr_eq(a: &Cause, b: &Cause) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+
+    /// The shared error, for APIs that take an `Arc` of one (such as
+    /// `tonic::Status::set_source`).
+    pub fn into_arc(self) -> Arc<dyn std::error::Error + Send + Sync + 'static> {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl AsRef<dyn std::error::Error + Send + Sync + 'static> for Cause {
+    fn as_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// Transparent: the error's own `source()`.
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Cause {
+        into_cause(message)
+    }
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Cause {
+        into_cause(message)
+    }
+}
+
+impl From<Error> for Cause {
+    fn from(err: Error) -> Cause {
+        err.into_cause()
+    }
+}
+
+impl From<CancelFuncDropped> for Cause {
+    fn from(_: CancelFuncDropped) -> Cause {
+        dropped_cause()
+    }
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync + 'static>> for Cause {
+    fn from(err: Box<dyn std::error::Error + Send + Sync + 'static>) -> Cause {
+        into_cause(err)
+    }
+}
+
+impl From<Arc<dyn std::error::Error + Send + Sync + 'static>> for Cause {
+    fn from(err: Arc<dyn std::error::Error + Send + Sync + 'static>) -> Cause {
+        Cause(err)
+    }
+}
+
+impl From<Cause> for Arc<dyn std::error::Error + Send + Sync + 'static> {
+    fn from(cause: Cause) -> Self {
+        cause.0
+    }
+}
 
 /// Turns a user's error (any error type, a `&str`, a `String`, a boxed
 /// error) into a [`Cause`], keeping the identity of a value that already is
-/// one (so `Arc::ptr_eq` works for callers who pass a `Cause` they hold)
+/// one (so `Cause::ptr_eq` works for callers who pass a `Cause` they hold)
 /// and sharing the allocation of a plain [`Error`].
 pub(crate) fn into_cause<E>(err: E) -> Cause
 where
@@ -90,9 +216,15 @@ where
         Ok(cause) => return *cause,
         Err(other) => other,
     };
+    // An `Arc` of an error, as causes were before `Cause` had a type of
+    // its own: kept, not wrapped again.
+    let boxed = match boxed.downcast::<Arc<dyn std::error::Error + Send + Sync + 'static>>() {
+        Ok(shared) => return Cause(*shared),
+        Err(other) => other,
+    };
     match boxed.downcast::<Error>() {
         Ok(err) => err.into_cause(),
-        Err(other) => Arc::from(other),
+        Err(other) => Cause(Arc::from(other)),
     }
 }
 
@@ -124,7 +256,7 @@ pub struct CancelFuncDropped;
 
 /// `CancelFuncDropped` as a [`Cause`]: one shared allocation.
 pub(crate) fn dropped_cause() -> Cause {
-    static DROPPED: LazyLock<Cause> = LazyLock::new(|| Arc::new(CancelFuncDropped));
+    static DROPPED: LazyLock<Cause> = LazyLock::new(|| Cause(Arc::new(CancelFuncDropped)));
     DROPPED.clone()
 }
 

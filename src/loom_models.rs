@@ -86,7 +86,7 @@ fn why(ctx: &Ctx) -> Option<String> {
 /// what a cancellation hands down its subtree.
 fn same_cause(a: &Ctx, b: &Ctx) -> bool {
     match (a.cause(), b.cause()) {
-        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(&a, &b),
+        (Some(a), Some(b)) => crate::Cause::ptr_eq(&a, &b),
         _ => false,
     }
 }
@@ -394,7 +394,7 @@ fn concurrent_cancels_one_cause_wins() {
         if let Some((err, cause)) = early {
             assert_eq!(err, Error::Canceled);
             let cause = cause.expect("a done context has a cause");
-            assert!(std::sync::Arc::ptr_eq(
+            assert!(crate::Cause::ptr_eq(
                 &cause,
                 &parent.cause().expect("canceled")
             ));
@@ -451,7 +451,7 @@ fn leaf_fast_cancel_vs_cancel_with_cause() {
         if let Some((err, cause)) = early {
             assert_eq!(err, Error::Canceled);
             let cause = cause.expect("a done context has a cause");
-            assert!(std::sync::Arc::ptr_eq(
+            assert!(crate::Cause::ptr_eq(
                 &cause,
                 &leaf.cause().expect("canceled")
             ));

@@ -180,7 +180,7 @@ struct TokenContext {
 }
 
 /// The one shared allocation every [`TokenCanceled`] cause points to.
-static TOKEN_CANCELED: LazyLock<Cause> = LazyLock::new(|| Arc::new(TokenCanceled));
+static TOKEN_CANCELED: LazyLock<Cause> = LazyLock::new(|| Cause::new(TokenCanceled));
 
 impl Context for TokenContext {
     fn err(&self) -> Option<Error> {

@@ -121,3 +121,68 @@ fn display_of_a_deadline_is_stable() {
         assert_eq!(wall(ctx.to_string()), first);
     }
 }
+
+/// Issue 16: a cause is made from what users have at hand (a message, a
+/// goctx error, a boxed or shared error) with `From`, keeps its identity
+/// through a cancellation, and reads like the error it holds.
+#[test]
+fn cause_from_messages_errors_and_shared_errors() {
+    use goctx::Cause;
+    use std::sync::Arc;
+
+    let from_str = Cause::from("shutting down");
+    let from_string: Cause = String::from("drained").into();
+    assert_eq!(from_str.to_string(), "shutting down");
+    assert_eq!(format!("{from_string}"), "drained");
+
+    // A goctx error shares one process-wide allocation, as `err()`'s own
+    // cause does.
+    let (ctx, _cancel) = goctx::with_timeout(&goctx::background(), Duration::ZERO);
+    let own = ctx.cause().expect("expired");
+    let made: Cause = Error::DeadlineExceeded.into();
+    assert!(Cause::ptr_eq(&own, &made));
+    assert_eq!(made.downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
+
+    // A shared error keeps its identity: as an `Arc`, as a cause, and
+    // through `cancel_with_cause`.
+    let shared: Arc<dyn std::error::Error + Send + Sync> = Arc::new(std::io::Error::other("disk"));
+    let cause = Cause::from(shared.clone());
+    assert!(Arc::ptr_eq(&cause.clone().into_arc(), &shared));
+    let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    cancel.cancel_with_cause(cause.clone());
+    assert!(Cause::ptr_eq(&ctx.cause().expect("canceled"), &cause));
+    let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    cancel.cancel_with_cause(shared.clone());
+    assert!(Arc::ptr_eq(
+        &ctx.cause().expect("canceled").into_arc(),
+        &shared
+    ));
+
+    // Transparent: downcasts, `Debug` and `source` are the error's.
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(std::io::Error::other("net"));
+    let cause = Cause::from(boxed);
+    assert!(cause.is::<std::io::Error>());
+    assert_eq!(
+        format!("{cause:?}"),
+        format!("{:?}", std::io::Error::other("net"))
+    );
+    #[derive(Debug)]
+    struct Outer(std::fmt::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("outer")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let wrapped = Cause::new(Outer(std::fmt::Error));
+    let source = std::error::Error::source(&wrapped).expect("the inner error's source");
+    assert!(source.is::<std::fmt::Error>());
+    assert!(!Cause::ptr_eq(
+        &wrapped,
+        &Cause::new(std::io::Error::other("other"))
+    ));
+}

@@ -73,7 +73,7 @@ impl Context for Liar {
             .lock()
             .unwrap()
             .cause
-            .then(|| Arc::new(std::io::Error::other("liar's cause")) as Cause)
+            .then(|| Cause::new(std::io::Error::other("liar's cause")))
     }
     fn subscribe(&self, notify: Notify) -> Subscription {
         self.0.lock().unwrap().pending.push(notify);

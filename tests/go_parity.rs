@@ -68,7 +68,7 @@ fn done_now(ctx: &Ctx) -> Option<Error> {
 
 /// Whether `got` is the very cause `want` (same allocation).
 fn is_same_cause(got: &Option<Cause>, want: &Cause) -> bool {
-    got.as_ref().is_some_and(|got| Arc::ptr_eq(got, want))
+    got.as_ref().is_some_and(|got| Cause::ptr_eq(got, want))
 }
 
 /// Whether `got` is the plain error `want` used as a cause (what Go's
@@ -392,7 +392,7 @@ impl Context for CustomContext {
         self.0
             .parent
             .cause()
-            .or_else(|| self.err().map(|err| Arc::new(err) as Cause))
+            .or_else(|| self.err().map(Cause::from))
     }
 
     fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
@@ -1511,7 +1511,7 @@ fn cause_race() {
     let give_up = Instant::now() + QUIESCENT;
     loop {
         if let Some(got) = ctx.cause() {
-            assert!(Arc::ptr_eq(&got, &want), "cause() = {got}, want {want}");
+            assert!(Cause::ptr_eq(&got, &want), "cause() = {got}, want {want}");
             break;
         }
         assert!(Instant::now() < give_up, "cause never appeared");

@@ -79,7 +79,7 @@ fn try_register_waker(ctx: &Ctx, waker: &Waker) -> Option<Pin2> {
 type Pin2 = std::pin::Pin<Box<dyn Future<Output = Error> + Send>>;
 
 fn is_cause(got: Option<Cause>, expected: &Cause) -> bool {
-    got.is_some_and(|got| Arc::ptr_eq(&got, expected))
+    got.is_some_and(|got| Cause::ptr_eq(&got, expected))
 }
 
 fn is_err_cause(got: Option<Cause>, err: Error) -> bool {

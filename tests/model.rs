@@ -211,7 +211,7 @@ impl Context for Manual {
     fn cause(&self) -> Option<Cause> {
         let ended = self.state.ended.lock().unwrap();
         let err = ended.err?;
-        Some(ended.cause.clone().unwrap_or_else(|| Arc::new(err)))
+        Some(ended.cause.clone().unwrap_or_else(|| Cause::from(err)))
     }
     fn lookup(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
         Context::lookup(&self.parent, key)
@@ -427,7 +427,7 @@ impl World {
 
     fn new_cause(&mut self) -> (usize, Cause) {
         let id = self.causes.len();
-        let cause: Cause = Arc::new(Why(id));
+        let cause = Cause::new(Why(id));
         self.causes.push(cause.clone());
         (id, cause)
     }
@@ -1118,7 +1118,7 @@ impl World {
             }
             (Some(got), Some(MCause::User(id))) => {
                 ensure!(
-                    Arc::ptr_eq(&got, &self.causes[id]),
+                    Cause::ptr_eq(&got, &self.causes[id]),
                     "node {i}: cause() = {got:?} ({got}), model says test cause #{id}"
                 );
                 Ok(())

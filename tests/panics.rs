@@ -227,7 +227,7 @@ fn a_panicking_waker_during_cancel_is_resumed_after_all_notifications() {
         }
         assert_eq!(parent.dependents(), 1);
 
-        let why: Cause = Arc::new(Error::Canceled);
+        let why = Cause::from(Error::Canceled);
         let message = expect_panic("cancel with panicking wakers", || {
             cancel.cancel_with_cause(why.clone())
         });
@@ -245,7 +245,7 @@ fn a_panicking_waker_during_cancel_is_resumed_after_all_notifications() {
         }
         assert_eq!(ctx.err(), Some(Error::Canceled));
         assert_eq!(child.err(), Some(Error::Canceled));
-        assert!(child.cause().is_some_and(|c| Arc::ptr_eq(&c, &why)));
+        assert!(child.cause().is_some_and(|c| Cause::ptr_eq(&c, &why)));
         let mut ran: Vec<i32> = (0..3)
             .map(|_| rx.recv_timeout(PATIENCE).expect("a callback was lost"))
             .collect();

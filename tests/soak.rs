@@ -208,7 +208,7 @@ fn check(world: &World, ctx: &Ctx, what: &str) {
     let cause = ctx.cause();
     match (&cause_first, &cause) {
         (_, None) => world.fail(format!("{what}: err() is {err:?} but cause() is None")),
-        (Some(a), Some(b)) if !Arc::ptr_eq(a, b) => {
+        (Some(a), Some(b)) if !goctx::Cause::ptr_eq(a, b) => {
             world.fail(format!("{what}: cause() changed from {a} to {b}"))
         }
         _ => {}
@@ -277,7 +277,7 @@ fn derive(world: &World, rng: &mut Rng) {
             ));
         }
         if let (Some(child), Some(parent)) = (ctx.cause(), &parent_cause)
-            && !Arc::ptr_eq(&child, parent)
+            && !goctx::Cause::ptr_eq(&child, parent)
         {
             world.fail(format!(
                 "child of a done parent has cause {child}, parent has {parent}"

@@ -101,12 +101,12 @@ fn causes_accept_messages_strings_boxed_errors_and_error_types() {
     );
 
     // A `Cause` passed back in stays the same shared value.
-    let shared: goctx::Cause = std::sync::Arc::new(std::io::Error::other("shared"));
+    let shared = goctx::Cause::new(std::io::Error::other("shared"));
     let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
     cancel.cancel_with_cause(shared.clone());
     assert!(
         ctx.cause()
-            .is_some_and(|c| std::sync::Arc::ptr_eq(&c, &shared))
+            .is_some_and(|c| goctx::Cause::ptr_eq(&c, &shared))
     );
 
     let (ctx, _c) = goctx::with_timeout_cause(&goctx::background(), Duration::ZERO, "too slow");

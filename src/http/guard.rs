@@ -11,14 +11,14 @@
 //! drop afterwards is a no-op and never reports `CancelFuncDropped`.
 
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use super::causes::{AbandonReason, RequestAbandoned, ResponseComplete};
 use crate::{CancelFunc, Cause};
 
 /// `ResponseComplete`, made once per process: a request's end allocates
 /// nothing for its cause.
-static COMPLETE: LazyLock<Cause> = LazyLock::new(|| Arc::new(ResponseComplete));
+static COMPLETE: LazyLock<Cause> = LazyLock::new(|| Cause::new(ResponseComplete));
 
 /// One shared `RequestAbandoned` per reason without a payload.
 static FUTURE_DROPPED: LazyLock<Cause> =
@@ -33,7 +33,7 @@ static SERVICE_ERROR: LazyLock<Cause> =
     LazyLock::new(|| abandoned_new(AbandonReason::ServiceError));
 
 fn abandoned_new(reason: AbandonReason) -> Cause {
-    Arc::new(RequestAbandoned::new(reason))
+    Cause::new(RequestAbandoned::new(reason))
 }
 
 /// `RequestAbandoned` with `reason` as a cause: shared for the common

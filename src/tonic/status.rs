@@ -35,7 +35,7 @@ pub fn status(err: Error, cause: Cause) -> Status {
     } else {
         Status::new(code, format!("{err}: {cause}"))
     };
-    status.set_source(cause);
+    status.set_source(cause.into_arc());
     status
 }
 

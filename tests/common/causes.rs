@@ -1,7 +1,6 @@
 //! The one small named error type the tests give as a cancel cause.
 
 use std::fmt;
-use std::sync::Arc;
 
 use goctx::Cause;
 
@@ -19,9 +18,9 @@ impl<T: fmt::Display> fmt::Display for Why<T> {
 impl<T: fmt::Debug + fmt::Display> std::error::Error for Why<T> {}
 
 /// A shared cause whose identity a test can check later with
-/// `Arc::ptr_eq`, like Go comparing error values with `==`.
+/// `Cause::ptr_eq`, like Go comparing error values with `==`.
 pub fn cause(text: &'static str) -> Cause {
-    Arc::new(Why(text))
+    Cause::new(Why(text))
 }
 
 /// Defines a unit cause type with a fixed message, for tests that tell
