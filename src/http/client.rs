@@ -169,13 +169,22 @@ impl<S> Layer<S> for PropagateLayer {
 
 /// The [`Service`] made by [`PropagateLayer`]; see there.
 ///
+/// The inner client is called with the request body wrapped in a
+/// [`PropagateRequestBody`], so a hyper-util client behind it is built for
+/// that body type. Built for the plain body instead
+/// (`Client<HttpConnector, String>`), the client is not a service of the
+/// wrapped requests, and the compiler says only that "the method `ready`
+/// (or `call`) exists for `Propagate<Client<HttpConnector, String>>`, but
+/// its trait bounds were not satisfied".
+///
 /// # Examples
 ///
 /// ```
+/// use goctx::http::PropagateRequestBody;
 /// use tower::Layer;
 ///
 /// let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-///     .build_http::<String>();
+///     .build_http::<PropagateRequestBody<String>>();
 /// let client = goctx::http::PropagateLayer::new().layer(hyper);
 /// # let _ = client;
 /// ```
