@@ -8,6 +8,7 @@
 #![cfg(all(feature = "http", feature = "axum"))]
 
 mod common;
+use common::loopback::serve;
 use common::waits::{bounded, ended_within};
 
 use std::convert::Infallible;
@@ -28,21 +29,11 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// How soon an end must be seen.
 const PROMPT: Duration = Duration::from_secs(1);
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let make = app.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, make).await;
-    });
-    addr
-}
 
 /// The reason of a `RequestAbandoned` cause; fails on any other cause.
 fn reason(cause: &Cause) -> AbandonReason {
@@ -50,6 +41,27 @@ fn reason(cause: &Cause) -> AbandonReason {
         Some(abandoned) => abandoned.reason(),
         None => panic!("expected RequestAbandoned, got {cause:?} ({cause})"),
     }
+}
+
+/// `GET path` with `headers` over HTTP/1 (or HTTP/2 with prior
+/// knowledge): the response head, its body unread.
+async fn fetch_head(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    http2: bool,
+) -> http::Response<hyper::body::Incoming> {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(http2)
+        .build_http();
+    let mut req = Request::get(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Empty::new()).expect("request");
+    bounded("response", client.request(req))
+        .await
+        .expect("sent")
 }
 
 /// What a handler saw at the moment its body read returned.
@@ -101,15 +113,7 @@ fn exact_length_app(probe: mpsc::UnboundedSender<Ctx>) -> Router {
 async fn exact_length_completes(http2: bool) {
     let (probe, mut seen) = mpsc::unbounded_channel();
     let addr = serve(exact_length_app(probe)).await;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .http2_only(http2)
-        .build_http();
-    let req = Request::get(format!("http://{addr}/exact"))
-        .body(Empty::new())
-        .expect("request");
-    let res = bounded("response", client.request(req))
-        .await
-        .expect("sent");
+    let res = fetch_head(addr, "/exact", &[], http2).await;
     assert_eq!(res.headers()["content-length"], "3000");
     let body = bounded("body", res.into_body().collect())
         .await
@@ -333,13 +337,7 @@ async fn derived_context_held_by_the_body_completes_with_it() {
         )
         .layer(RequestContextLayer::new(&goctx::background()));
     let addr = serve(app).await;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let req = Request::get(format!("http://{addr}/stream"))
-        .body(Empty::new())
-        .expect("request");
-    let res = bounded("response", client.request(req))
-        .await
-        .expect("sent");
+    let res = fetch_head(addr, "/stream", &[], false).await;
     let body = bounded("body", res.into_body().collect())
         .await
         .expect("read");
@@ -371,13 +369,7 @@ async fn outer_timeout_is_response_future_dropped() {
         .layer(RequestContextLayer::new(&goctx::background()))
         .layer(middleware::from_fn(give_up_fast));
     let addr = serve(app).await;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let req = Request::get(format!("http://{addr}/hang"))
-        .body(Empty::new())
-        .expect("request");
-    let res = bounded("response", client.request(req))
-        .await
-        .expect("sent");
+    let res = fetch_head(addr, "/hang", &[], false).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let ctx = bounded("handler entered", seen.recv()).await.expect("ctx");
     let cause = ended_within(&ctx, PROMPT).await;
@@ -407,18 +399,11 @@ async fn client_stops_reading_is_response_body_dropped() {
         )
         .layer(RequestContextLayer::new(&goctx::background()));
     let addr = serve(app).await;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let req = Request::get(format!("http://{addr}/endless"))
-        .body(Empty::new())
-        .expect("request");
-    let res = bounded("response", client.request(req))
-        .await
-        .expect("sent");
+    let res = fetch_head(addr, "/endless", &[], false).await;
     let mut body = res.into_body();
     let first = bounded("first chunk", body.frame()).await.expect("frame");
     assert!(first.expect("ok").is_data());
     drop(body);
-    drop(client);
 
     let ctx = bounded("handler ran", seen.recv()).await.expect("ctx");
     let cause = ended_within(&ctx, Duration::from_secs(3)).await;
@@ -479,35 +464,23 @@ async fn response_echoes_the_request_id() {
     };
     let on = serve(app(true)).await;
     let off = serve(app(false)).await;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let get = |addr: SocketAddr, path: &str, id: Option<&str>| {
-        let mut req = Request::get(format!("http://{addr}{path}"));
-        if let Some(id) = id {
-            req = req.header("x-request-id", id);
-        }
-        let req = req.body(Empty::new()).expect("request");
-        let client = client.clone();
-        async move {
-            let res = bounded("response", client.request(req))
-                .await
-                .expect("sent");
-            let echoed = res
-                .headers()
-                .get("x-request-id")
-                .map(|v| v.to_str().expect("ascii").to_owned());
-            let body = bounded("body", res.into_body().collect())
-                .await
-                .expect("body");
-            (
-                echoed,
-                String::from_utf8(body.to_bytes().to_vec()).expect("utf-8"),
-            )
-        }
+    let ask = |addr: SocketAddr, path: &'static str, id: Option<&'static str>| async move {
+        let headers: Vec<(&str, &str)> = id.map(|id| ("x-request-id", id)).into_iter().collect();
+        let res = fetch_head(addr, path, &headers, false).await;
+        let echoed = res
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let body = bounded("body", res.into_body().collect())
+            .await
+            .expect("body");
+        let text = String::from_utf8(body.to_bytes().to_vec()).expect("utf-8");
+        (echoed, text)
     };
 
-    let (echoed, _) = get(on, "/", Some("req-42")).await;
+    let (echoed, _) = ask(on, "/", Some("req-42")).await;
     assert_eq!(echoed.as_deref(), Some("req-42"));
-    let (echoed, seen) = get(on, "/", None).await;
+    let (echoed, seen) = ask(on, "/", None).await;
     assert_eq!(
         echoed.as_deref(),
         Some(seen.as_str()),
@@ -515,13 +488,13 @@ async fn response_echoes_the_request_id() {
     );
     assert_eq!(seen.len(), 32);
     // An id nobody read is neither made nor sent; a client's always is.
-    let (echoed, _) = get(on, "/quiet", None).await;
+    let (echoed, _) = ask(on, "/quiet", None).await;
     assert_eq!(echoed, None);
-    let (echoed, _) = get(on, "/quiet", Some("req-45")).await;
+    let (echoed, _) = ask(on, "/quiet", Some("req-45")).await;
     assert_eq!(echoed.as_deref(), Some("req-45"));
-    let (echoed, _) = get(on, "/own", Some("req-43")).await;
+    let (echoed, _) = ask(on, "/own", Some("req-43")).await;
     assert_eq!(echoed.as_deref(), Some("handler-chose"));
-    let (echoed, _) = get(off, "/", Some("req-44")).await;
+    let (echoed, _) = ask(off, "/", Some("req-44")).await;
     assert_eq!(echoed, None);
 }
 

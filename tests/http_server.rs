@@ -5,6 +5,7 @@
 #![cfg(all(feature = "http", feature = "axum"))]
 
 mod common;
+use common::loopback::serve;
 use common::waits::{WATCHDOG, bounded, ended_within};
 
 use std::collections::HashMap;
@@ -27,24 +28,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::timeout;
 
 /// How soon a disconnect must be seen (Go's tests: "within a second").
 const PROMPT: Duration = Duration::from_secs(1);
-
-/// Serves `app` on 127.0.0.1:0 with `ConnectInfo`; the server lives as long
-/// as the test's runtime.
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(async move {
-        let make = app.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, make).await;
-    });
-    addr
-}
 
 fn http1_client() -> Client<HttpConnector, Empty<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()

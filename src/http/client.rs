@@ -26,6 +26,7 @@ use super::grpc_timeout::{GRPC_TIMEOUT, decode_grpc_timeout, encode_grpc_timeout
 use super::propagate_request_body::PropagateRequestBody;
 use super::request_id::{RequestId, X_REQUEST_ID};
 use super::trace::{TRACEPARENT, TraceContext};
+use super::watch::poll_watched;
 use crate::{Cause, Ctx, DoneOwned, Error};
 
 /// Attaches `ctx` to an outgoing request (in its extensions), for
@@ -491,31 +492,8 @@ impl<B: Body> Body for PropagateBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        if let Some(done) = this.done.as_mut()
-            && let Poll::Ready(err) = Pin::new(done).poll(cx)
-        {
-            this.inner.set(None);
-            *this.done = None;
-            let (err, cause) = ended(this.ctx.as_ref(), err);
-            return Poll::Ready(Some(Err(PropagateError::Context { err, cause })));
-        }
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            return Poll::Ready(None);
-        };
-        let frame = ready!(inner.poll_frame(cx));
-        match frame {
-            // The end: stop watching the context (unregisters the waker).
-            None => *this.done = None,
-            Some(Err(e)) => {
-                return Poll::Ready(Some(Err(match this.ctx.as_ref() {
-                    Some(ctx) if this.done.is_some() => PropagateError::or_ctx(ctx, e),
-                    _ => PropagateError::Inner(e),
-                })));
-            }
-            Some(Ok(_)) => {}
-        }
-        Poll::Ready(frame.map(|f| f.map_err(PropagateError::Inner)))
+        let this = self.project();
+        poll_watched(this.inner, this.done, this.ctx.as_ref(), cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -89,6 +89,7 @@ mod client_error;
 mod propagate_request_body;
 #[cfg(feature = "reqwest")]
 mod reqwest;
+mod watch;
 
 pub use client::{Propagate, PropagateBody, PropagateFuture, PropagateLayer, with_context};
 pub use client_error::PropagateError;

@@ -16,6 +16,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::client_error::PropagateError;
+use super::watch::poll_watched;
 use crate::{Ctx, DoneOwned};
 
 pin_project! {
@@ -92,29 +93,8 @@ impl<B: Body> Body for PropagateRequestBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        // The context first: when both are ready, it wins.
-        if let Some(done) = this.done.as_mut()
-            && let Poll::Ready(err) = Pin::new(done).poll(cx)
-        {
-            this.inner.set(None);
-            *this.done = None;
-            let cause = this
-                .ctx
-                .as_ref()
-                .and_then(Ctx::cause)
-                .unwrap_or_else(|| err.into_cause());
-            return Poll::Ready(Some(Err(PropagateError::Context { err, cause })));
-        }
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            return Poll::Ready(None);
-        };
-        let frame = std::task::ready!(inner.poll_frame(cx));
-        if frame.is_none() {
-            // Complete: stop watching (unregisters the waker).
-            *this.done = None;
-        }
-        Poll::Ready(frame.map(|f| f.map_err(PropagateError::Inner)))
+        let this = self.project();
+        poll_watched(this.inner, this.done, this.ctx.as_ref(), cx)
     }
 
     fn is_end_stream(&self) -> bool {

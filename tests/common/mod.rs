@@ -7,6 +7,8 @@ pub mod alloc;
 pub mod causes;
 pub mod hooks;
 pub mod hub;
+#[cfg(all(feature = "http", feature = "axum"))]
+pub mod loopback;
 pub mod servers;
 pub mod tally;
 #[cfg(all(feature = "http", feature = "axum"))]
