@@ -61,12 +61,13 @@ pub struct PeerAddr(pub SocketAddr);
 ///
 /// Per request, the service:
 ///
-/// 1. derives `ctx` from the base with [`with_cancel_cause`](crate::with_cancel_cause):
-///    the base's values are visible, and canceling the base (shutdown)
-///    ends every request in flight with the base's cause;
-/// 2. adds the peer's deadline: the sooner of `grpc-timeout` and
-///    `connect-timeout-ms`, clamped by [`max_timeout`](Self::max_timeout),
-///    through [`with_timeout`](crate::with_timeout);
+/// 1. derives `ctx` from the base with [`with_cancel_cause`](crate::with_cancel_cause),
+///    or, when the request has a deadline, with [`with_timeout`](crate::with_timeout)
+///    (one node either way): the base's values are visible, and canceling
+///    the base (shutdown) ends every request in flight with the base's
+///    cause;
+/// 2. the deadline: the sooner of the peer's `grpc-timeout` and
+///    `connect-timeout-ms`, clamped by [`max_timeout`](Self::max_timeout);
 /// 3. adds the values [`RequestId`], [`TraceContext`] and (feature `axum`)
 ///    [`PeerAddr`];
 /// 4. inserts `ctx` into the request's extensions (the `axum` feature's
@@ -303,31 +304,29 @@ where
         let inbound = Inbound::scan(req.headers());
         let grpc = inbound.grpc;
         let head = req.method() == Method::HEAD;
-        let (ctx, cancel) = crate::with_cancel_cause(&config.base);
-        let guard = Guard::new(cancel);
         let peer_timeout = match inbound.timeout(grpc) {
             Ok(timeout) => timeout,
             Err(err) => {
                 let msg = format!("malformed grpc-timeout: {err}");
-                return ResponseFuture::early(msg, guard);
+                let (_, cancel) = crate::with_cancel_cause(&config.base);
+                return ResponseFuture::early(msg, Guard::new(cancel));
             }
         };
-        let mut ctx = match min_timeout(peer_timeout, config.max_timeout) {
-            Some(timeout) => {
-                let (ctx, cancel_timeout) = crate::with_timeout(&ctx, timeout);
-                // The guard's context is this one's parent and is always
-                // canceled in the end, which ends this one too; dropping
-                // this handle would cancel it with `CancelFuncDropped`.
-                cancel_timeout.detach();
-                ctx
-            }
-            None => ctx,
+        // One node: the request's own, with the deadline if it has one
+        // (rather than a deadline child of it: a node fewer per request).
+        let (mut ctx, cancel) = match min_timeout(peer_timeout, config.max_timeout) {
+            Some(timeout) => crate::with_timeout(&config.base, timeout),
+            None => crate::with_cancel_cause(&config.base),
         };
-        let trace = if config.restart_trace {
-            TraceContext::new_root()
+        let guard = Guard::new(cancel);
+        // A trace continued from a valid inbound parent; otherwise a new
+        // one, made when first read.
+        let parent_trace = if config.restart_trace {
+            None
         } else {
-            TraceContext::from_parent_header(inbound.traceparent, req.headers())
+            TraceContext::child_of_header(inbound.traceparent, req.headers())
         };
+        let trace = LazyTrace(parent_trace.map_or_else(OnceLock::new, OnceLock::from));
         #[cfg(feature = "axum")]
         let peer = req
             .extensions()
@@ -399,9 +398,14 @@ impl Echo {
 /// as `with_value` of the id, then the trace, then the peer address.
 struct RequestValues {
     id: LazyRequestId,
-    trace: TraceContext,
+    trace: LazyTrace,
     peer: Option<PeerAddr>,
 }
+
+/// The trace context: continued from a valid inbound `traceparent`, or a
+/// new root made on first read (a request whose trace nobody reads or
+/// sends on never draws its random ids).
+struct LazyTrace(OnceLock<TraceContext>);
 
 /// The request id: set from a valid inbound header, or made on first read,
 /// so a request whose id nobody reads never pays for making one. Also a
@@ -432,7 +436,7 @@ impl ValueSet for RequestValues {
         } else if key == TypeId::of::<LazyRequestId>() {
             Some(&self.id)
         } else if key == TypeId::of::<TraceContext>() {
-            Some(&self.trace)
+            Some(self.trace.0.get_or_init(TraceContext::new_root))
         } else if key == TypeId::of::<PeerAddr>() {
             self.peer
                 .as_ref()
