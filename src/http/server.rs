@@ -319,14 +319,11 @@ where
             None => crate::with_cancel_cause(&config.base),
         };
         let guard = Guard::new(cancel);
-        // A trace continued from a valid inbound parent; otherwise a new
-        // one, made when first read.
-        let parent_trace = if config.restart_trace {
-            None
+        let trace = if config.restart_trace {
+            TraceContext::new_root()
         } else {
-            TraceContext::child_of_header(inbound.traceparent, req.headers())
+            TraceContext::from_parent_header(inbound.traceparent, req.headers())
         };
-        let trace = LazyTrace(parent_trace.map_or_else(OnceLock::new, OnceLock::from));
         #[cfg(feature = "axum")]
         let peer = req
             .extensions()
@@ -398,14 +395,9 @@ impl Echo {
 /// as `with_value` of the id, then the trace, then the peer address.
 struct RequestValues {
     id: LazyRequestId,
-    trace: LazyTrace,
+    trace: TraceContext,
     peer: Option<PeerAddr>,
 }
-
-/// The trace context: continued from a valid inbound `traceparent`, or a
-/// new root made on first read (a request whose trace nobody reads or
-/// sends on never draws its random ids).
-struct LazyTrace(OnceLock<TraceContext>);
 
 /// The request id: set from a valid inbound header, or made on first read,
 /// so a request whose id nobody reads never pays for making one. Also a
@@ -436,7 +428,7 @@ impl ValueSet for RequestValues {
         } else if key == TypeId::of::<LazyRequestId>() {
             Some(&self.id)
         } else if key == TypeId::of::<TraceContext>() {
-            Some(self.trace.0.get_or_init(TraceContext::new_root))
+            Some(&self.trace)
         } else if key == TypeId::of::<PeerAddr>() {
             self.peer
                 .as_ref()

@@ -217,17 +217,6 @@ impl TraceContext {
         parsed.map_or_else(TraceContext::new_root, |remote| remote.child())
     }
 
-    /// The child of a valid inbound parent (`from_parent_header`), or
-    /// `None` where `from_parent_header` would start a new trace.
-    pub(crate) fn child_of_header(
-        traceparent: Option<&http::HeaderValue>,
-        headers: &HeaderMap,
-    ) -> Option<TraceContext> {
-        traceparent?;
-        let trace = TraceContext::from_parent_header(traceparent, headers);
-        trace.parent_span_id.is_some().then_some(trace)
-    }
-
     /// The `traceparent` value for an outgoing request: version `00`, this
     /// trace id, this span's id as the parent-id, the flags.
     ///
