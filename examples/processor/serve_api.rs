@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -390,8 +390,9 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// Per request: the metrics by route and status, one log line with the
-/// request and trace ids, and the request id echoed in `x-request-id`.
+/// Per request: the metrics by route and status, and one log line with the
+/// request and trace ids (reading the id here is what makes
+/// `RequestContextLayer` echo it in `x-request-id`).
 async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
@@ -402,14 +403,11 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     let method = req.method().clone();
     let ctx = req.extensions().get::<Ctx>().cloned();
     let (request_id, trace) = ctx.as_ref().map(request_ids).unzip();
-    let mut res = next.run(req).await;
+    let res = next.run(req).await;
     let status = res.status().as_u16();
     app.runs.metrics.http_request(&route, status);
     let request_id = request_id.map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned());
     let trace_id = trace.map_or_else(|| "-".to_owned(), |t| t.trace_id_hex());
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert("x-request-id", value);
-    }
     tracing::info!(
         %request_id,
         %trace_id,
