@@ -32,9 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser;
-use goctx::http::{
-    PropagateLayer, PropagateRequestBody, RequestContextLayer, RequestId, with_context,
-};
+use goctx::http::{PropagateBody, PropagateLayer, RequestContextLayer, RequestId, with_context};
 use goctx::{Ctx, Error};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -144,8 +142,7 @@ struct Api {
     db: PathBuf,
     query: Duration,
     downstream: String,
-    client:
-        Client<hyper_util::client::legacy::connect::HttpConnector, PropagateRequestBody<String>>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, PropagateBody<String>>,
 }
 
 impl Api {

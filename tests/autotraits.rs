@@ -63,7 +63,6 @@ fn http_types() {
     full::<Propagate<Inner>>();
     full::<PropagateFuture<Inner>>();
     full::<PropagateBody<Body>>();
-    full::<PropagateRequestBody<Body>>();
     full::<PropagateError<std::fmt::Error>>();
 }
 

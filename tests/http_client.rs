@@ -19,8 +19,8 @@ use axum::body::{Body, Bytes};
 use axum::routing::get;
 use futures::StreamExt;
 use goctx::http::{
-    Propagate, PropagateError, PropagateLayer, PropagateRequestBody, RequestAbandoned,
-    RequestBuilderExt, RequestId, TraceContext, decode_grpc_timeout, with_context,
+    Propagate, PropagateBody, PropagateError, PropagateLayer, RequestAbandoned, RequestBuilderExt,
+    RequestId, TraceContext, decode_grpc_timeout, with_context,
 };
 use goctx::{Cause, Ctx};
 use http::{HeaderMap, Request, StatusCode};
@@ -40,7 +40,7 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: [u8; 8] = [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7];
 const TRACESTATE: &str = "congo=t61rcWkgMzE";
 
-type Hyper = Client<HttpConnector, PropagateRequestBody<Empty<Bytes>>>;
+type Hyper = Client<HttpConnector, PropagateBody<Empty<Bytes>>>;
 type ClientError = PropagateError<hyper_util::client::legacy::Error>;
 
 /// Serves `app` on 127.0.0.1:0; the server lives as long as the runtime.

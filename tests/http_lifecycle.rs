@@ -506,7 +506,7 @@ async fn response_echoes_the_request_id() {
 /// server's context ends abandoned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_cancel_of_a_bidi_stream_resets_it() {
-    use goctx::http::{PropagateError, PropagateLayer, PropagateRequestBody, with_context};
+    use goctx::http::{PropagateBody, PropagateError, PropagateLayer, with_context};
     use http_body_util::StreamBody;
     use hyper::body::Frame;
     use tower::{Layer, Service, ServiceExt};
@@ -551,10 +551,9 @@ async fn client_cancel_of_a_bidi_stream_resets_it() {
             ))
         },
     ));
-    let hyper: Client<_, PropagateRequestBody<StreamBody<_>>> =
-        Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
+    let hyper: Client<_, PropagateBody<StreamBody<_>>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
     let mut client = PropagateLayer::new().layer(hyper);
     let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
     let req = Request::post(format!("http://{addr}/chat"))

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use goctx::Ctx;
-use goctx::http::{PropagateError, PropagateLayer, PropagateRequestBody, with_context};
+use goctx::http::{PropagateBody, PropagateError, PropagateLayer, with_context};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -32,7 +32,7 @@ pub const X_RUN_ID: &str = "x-run-id";
 
 /// Request bodies are `String`s, watched by their context through
 /// `PropagateLayer`.
-pub type HttpClient = Client<HttpConnector, PropagateRequestBody<String>>;
+pub type HttpClient = Client<HttpConnector, PropagateBody<String>>;
 
 /// A plain HTTP/1 client on the runtime; shared by all runs.
 pub fn client() -> HttpClient {
@@ -162,7 +162,7 @@ async fn tell_peer(client: &HttpClient, peer: &str, remote_id: &str, cause: &str
     let body = serde_json::json!({ "cause": cause }).to_string();
     let Ok(req) = http::Request::delete(format!("{peer}/runs/{remote_id}"))
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(PropagateRequestBody::new(body))
+        .body(PropagateBody::new(body))
     else {
         return;
     };

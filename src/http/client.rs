@@ -16,17 +16,16 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Request, Response, header};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::client_error::PropagateError;
 use super::grpc_timeout::{GRPC_TIMEOUT, decode_grpc_timeout, encode_grpc_timeout};
-use super::propagate_request_body::PropagateRequestBody;
+use super::propagate_body::PropagateBody;
 use super::request_id::{RequestId, X_REQUEST_ID};
 use super::trace::{TRACEPARENT, TraceContext};
-use super::watch::poll_watched;
 use crate::{Cause, Ctx, DoneOwned, Error};
 
 /// Attaches `ctx` to an outgoing request (in its extensions), for
@@ -50,7 +49,7 @@ pub fn with_context<B>(mut req: Request<B>, ctx: &Ctx) -> Request<B> {
 }
 
 /// A tower [`Layer`] for HTTP clients (hyper-util's legacy `Client`, any
-/// `Service<http::Request<PropagateRequestBody<B>>>`; for tonic's
+/// `Service<http::Request<PropagateBody<B>>>`; for tonic's
 /// `Channel`, whose body type is fixed, `goctx::tonic::PropagateLayer`
 /// with the `tonic` feature): a request that
 /// carries a [`Ctx`] in its extensions (see [`with_context`]) sends the
@@ -79,7 +78,7 @@ pub fn with_context<B>(mut req: Request<B>, ctx: &Ctx) -> Request<B> {
 ///    error and cause;
 /// 4. races every frame of the response body with the context the same
 ///    way ([`PropagateBody`]);
-/// 5. races the request body too ([`PropagateRequestBody`], the body type
+/// 5. races the request body too ([`PropagateBody`], the body type
 ///    the inner client sees): hyper's HTTP/2 client sends a request body
 ///    from a task of its own that outlives the response future, so a
 ///    streaming upload would go on after the call failed. When the context
@@ -109,7 +108,7 @@ pub fn with_context<B>(mut req: Request<B>, ctx: &Ctx) -> Request<B> {
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// // The client's body type is the layer's wrapper of the request's
-/// // (`PropagateRequestBody<String>`), inferred here.
+/// // (`PropagateBody<String>`), inferred here.
 /// let hyper = Client::builder(TokioExecutor::new()).build_http();
 /// let mut client = ServiceBuilder::new().layer(PropagateLayer::new()).service(hyper);
 ///
@@ -171,7 +170,7 @@ impl<S> Layer<S> for PropagateLayer {
 /// The [`Service`] made by [`PropagateLayer`]; see there.
 ///
 /// The inner client is called with the request body wrapped in a
-/// [`PropagateRequestBody`], so a hyper-util client behind it is built for
+/// [`PropagateBody`], so a hyper-util client behind it is built for
 /// that body type. Built for the plain body instead
 /// (`Client<HttpConnector, String>`), the client is not a service of the
 /// wrapped requests, and the compiler says only that "the method `ready`
@@ -181,11 +180,11 @@ impl<S> Layer<S> for PropagateLayer {
 /// # Examples
 ///
 /// ```
-/// use goctx::http::PropagateRequestBody;
+/// use goctx::http::PropagateBody;
 /// use tower::Layer;
 ///
 /// let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-///     .build_http::<PropagateRequestBody<String>>();
+///     .build_http::<PropagateBody<String>>();
 /// let client = goctx::http::PropagateLayer::new().layer(hyper);
 /// # let _ = client;
 /// ```
@@ -213,7 +212,7 @@ impl<S> Propagate<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Propagate<S>
 where
-    S: Service<Request<PropagateRequestBody<ReqBody>>, Response = Response<ResBody>>,
+    S: Service<Request<PropagateBody<ReqBody>>, Response = Response<ResBody>>,
     ReqBody: Body,
 {
     type Response = Response<PropagateBody<ResBody>>;
@@ -226,7 +225,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let Some(ctx) = req.extensions().get::<Ctx>().cloned() else {
-            let req = req.map(|body| PropagateRequestBody::new(body));
+            let req = req.map(|body| PropagateBody::new(body));
             return PropagateFuture::start(self.inner.call(req), None);
         };
         match prepare(&ctx, req.headers_mut(), self.grpc_timeout_for_http, None) {
@@ -238,7 +237,7 @@ where
                 failed: Some(PropagateError::Context { err, cause }),
             },
             Ok(_) => {
-                let req = req.map(|body| PropagateRequestBody::watched(body, Some(&ctx)));
+                let req = req.map(|body| PropagateBody::watched(body, Some(&ctx)));
                 PropagateFuture::start(self.inner.call(req), Some(ctx))
             }
         }
@@ -337,12 +336,12 @@ pin_project! {
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
     /// use tower::{Service, ServiceExt, service_fn};
-    /// use goctx::http::{PropagateLayer, PropagateRequestBody, with_context};
+    /// use goctx::http::{PropagateLayer, PropagateBody, with_context};
     /// use tower::Layer;
     ///
     /// # futures::executor::block_on(async {
     /// let calls = AtomicUsize::new(0);
-    /// let inner = service_fn(|_req: http::Request<PropagateRequestBody<String>>| {
+    /// let inner = service_fn(|_req: http::Request<PropagateBody<String>>| {
     ///     calls.fetch_add(1, Ordering::SeqCst);
     ///     async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hi"))) }
     /// });
@@ -415,11 +414,7 @@ where
         let ctx = this.ctx.take();
         let done = this.done.take();
         Poll::Ready(match result {
-            Ok(res) => Ok(res.map(|body| PropagateBody {
-                inner: Some(body),
-                done,
-                ctx,
-            })),
+            Ok(res) => Ok(res.map(|body| PropagateBody::racing(body, done, ctx))),
             Err(e) => Err(match &ctx {
                 Some(ctx) => PropagateError::or_ctx(ctx, e),
                 None => PropagateError::Inner(e),
@@ -433,85 +428,6 @@ impl<F> fmt::Debug for PropagateFuture<F> {
         f.debug_struct("PropagateFuture")
             .field("ctx", &self.ctx)
             .field("sent", &self.failed.is_none())
-            .finish_non_exhaustive()
-    }
-}
-
-pin_project! {
-    /// The response body of [`Propagate`]: the client's body, raced with
-    /// the request's context frame by frame.
-    ///
-    /// The first poll after the context ended drops the inner body (hyper
-    /// then closes the HTTP/1 connection, which cannot be reused with a
-    /// body half read, or resets the HTTP/2 stream) and yields one
-    /// [`PropagateError::Context`]; polls after that yield `None`. Once
-    /// the inner body ended, the context no longer matters. Frames and
-    /// the inner body's errors ([`PropagateError::Inner`]), `size_hint`
-    /// and `is_end_stream` are the inner body's. Without a context it is
-    /// the inner body.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use http_body_util::BodyExt;
-    /// use tower::{ServiceExt, service_fn};
-    /// use goctx::http::{PropagateLayer, PropagateRequestBody, with_context};
-    /// use tower::Layer;
-    ///
-    /// # futures::executor::block_on(async {
-    /// let inner = service_fn(|_req: http::Request<PropagateRequestBody<String>>| async {
-    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("a long body")))
-    /// });
-    /// let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
-    /// let req = with_context(http::Request::new(String::new()), &ctx);
-    /// let res = PropagateLayer::new().layer(inner).oneshot(req).await?;
-    /// let mut body = res.into_body();
-    /// cancel.cancel_with_cause("reader gave up");
-    /// let err = body.frame().await.ok_or("a frame")?.err().ok_or("an error")?;
-    /// assert_eq!(err.cause().map(|c| c.to_string()).as_deref(), Some("reader gave up"));
-    /// assert!(body.frame().await.is_none());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub struct PropagateBody<B> {
-        // `None` once the context ended the read.
-        #[pin]
-        inner: Option<B>,
-        // The race; `None` without a context, and once the body ended.
-        done: Option<DoneOwned>,
-        // For the cause.
-        ctx: Option<Ctx>,
-    }
-}
-
-impl<B: Body> Body for PropagateBody<B> {
-    type Data = B::Data;
-    type Error = PropagateError<B::Error>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        poll_watched(this.inner, this.done, this.ctx.as_ref(), cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(B::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
-    }
-}
-
-impl<B> fmt::Debug for PropagateBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PropagateBody")
-            .field("ctx", &self.ctx)
-            .field("aborted", &self.inner.is_none())
             .finish_non_exhaustive()
     }
 }

@@ -86,14 +86,13 @@ pub use trace::{TRACEPARENT, TRACESTATE, TraceContext};
 // Client side: outgoing requests carry their context (issue 9).
 mod client;
 mod client_error;
-mod propagate_request_body;
+mod propagate_body;
 #[cfg(feature = "reqwest")]
 mod reqwest;
-mod watch;
 
-pub use client::{Propagate, PropagateBody, PropagateFuture, PropagateLayer, with_context};
+pub use client::{Propagate, PropagateFuture, PropagateLayer, with_context};
 pub use client_error::PropagateError;
-pub use propagate_request_body::PropagateRequestBody;
+pub use propagate_body::PropagateBody;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use reqwest::{ContextRequestBuilder, ContextResponse, RequestBuilderExt};

@@ -17,7 +17,7 @@ use tonic::body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::http::{PropagateBody, PropagateFuture, PropagateRequestBody};
+use crate::http::{PropagateBody, PropagateFuture};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -119,7 +119,7 @@ where
 #[derive(Clone, Debug)]
 struct TonicBody<S>(S);
 
-impl<S> Service<Request<PropagateRequestBody<Body>>> for TonicBody<S>
+impl<S> Service<Request<PropagateBody<Body>>> for TonicBody<S>
 where
     S: Service<Request<Body>>,
 {
@@ -131,7 +131,7 @@ where
         self.0.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<PropagateRequestBody<Body>>) -> Self::Future {
+    fn call(&mut self, req: Request<PropagateBody<Body>>) -> Self::Future {
         self.0.call(req.map(Body::new))
     }
 }
