@@ -41,10 +41,8 @@ pin_project! {
         inner: Option<B>,
         // `None` once the context was ended.
         guard: Option<Guard>,
-        // Dropping the body counts as its end.
-        complete_on_drop: bool,
         // Bytes of the declared length not yet handed out; `None` when no
-        // length was declared.
+        // length was declared. `Some(0)`: dropping the body is its end.
         left: Option<u64>,
     }
 
@@ -52,8 +50,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(guard) = this.guard.take() {
-                let ended = *this.complete_on_drop
-                    || *this.left == Some(0)
+                let ended = *this.left == Some(0)
                     || this.inner.as_ref().as_pin_ref().is_none_or(|b| b.is_end_stream());
                 if ended {
                     guard.complete();
@@ -67,17 +64,12 @@ pin_project! {
 }
 
 impl<B: Body> RequestContextBody<B> {
-    /// `declared`: the body's length, if the response declared one.
-    pub(super) fn new(
-        inner: Option<B>,
-        guard: Guard,
-        complete_on_drop: bool,
-        declared: Option<u64>,
-    ) -> Self {
+    /// `declared`: the length hyper will send, if known (`Some(0)` for a
+    /// body hyper never sends).
+    pub(super) fn new(inner: Option<B>, guard: Guard, declared: Option<u64>) -> Self {
         RequestContextBody {
             inner,
             guard: Some(guard),
-            complete_on_drop,
             left: declared,
         }
     }

@@ -336,18 +336,18 @@ where
             .request_id
             .and_then(|v| v.to_str().ok())
             .and_then(RequestId::parse);
-        let echo = match (config.echo_request_id, inbound_id.is_some()) {
-            (false, _) => Echo::Off,
-            // The client's own value, shared rather than copied.
-            (true, true) => inbound.request_id.cloned().map_or(Echo::Off, Echo::Inbound),
-            (true, false) => Echo::IfMade,
-        };
+        // What to echo: `None` when off; the client's own value, shared
+        // rather than copied; or (`Some(None)`) the id made, if it is.
+        let echo = config
+            .echo_request_id
+            .then(|| inbound_id.as_ref().and(inbound.request_id).cloned());
         let id = LazyRequestId(inbound_id.map_or_else(OnceLock::new, OnceLock::from));
         // One node for the three values (as three `with_value`s would read).
         ctx = crate::value::with_value_set(&ctx, RequestValues { id, trace, peer });
         let echo = match echo {
-            Echo::IfMade => Echo::Made(ctx.clone()),
-            echo => echo,
+            None => Echo::Off,
+            Some(Some(value)) => Echo::Inbound(value),
+            Some(None) => Echo::Made(ctx.clone()),
         };
         let deadline =
             (config.enforce_deadline && ctx.deadline().is_some()).then(|| ctx.done_owned());
@@ -371,8 +371,6 @@ enum Echo {
     Off,
     /// The client's valid `x-request-id`.
     Inbound(HeaderValue),
-    /// Decided in `call`; becomes `Made`.
-    IfMade,
     /// The request context, whose id is echoed if something read it (and
     /// so made it): an id nobody read is in no log line to find.
     Made(Ctx),
@@ -381,7 +379,7 @@ enum Echo {
 impl Echo {
     fn header(self) -> Option<HeaderValue> {
         match self {
-            Echo::Off | Echo::IfMade => None,
+            Echo::Off => None,
             Echo::Inbound(value) => Some(value),
             Echo::Made(ctx) => ctx
                 .value::<LazyRequestId>()
@@ -633,7 +631,8 @@ fn finish<B: Body>(
     {
         slot.insert(id);
     }
-    // hyper drops these bodies unread: dropping them is their end.
+    // hyper drops these bodies unread: nothing of them is sent, so
+    // dropping them is their end.
     let status = res.status();
     let unread = head
         || status.is_informational()
@@ -643,15 +642,19 @@ fn finish<B: Body>(
     // is written; the body counts the bytes to know it was complete. An
     // exact size hint is that length (hyper writes it as the header); the
     // header is looked up only for bodies that do not know their size.
-    let declared = match res.body().as_ref().map(|b| b.size_hint().exact()) {
-        Some(Some(exact)) => Some(exact),
-        _ => res
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok()),
+    let declared = if unread {
+        Some(0)
+    } else {
+        match res.body().as_ref().map(|b| b.size_hint().exact()) {
+            Some(Some(exact)) => Some(exact),
+            _ => res
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok()),
+        }
     };
-    res.map(|body| RequestContextBody::new(body, guard, unread, declared))
+    res.map(|body| RequestContextBody::new(body, guard, declared))
 }
 
 impl<F, B, E> Future for ResponseFuture<F>
