@@ -112,7 +112,16 @@ impl Cause {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        into_cause(err)
+        // One allocation for a new error; none for one that is already a
+        // cause or a goctx error (`into_cause`'s rules, without its box).
+        let any: &dyn std::any::Any = &err;
+        if let Some(cause) = any.downcast_ref::<Cause>() {
+            return cause.clone();
+        }
+        if let Some(err) = any.downcast_ref::<Error>() {
+            return err.into_cause();
+        }
+        Cause(Arc::new(err))
     }
 
     /// Whether `a` and `b` are the same error (clones of one cause), as

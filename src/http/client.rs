@@ -225,7 +225,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let Some(ctx) = req.extensions().get::<Ctx>().cloned() else {
-            let req = req.map(|body| PropagateBody::new(body));
+            let req = req.map(PropagateBody::new);
             return PropagateFuture::start(self.inner.call(req), None);
         };
         match prepare(&ctx, req.headers_mut(), self.grpc_timeout_for_http, None) {
