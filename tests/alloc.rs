@@ -114,6 +114,25 @@ fn allocation_budgets() {
     );
     assert_eq!(parent.dependents(), 0);
 
+    // Ending with a cause stores it where the node's registrations were,
+    // not in a box of its own: the node, plus the short-lived box that
+    // `cancel_with_cause`'s `Into<Box<dyn Error>>` argument makes of a
+    // `Cause` made once (kept as it is, not copied). Go stores the cause in
+    // the node too (`WithCancelCause`, not in Go's TestAllocs).
+    let cause = goctx::Cause::new(std::io::Error::other("shutting down"));
+    let cost = per_run(|| {
+        let (ctx, cancel) = goctx::with_cancel_cause(&parent);
+        cancel.cancel_with_cause(cause.clone());
+        assert!(goctx::Cause::ptr_eq(&ctx.cause().unwrap(), &cause));
+    });
+    check(
+        "with_cancel_cause(live parent) + cancel_with_cause(made once)",
+        cost,
+        2.0,
+        "-",
+    );
+    assert_eq!(parent.dependents(), 0);
+
     // Go: `WithValue(bg, k1, nil)` + `Value(k1)` limit 3. A boxed value
     // costs the node plus the box; a zero-sized one only the node.
     let cost = per_run(|| {

@@ -58,7 +58,7 @@ pub(crate) struct CancelNode {
 #[derive(Default)]
 pub(super) struct Inner {
     /// Who to notify when this node is done. Taken out by the cancellation
-    /// that ends the node.
+    /// that ends the node, which leaves the cause it sets in its place.
     pub(super) registry: Registry,
     /// Rarely needed state, boxed to keep the node small.
     pub(super) extra: Option<Box<Extra>>,
@@ -68,8 +68,9 @@ pub(super) struct Inner {
 #[derive(Default)]
 pub(super) struct Extra {
     /// While live: the cause a firing deadline will report (the argument of
-    /// `with_deadline_cause`), if any. Once done: the cause of the first
-    /// cancellation, unless `INHERITED`; `None` means "the error itself".
+    /// `with_deadline_cause`), if any. Once done: that cause if the deadline
+    /// is what ended the node; otherwise `None` (the cause of any other
+    /// cancellation is in `Registry::Ended`).
     pub(super) cause: Option<Cause>,
     /// The registration with a user parent, if the parent is one. Taken
     /// when the node is done or dropped.
@@ -101,8 +102,13 @@ impl Inner {
         self.extra.as_mut()?.other_registration.take()
     }
 
+    /// The cause a done node was ended with: in the registry's place
+    /// (`Registry::Ended`), or, for a deadline cause that fired, in `Extra`.
     pub(super) fn cause(&self) -> Option<Cause> {
-        self.extra.as_ref()?.cause.clone()
+        match &self.registry {
+            Registry::Ended(cause) => Some(cause.clone()),
+            _ => self.extra.as_ref()?.cause.clone(),
+        }
     }
 }
 

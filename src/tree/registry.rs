@@ -13,7 +13,7 @@ use std::task::Waker;
 
 use super::node::{CancelNode, Inner};
 use super::state::REGISTRY;
-use crate::error::Error;
+use crate::error::{Cause, Error};
 use crate::sync::Ordering;
 
 /// Something started once a context is done: the core's side of
@@ -230,12 +230,17 @@ pub(super) enum Registry {
     One(Entry),
     /// Any number, in a slab (kept once allocated, reused).
     Many(Box<Slab>),
+    /// The node is done and was ended with this cause. Nothing registers
+    /// with a done node, so the space entries took holds its cause: ending
+    /// with a cause allocates nothing. (A deadline cause that fired stays
+    /// in `Extra`, where it was while the node was live.)
+    Ended(Cause),
 }
 
 impl Registry {
     pub(super) fn len(&self) -> usize {
         match self {
-            Registry::Empty => 0,
+            Registry::Empty | Registry::Ended(_) => 0,
             Registry::One(_) => 1,
             Registry::Many(slab) => slab.len(),
         }
@@ -251,6 +256,7 @@ impl Registry {
                 0
             }
             Registry::Many(slab) => slab.insert(entry),
+            Registry::Ended(_) => unreachable!("an entry inserted into a done node"),
             Registry::One(_) => {
                 let Registry::One(first) = mem::take(self) else {
                     unreachable!("matched One above")
@@ -268,7 +274,7 @@ impl Registry {
     #[inline(always)]
     pub(super) fn remove(&mut self, index: usize) -> Option<Entry> {
         match self {
-            Registry::Empty => None,
+            Registry::Empty | Registry::Ended(_) => None,
             Registry::One(_) if index == 0 => match mem::take(self) {
                 Registry::One(entry) => Some(entry),
                 _ => None,
@@ -290,7 +296,7 @@ impl Registry {
         // An empty slab stands in for a missing one (it allocates nothing),
         // which spares a level of iterator.
         let (one, many) = match self {
-            Registry::Empty => (None, Slab::default().into_entries()),
+            Registry::Empty | Registry::Ended(_) => (None, Slab::default().into_entries()),
             Registry::One(entry) => (Some(entry), Slab::default().into_entries()),
             Registry::Many(slab) => (None, (*slab).into_entries()),
         };

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::link::Source;
 use super::node::CancelNode;
-use super::registry::{Entry, Registration};
+use super::registry::{Entry, Registration, Registry};
 use super::shards;
 use super::state::{self, ARMED, CAUSE, INHERITED, LockFree, PROPAGATING};
 use crate::error::{Cause, Error};
@@ -133,7 +133,9 @@ impl CancelNode {
             if !self.finish(err, cause, &mut work, unlink) {
                 return;
             }
-            walk(err, &mut work);
+            if !work.children.is_empty() {
+                walk(err, &mut work);
+            }
             if unlink {
                 self.unlink(timer::owner_of(&**self));
             }
@@ -227,19 +229,18 @@ impl CancelNode {
             else {
                 return false;
             };
-            match cause {
-                // The replaced cause (a deadline cause that did not fire) is
-                // a user value: dropped after the lock (invariant 4).
-                CauseArg::Set(Some(cause)) => replaced = inner.extra().cause.replace(cause),
-                CauseArg::Set(None) | CauseArg::Inherited | CauseArg::Dropped => {
-                    if before.has(CAUSE) {
-                        replaced = inner.extra.as_mut().and_then(|extra| extra.cause.take());
-                    }
-                }
-                CauseArg::Stored | CauseArg::Expired(_) => {}
+            // A deadline cause that did not fire is replaced: a user
+            // value, dropped after the lock (invariant 4).
+            if before.has(CAUSE) && !matches!(cause, CauseArg::Stored | CauseArg::Expired(_)) {
+                replaced = inner.extra.as_mut().and_then(|extra| extra.cause.take());
             }
+            // The cause takes the registry's place: no allocation.
+            let ended = match cause {
+                CauseArg::Set(Some(cause)) => Registry::Ended(cause),
+                _ => Registry::Empty,
+            };
             (
-                mem::take(&mut inner.registry),
+                mem::replace(&mut inner.registry, ended),
                 before.has(ARMED),
                 inner.take_subscription(),
                 inner.take_other_registration(),
@@ -450,7 +451,22 @@ impl Work {
     /// Fires every collected notification. A panic from one (a user's
     /// waker) does not stop the others; the first panic is resumed after
     /// all of them ran, so the caller still sees it.
+    #[inline]
     fn notify(self) {
+        if self.children.capacity() == 0
+            && self.notify.capacity() == 0
+            && self.unsubscribe.capacity() == 0
+        {
+            // Nothing was ever queued (a leaf): no buffer to free, so no
+            // drop glue to run.
+            mem::forget(self);
+            return;
+        }
+        self.notify_all();
+    }
+
+    #[inline(never)]
+    fn notify_all(self) {
         if self.unsubscribe.is_empty() && self.notify.is_empty() {
             return;
         }
