@@ -230,17 +230,25 @@ impl CancelNode {
                 return false;
             };
             // A deadline cause that did not fire is replaced: a user
-            // value, dropped after the lock (invariant 4).
-            if before.has(CAUSE) && !matches!(cause, CauseArg::Stored | CauseArg::Expired(_)) {
-                replaced = inner.extra.as_mut().and_then(|extra| extra.cause.take());
-            }
-            // The cause takes the registry's place: no allocation.
-            let ended = match cause {
-                CauseArg::Set(Some(cause)) => Registry::Ended(cause),
-                _ => Registry::Empty,
+            // value, dropped after the lock (invariant 4). A cause set now
+            // takes the registry's place: no allocation.
+            let registry = match cause {
+                CauseArg::Set(Some(cause)) => {
+                    if before.has(CAUSE) {
+                        replaced = inner.extra.as_mut().and_then(|extra| extra.cause.take());
+                    }
+                    mem::replace(&mut inner.registry, Registry::Ended(cause))
+                }
+                CauseArg::Set(None) | CauseArg::Inherited | CauseArg::Dropped => {
+                    if before.has(CAUSE) {
+                        replaced = inner.extra.as_mut().and_then(|extra| extra.cause.take());
+                    }
+                    mem::take(&mut inner.registry)
+                }
+                CauseArg::Stored | CauseArg::Expired(_) => mem::take(&mut inner.registry),
             };
             (
-                mem::replace(&mut inner.registry, ended),
+                registry,
                 before.has(ARMED),
                 inner.take_subscription(),
                 inner.take_other_registration(),
