@@ -92,6 +92,7 @@ mod custom;
 mod deadline;
 mod done;
 mod error;
+pub mod group;
 #[cfg(feature = "tokio")]
 mod may_block;
 mod merge;

@@ -36,6 +36,28 @@ fn core_types() {
     send_sync::<Cause>();
 }
 
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("a task's error")]
+struct TaskError;
+
+#[test]
+fn group_types() {
+    use goctx::group::*;
+    full::<TaskPanicked>();
+    full::<GroupDropped>();
+    fn scope_type<T: Send + Sync + Unpin + Debug>(_: &T) {}
+    let _ = scope(&goctx::background(), |s| {
+        scope_type(s);
+        s.go(|_| Ok::<(), TaskError>(()));
+    });
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn tokio_types() {
+    full::<goctx::tokio::Group<String, TaskError>>();
+}
+
 #[cfg(feature = "tokio-util")]
 #[test]
 fn tokio_util_types() {

@@ -1,6 +1,7 @@
-//! Tokio integration (feature `tokio`): async `after_func` callbacks on the
-//! caller's runtime, and the guard that keeps [`Ctx::wait`] from hanging a
-//! thread that drives async tasks.
+//! Tokio integration (feature `tokio`): [`Group`] (Go's errgroup on tokio
+//! tasks), async `after_func` callbacks on the caller's runtime, and the
+//! guard that keeps [`Ctx::wait`] from hanging a thread that drives async
+//! tasks.
 //!
 //! goctx itself needs no runtime: its deadlines and `after_func` callbacks
 //! run on its own helper threads. Those threads are outside any tokio
@@ -10,6 +11,10 @@
 //! named `tokio`.
 
 use std::future::Future;
+
+mod group;
+
+pub use group::Group;
 
 use ::tokio::runtime::Handle;
 

@@ -1,0 +1,333 @@
+//! `Group`: Go's errgroup on tokio tasks.
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, resume_unwind};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use ::tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use ::tokio::task::JoinSet;
+
+use crate::background;
+use crate::cancel::with_cancel_cause;
+use crate::context::Ctx;
+use crate::error::Error;
+use crate::group::{Failure, check_set_limit};
+
+/// Tasks spawned on the current tokio runtime that share a context and
+/// fail together: Go's `errgroup.Group`, with the rules of
+/// [`goctx::group`](crate::group) (first error cancels, panics cancel at
+/// once and are re-raised, results in spawn order).
+///
+/// Tasks are `'static` tokio tasks, spawned with [`tokio::spawn`]'s
+/// rules; for tasks that borrow, run blocking work with
+/// [`goctx::group::scope`](crate::group::scope).
+///
+/// Dropping a group before [`wait`](Group::wait) cancels its context with
+/// [`GroupDropped`](crate::group::GroupDropped), then aborts its tasks (as
+/// a dropped [`JoinSet`] does).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// #[derive(Clone, Debug, thiserror::Error)]
+/// #[error("shard {0} is down")]
+/// struct ShardDown(u32);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), goctx::Error> {
+/// let (mut group, _gctx) = goctx::tokio::Group::with_context(&goctx::background());
+/// group.set_limit(Some(8)); // at most 8 at a time
+/// for shard in 0..3 {
+///     group
+///         .spawn(move |ctx: goctx::Ctx| async move {
+///             if shard == 1 {
+///                 return Err(ShardDown(1));
+///             }
+///             // The failure of shard 1 cancels the others' context.
+///             let _ = ctx.run(tokio::time::sleep(Duration::from_secs(60))).await;
+///             Ok(shard)
+///         })
+///         .await?; // Err only if the group ends while waiting for a slot
+/// }
+/// let result = group.wait().await;
+/// assert_eq!(result.unwrap_err().to_string(), "shard 1 is down");
+/// # Ok(())
+/// # }
+/// ```
+#[doc(alias = "errgroup")]
+pub struct Group<T, E> {
+    ctx: Ctx,
+    failure: Arc<Failure<E>>,
+    tasks: JoinSet<(usize, Option<T>)>,
+    /// Tasks started so far: the next task's index in the results.
+    started: usize,
+    /// Tasks whose future has not finished (`set_limit` refuses while
+    /// any has not).
+    active: Arc<AtomicUsize>,
+    limit: Option<Arc<Semaphore>>,
+    /// Set by `wait`: the group's end is not a drop.
+    waited: bool,
+}
+
+impl<T, E> Group<T, E>
+where
+    T: Send + 'static,
+    E: std::error::Error + Clone + Send + Sync + 'static,
+{
+    /// A group whose context is a new child of `ctx`, returned beside it.
+    /// Go: `errgroup.WithContext`.
+    #[doc(alias = "WithContext")]
+    pub fn with_context(ctx: &Ctx) -> (Group<T, E>, Ctx) {
+        let (gctx, cancel) = with_cancel_cause(ctx);
+        let group = Group {
+            ctx: gctx.clone(),
+            failure: Arc::new(Failure::new(cancel)),
+            tasks: JoinSet::new(),
+            started: 0,
+            active: Arc::new(AtomicUsize::new(0)),
+            limit: None,
+            waited: false,
+        };
+        (group, gctx)
+    }
+
+    /// A group under [`background`]: Go's zero `errgroup.Group`. Its tasks
+    /// still get a context, canceled by the first error.
+    pub fn new() -> Group<T, E> {
+        Group::with_context(&background()).0
+    }
+
+    /// The group's context, as every task gets it.
+    pub fn context(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// Bounds how many tasks run at once: `None` for no bound (the
+    /// default), `Some(0)` to start nothing. Go: `SetLimit`.
+    ///
+    /// # Panics
+    ///
+    /// If a task of this group is running (Go panics too).
+    #[doc(alias = "SetLimit")]
+    pub fn set_limit(&mut self, limit: Option<usize>) {
+        check_set_limit(self.active.load(Ordering::Acquire));
+        self.limit = limit.map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
+    }
+
+    /// Spawns `task(ctx)` on the current runtime, with the group's
+    /// context, once a slot is free. Go: `Go`.
+    ///
+    /// Unlike Go's `Go`, which waits for a slot whatever happens, the wait
+    /// races the group's context: if the group ends first (a task failed,
+    /// or the parent context ended), this returns its error and `task` is
+    /// never called. With a free slot, `task` starts at once, even if the
+    /// group is done (it then sees its context done).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future before it completes spawns nothing.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as [`tokio::spawn`].
+    #[doc(alias = "Go")]
+    pub async fn spawn<F, Fut>(&mut self, task: F) -> Result<(), Error>
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let permit = match &self.limit {
+            None => None,
+            Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let mut acquire = pin!(Arc::clone(slots).acquire_owned());
+                    let mut done = pin!(self.ctx.done());
+                    let permit = poll_fn(|cx| {
+                        if let Poll::Ready(permit) = acquire.as_mut().poll(cx) {
+                            return Poll::Ready(Ok(permit));
+                        }
+                        done.as_mut().poll(cx).map(Err)
+                    })
+                    .await?;
+                    // The semaphore is the group's own and never closed.
+                    Some(permit.expect("a group's semaphore is never closed"))
+                }
+            },
+        };
+        self.start(task, permit);
+        Ok(())
+    }
+
+    /// Spawns `task(ctx)` if a slot is free, and returns whether it did.
+    /// Go: `TryGo`.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as [`tokio::spawn`].
+    #[doc(alias = "TryGo")]
+    pub fn try_spawn<F, Fut>(&mut self, task: F) -> bool
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let permit = match &self.limit {
+            None => None,
+            Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return false,
+            },
+        };
+        self.start(task, permit);
+        true
+    }
+
+    fn start<F, Fut>(&mut self, task: F, permit: Option<OwnedSemaphorePermit>)
+    where
+        F: FnOnce(Ctx) -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let index = self.started;
+        self.started += 1;
+        let future = task(self.ctx.clone());
+        let failure = Arc::clone(&self.failure);
+        let active = Active::enter(&self.active);
+        self.tasks.spawn(async move {
+            let _slot = (permit, active);
+            match (CatchUnwind { future }).await {
+                Ok(Ok(value)) => (index, Some(value)),
+                Ok(Err(err)) => {
+                    failure.error(err);
+                    (index, None)
+                }
+                Err(payload) => {
+                    // Siblings hear of it now; `wait` re-raises it.
+                    failure.panicked(&*payload);
+                    resume_unwind(payload)
+                }
+            }
+        });
+    }
+
+    /// Waits for every task, cancels the group's context (plain
+    /// `Canceled` if nothing did before), and returns the tasks' values in
+    /// the order they were spawned, or the first error. Go: `Wait`.
+    ///
+    /// # Panics
+    ///
+    /// Re-raises the first panic of a task, with its payload, once every
+    /// task finished.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes drops the group: its
+    /// context is canceled with `GroupDropped` and its tasks are aborted.
+    #[doc(alias = "Wait")]
+    pub async fn wait(mut self) -> Result<Vec<T>, E> {
+        let mut values: Vec<Option<T>> = Vec::with_capacity(self.started);
+        values.resize_with(self.started, || None);
+        let mut panic = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok((index, value)) => values[index] = value,
+                Err(err) => {
+                    if let Ok(payload) = err.try_into_panic() {
+                        panic.get_or_insert(payload);
+                    }
+                    // Otherwise aborted: only a runtime shutting down
+                    // aborts our tasks before `wait` returns.
+                }
+            }
+        }
+        self.waited = true;
+        let first_error = self.failure.finish();
+        if let Some(payload) = panic {
+            resume_unwind(payload);
+        }
+        if let Some(err) = first_error {
+            return Err(err);
+        }
+        // Every task returned a value, unless the runtime aborted one.
+        Ok(values.into_iter().flatten().collect())
+    }
+}
+
+impl<T, E> Default for Group<T, E>
+where
+    T: Send + 'static,
+    E: std::error::Error + Clone + Send + Sync + 'static,
+{
+    fn default() -> Self {
+        Group::new()
+    }
+}
+
+impl<T, E> Drop for Group<T, E> {
+    fn drop(&mut self) {
+        if !self.waited {
+            self.failure.dropped();
+        }
+        // The `JoinSet` aborts what still runs as it drops.
+    }
+}
+
+impl<T, E> fmt::Debug for Group<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("ctx", &self.ctx)
+            .field("started", &self.started)
+            .field("active", &self.active.load(Ordering::Relaxed))
+            .field("limit", &self.limit.as_ref().map(|s| s.available_permits()))
+            .finish_non_exhaustive()
+    }
+}
+
+// A group is used through `&mut self` and `self`; a panic inside one of its
+// methods leaves nothing half changed that a later call would misread.
+impl<T, E> std::panic::UnwindSafe for Group<T, E> {}
+impl<T, E> std::panic::RefUnwindSafe for Group<T, E> {}
+
+/// Counts a task as running until it is dropped (finished, panicked or
+/// aborted).
+struct Active(Arc<AtomicUsize>);
+
+impl Active {
+    fn enter(count: &Arc<AtomicUsize>) -> Active {
+        count.fetch_add(1, Ordering::AcqRel);
+        Active(Arc::clone(count))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose panic is caught and returned, so the group hears of
+    /// it inside the task.
+    struct CatchUnwind<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.project().future;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}
