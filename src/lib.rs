@@ -98,6 +98,7 @@ mod may_block;
 mod merge;
 mod name;
 mod spawn;
+mod stream;
 mod subscribers;
 mod sync;
 mod timer;
@@ -128,6 +129,7 @@ pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeou
 pub use done::{Done, DoneOwned, Run, RunOwned};
 pub use error::{CancelFuncDropped, Cause, Error, ExtendError};
 pub use merge::merge;
+pub use stream::UntilDone;
 pub use subscribers::Subscribers;
 pub use value::with_value;
 

@@ -23,6 +23,7 @@ fn core_types() {
     full::<DoneOwned>();
     full::<Run<'static, Inner>>();
     full::<RunOwned<Inner>>();
+    full::<UntilDone<Inner>>();
     full::<Error>();
     full::<ExtendError>();
     full::<CancelFuncDropped>();
@@ -56,6 +57,13 @@ fn group_types() {
 #[test]
 fn tokio_types() {
     full::<goctx::tokio::Group<String, TaskError>>();
+}
+
+#[cfg(feature = "signal")]
+#[test]
+fn signal_types() {
+    full::<goctx::tokio::Signal>();
+    full::<goctx::tokio::SignalReceived>();
 }
 
 #[cfg(feature = "tokio-util")]

@@ -13,8 +13,13 @@
 use std::future::Future;
 
 mod group;
+#[cfg(feature = "signal")]
+mod signal;
 
 pub use group::Group;
+#[cfg(feature = "signal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+pub use signal::{Signal, SignalReceived, signal_context};
 
 use ::tokio::runtime::Handle;
 
