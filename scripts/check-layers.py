@@ -22,7 +22,7 @@ LAYERS = {
     # the public surface, bottom to top
     "custom": 3,
     "context": 4, "subscribers": 4,
-    "value": 5, "cancel": 5, "after": 5, "done": 5, "stream": 5,
+    "value": 5, "cancel": 5, "after": 5, "done": 5, "stream": 5, "drained": 5,
     "deadline": 6, "merge": 6, "group": 6,
     # integrations behind features
     "tokio": 7, "tokio_util": 7, "http": 7,

@@ -91,6 +91,7 @@ mod context;
 mod custom;
 mod deadline;
 mod done;
+mod drained;
 mod error;
 pub mod group;
 #[cfg(feature = "tokio")]
@@ -127,6 +128,7 @@ pub use context::{Ctx, background, todo};
 pub use custom::{Context, Notify, Subscription};
 pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeout_cause};
 pub use done::{Done, DoneOwned, Run, RunOwned};
+pub use drained::Drained;
 pub use error::{CancelFuncDropped, Cause, Error, ExtendError};
 pub use merge::merge;
 pub use stream::UntilDone;

@@ -963,3 +963,46 @@ fn sharded_children_come_and_go_under_a_live_parent() {
         assert_eq!(parent.dependents(), 0);
     });
 }
+
+// ---------------------------------------------------------------------------
+// Draining (`Ctx::drained`, `tree/derived.rs`)
+// ---------------------------------------------------------------------------
+
+/// `block_on(base.drained())` against the last derived context being
+/// dropped on another thread: loom reports a deadlock if the wake-up is
+/// lost between the waiter's look at the count and its registration.
+#[test]
+fn drained_vs_last_child_drop() {
+    model(|| {
+        let (base, cancel) = crate::with_cancel(&crate::background());
+        let (child, child_cancel) = crate::with_cancel(&base);
+        let valued = crate::with_value(&child, 7_u8);
+        cancel.cancel();
+        let dropper = thread::spawn(move || drop((child, child_cancel, valued)));
+
+        block_on(base.drained());
+
+        join(dropper);
+        assert_eq!(base.dependents(), 0);
+    });
+}
+
+/// Two children of one base dropped on two threads while a third waits:
+/// the waiter wakes once the second is gone, not before (it finds the
+/// count at zero).
+#[test]
+fn drained_vs_concurrent_child_drops() {
+    model(|| {
+        let (base, _cancel) = crate::with_cancel(&crate::background());
+        let (a, a_cancel) = crate::with_cancel(&base);
+        let b = crate::with_value(&base, 1_u8);
+        let first = thread::spawn(move || drop((a, a_cancel)));
+        let second = thread::spawn(move || drop(b));
+
+        block_on(base.drained());
+        assert!(base.0.derived().is_some_and(|(count, _)| count.is_zero()));
+
+        join(first);
+        join(second);
+    });
+}

@@ -249,15 +249,17 @@ fn allocation_budgets() {
         "| memory per with_cancel child | 1 | {node_bytes} (node) / {per_child:.1} (node + parent slot, 1000 children) | - | 96 B in 2 |"
     ));
     drop(kept);
-    // Go: 96 B in 2 allocations; the issue's target is at most 96 B in one.
-    // Budget = the measured size (an 80-byte node behind the 16-byte `Arc`
-    // header; a 24-byte slot in the parent's registry, amortized over its
-    // doubling `Vec`), so growth is noticed.
+    // Go: 96 B in 2 allocations; issue 4's target was at most 96 B in one.
+    // Budget = the measured size (an 88-byte node behind the 16-byte `Arc`
+    // header: 80 until issue 17's count of derived nodes; a 24-byte slot in
+    // the parent's registry, amortized over its doubling `Vec`), so growth
+    // is noticed. glibc serves 96- and 104-byte requests from one 112-byte
+    // chunk: the memory in use per node is unchanged there.
     assert!(
-        node_bytes <= 96,
+        node_bytes <= 104,
         "a with_cancel node grew to {node_bytes} bytes"
     );
-    assert!(per_child <= 121.0, "a child costs {per_child} bytes");
+    assert!(per_child <= 129.0, "a child costs {per_child} bytes");
 
     // For comparison only (not a budget): tokio-util's child token, alone
     // and amortized over 1000 children of one parent.

@@ -24,6 +24,7 @@ fn core_types() {
     full::<Run<'static, Inner>>();
     full::<RunOwned<Inner>>();
     full::<UntilDone<Inner>>();
+    full::<Drained>();
     full::<Error>();
     full::<ExtendError>();
     full::<CancelFuncDropped>();

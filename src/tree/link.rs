@@ -9,6 +9,7 @@ use std::mem;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::derived::Derived;
 use super::node::CancelNode;
 use super::registry::{Entry, Registration};
 use super::upstream::{CustomNode, Upstream};
@@ -28,8 +29,14 @@ pub(super) enum Repr {
     Todo,
     Cancel(Arc<CancelNode>),
     Value(Arc<ValueNode>),
-    Without(Arc<Link>),
+    Without(Arc<WithoutNode>),
     Custom(Arc<CustomNode>),
+}
+
+/// A context with its parent's values and nothing else (`without_cancel`).
+pub(super) struct WithoutNode {
+    parent: Link,
+    derived: Derived,
 }
 
 /// Where a context's "done" signal comes from.
@@ -62,7 +69,53 @@ impl Link {
 
     /// `parent`'s values without its cancellation (`without_cancel`).
     pub(crate) fn without(parent: &Link) -> Link {
-        Link(Repr::Without(Arc::new(parent.clone())))
+        parent.add_child();
+        Link(Repr::Without(Arc::new(WithoutNode {
+            parent: parent.clone(),
+            derived: Derived::default(),
+        })))
+    }
+
+    /// A node is being made with this link as its parent (or a merge
+    /// node's other parent): it counts in this context's `Derived` until
+    /// it gives the link back with [`Link::remove_child`].
+    #[inline(always)]
+    pub(super) fn add_child(&self) {
+        let derived = match &self.0 {
+            Repr::Background | Repr::Todo => return,
+            Repr::Cancel(node) => &node.derived,
+            Repr::Value(node) => &node.derived,
+            Repr::Without(node) => &node.derived,
+            Repr::Custom(node) => &node.derived,
+        };
+        derived.add();
+    }
+
+    /// The node made with [`Link::add_child`] is being freed: it no longer
+    /// counts. (The link itself is dropped or walked by the caller.)
+    #[inline(always)]
+    pub(super) fn remove_child(&self) {
+        let (derived, node) = match &self.0 {
+            Repr::Background | Repr::Todo => return,
+            Repr::Cancel(node) => (&node.derived, Arc::as_ptr(node) as usize),
+            Repr::Value(node) => (&node.derived, Arc::as_ptr(node) as usize),
+            Repr::Without(node) => (&node.derived, Arc::as_ptr(node) as usize),
+            Repr::Custom(node) => (&node.derived, Arc::as_ptr(node) as usize),
+        };
+        derived.sub(node);
+    }
+
+    /// This context's node's count of derived nodes, and the node's
+    /// address (the drain waiters' key); `None` for a root.
+    #[inline]
+    pub(crate) fn derived(&self) -> Option<(&Derived, usize)> {
+        match &self.0 {
+            Repr::Background | Repr::Todo => None,
+            Repr::Cancel(node) => Some((&node.derived, Arc::as_ptr(node) as usize)),
+            Repr::Value(node) => Some((&node.derived, Arc::as_ptr(node) as usize)),
+            Repr::Without(node) => Some((&node.derived, Arc::as_ptr(node) as usize)),
+            Repr::Custom(node) => Some((&node.derived, Arc::as_ptr(node) as usize)),
+        }
     }
 
     /// A user context.
@@ -188,7 +241,7 @@ impl Link {
                     cur = &node.parent;
                 }
                 Repr::Cancel(node) => cur = &node.parent,
-                Repr::Without(parent) => cur = parent,
+                Repr::Without(node) => cur = &node.parent,
                 Repr::Custom(node) => return node.lookup(key),
             }
         }
@@ -204,7 +257,7 @@ impl Link {
                 Repr::Background | Repr::Todo => return 0,
                 Repr::Value(node) => return node.keys,
                 Repr::Cancel(node) => cur = &node.parent,
-                Repr::Without(parent) => cur = parent,
+                Repr::Without(node) => cur = &node.parent,
                 Repr::Custom(_) => return u64::MAX,
             }
         }
@@ -290,7 +343,10 @@ impl Drop for Link {
                     None => Repr::Background,
                 },
                 Repr::Without(node) => match Arc::into_inner(node) {
-                    Some(parent) => parent.into_repr(),
+                    Some(node) => {
+                        node.parent.remove_child();
+                        node.parent.into_repr()
+                    }
                     None => Repr::Background,
                 },
             };
@@ -321,7 +377,7 @@ impl fmt::Display for Link {
                 Repr::Background | Repr::Todo | Repr::Custom(_) => break,
                 Repr::Cancel(node) => &node.parent,
                 Repr::Value(node) => &node.parent,
-                Repr::Without(parent) => parent,
+                Repr::Without(node) => &node.parent,
             };
         }
         for link in path.iter().rev() {

@@ -89,6 +89,7 @@
 //! lock held.
 
 mod deadline;
+mod derived;
 mod link;
 mod node;
 mod registry;
@@ -98,6 +99,9 @@ mod upstream;
 mod value_node;
 mod walk;
 
+pub(crate) use derived::{
+    register as register_drain_waiter, unregister as unregister_drain_waiter,
+};
 pub(crate) use link::{Link, Source};
 pub(crate) use node::CancelNode;
 pub(crate) use registry::{Callback, Entry, Registration};

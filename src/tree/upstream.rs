@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
+use super::derived::Derived;
 use super::registry::{Entry, Registration};
 use crate::error::{Cause, Error};
 
@@ -42,6 +43,8 @@ pub(crate) struct CustomNode {
     /// The recorded error: set once, by the first `err()` (or notification)
     /// that finds the context done; never changed afterwards.
     ended: OnceLock<Error>,
+    /// How many nodes derive from this one (`derived.rs`).
+    pub(super) derived: Derived,
 }
 
 impl CustomNode {
@@ -49,6 +52,7 @@ impl CustomNode {
         CustomNode {
             context,
             ended: OnceLock::new(),
+            derived: Derived::default(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Arc;
 
+use super::derived::Derived;
 use super::link::{Link, Repr};
 
 /// Several values of different types held in one node: what the HTTP
@@ -31,6 +32,8 @@ pub(crate) struct ValueNode {
     pub(super) keys: u64,
     /// The value(s). Immutable; dropped with the node.
     held: Held,
+    /// How many nodes derive from this one (`derived.rs`).
+    pub(super) derived: Derived,
 }
 
 enum Held {
@@ -65,10 +68,12 @@ impl ValueNode {
     }
 
     fn make(parent: &Link, bits: u64, held: Held) -> Link {
+        parent.add_child();
         Link::new(Repr::Value(Arc::new(ValueNode {
             parent: parent.clone(),
             keys: parent.keys() | bits,
             held,
+            derived: Derived::default(),
         })))
     }
 
@@ -78,6 +83,8 @@ impl ValueNode {
     pub(super) fn into_parent(self) -> Link {
         let ValueNode { parent, held, .. } = self;
         drop(held);
+        // Freed: no longer derived from its parent.
+        parent.remove_child();
         parent
     }
 

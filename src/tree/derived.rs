@@ -1,0 +1,149 @@
+//! How many contexts derive from a node, and who waits for none to be
+//! left (`Ctx::drained`).
+//!
+//! Every node that holds a link to a parent (a cancel, value, merge or
+//! without-cancel node) counts itself in that parent's [`Derived`] from
+//! its birth until it is freed, canceled or not: a merge node counts in
+//! both of its parents. Grandchildren keep children alive, so a count of
+//! zero means nothing derived from the node is left at all. Roots count
+//! nothing.
+//!
+//! The count is not `dependents()`: a canceled child leaves its parent's
+//! registry at once but stays counted until its last handle is gone, which
+//! is what a graceful shutdown waits for.
+//!
+//! Waiters are kept in one process-wide table, keyed by the address of
+//! the node they wait on: a node pays nothing for them but its counter.
+//! The handshake is made of read-modify-writes, which always read the
+//! latest value of their atomic: a waiter stores its waker and increments
+//! `WAITING`, then reads the count with an RMW; the last child decrements
+//! the count, then reads `WAITING` with an RMW. Whichever RMW on the count
+//! comes second reads from the first (acquire/release), so either the
+//! waiter reads zero, or the last child finds the waiter and wakes it.
+//! (SeqCst loads would say the same, but loom does not model them; the
+//! models in `loom_models.rs` check this form.)
+
+use std::task::Waker;
+
+use crate::sync::{AtomicU32, Mutex, Ordering, process_global};
+
+/// The number of nodes that hold a link to this one.
+#[derive(Default)]
+pub(crate) struct Derived(AtomicU32);
+
+impl Derived {
+    /// A child was made. (Four billion live children, the most the count
+    /// holds, would take hundreds of gigabytes.)
+    #[inline]
+    pub(super) fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A child was freed. `node` is this counter's node's address, for the
+    /// waiters.
+    #[inline]
+    pub(super) fn sub(&self, node: usize) {
+        if self.0.fetch_sub(1, Ordering::AcqRel) == 1 && WAITING.fetch_add(0, Ordering::AcqRel) > 0
+        {
+            wake(node);
+        }
+    }
+
+    /// Whether no child is left: a plain look, for a first check.
+    #[inline]
+    pub(crate) fn is_zero(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+
+    /// Whether no child is left, read with an RMW: the look a registered
+    /// waiter makes (see the module docs).
+    pub(crate) fn is_zero_after_registering(&self) -> bool {
+        self.0.fetch_add(0, Ordering::AcqRel) == 0
+    }
+
+    /// The number of children, for `Debug` output and tests.
+    pub(crate) fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A drain waiter: the node it waits on, its own id, its waker.
+struct Waiter {
+    node: usize,
+    id: u64,
+    waker: Waker,
+}
+
+struct Table {
+    waiters: Vec<Waiter>,
+    next_id: u64,
+}
+
+process_global! {
+    /// How many waiters are registered (read without the lock by every
+    /// node whose last child goes).
+    static WAITING: AtomicU32 = AtomicU32::new(0);
+}
+
+process_global! {
+    static TABLE: Mutex<Table> = Mutex::new(Table {
+        waiters: Vec::new(),
+        next_id: 1,
+    });
+}
+
+/// Registers (or updates) the waiter `id` on `node`; `id` 0 asks for a
+/// new one, whose id is returned. Look at the count afterwards, with
+/// [`is_zero_after_registering`](Derived::is_zero_after_registering).
+pub(crate) fn register(node: usize, id: u64, waker: &Waker) -> u64 {
+    let mut table = TABLE.lock();
+    if id != 0
+        && let Some(waiter) = table.waiters.iter_mut().find(|w| w.id == id)
+    {
+        if !waiter.waker.will_wake(waker) {
+            waiter.waker.clone_from(waker);
+        }
+        return id;
+    }
+    let id = table.next_id;
+    table.next_id += 1;
+    table.waiters.push(Waiter {
+        node,
+        id,
+        waker: waker.clone(),
+    });
+    WAITING.fetch_add(1, Ordering::AcqRel);
+    id
+}
+
+/// Takes the waiter `id` out, if it is registered.
+pub(crate) fn unregister(id: u64) {
+    if id == 0 {
+        return;
+    }
+    let removed = {
+        let mut table = TABLE.lock();
+        let found = table.waiters.iter().position(|w| w.id == id);
+        found.map(|i| table.waiters.swap_remove(i))
+    };
+    if removed.is_some() {
+        WAITING.fetch_sub(1, Ordering::AcqRel);
+    }
+    // The waker (user code) is dropped here, after the lock.
+    drop(removed);
+}
+
+/// Wakes every waiter on `node` (they stay registered and look again).
+fn wake(node: usize) {
+    let wakers: Vec<Waker> = TABLE
+        .lock()
+        .waiters
+        .iter()
+        .filter(|w| w.node == node)
+        .map(|w| w.waker.clone())
+        .collect();
+    // User code (wakers) runs with no goctx lock held (invariant 4).
+    for waker in wakers {
+        waker.wake();
+    }
+}
