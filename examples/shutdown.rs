@@ -80,7 +80,11 @@ async fn events(ctx: Ctx) -> impl IntoResponse {
 /// The request context ends as soon as the `101 Switching Protocols`
 /// answer is complete, so the socket gets a context of its own: the
 /// request's values (id, trace) with the server's lifetime.
-async fn socket(ws: WebSocketUpgrade, ctx: Ctx, State(server_ctx): State<Ctx>) -> impl IntoResponse {
+async fn socket(
+    ws: WebSocketUpgrade,
+    ctx: Ctx,
+    State(server_ctx): State<Ctx>,
+) -> impl IntoResponse {
     let (socket_ctx, stop) = goctx::merge(&goctx::without_cancel(&ctx), &server_ctx);
     ws.on_upgrade(move |mut socket: WebSocket| async move {
         let mut n = 0_u64;
@@ -89,7 +93,11 @@ async fn socket(ws: WebSocketUpgrade, ctx: Ctx, State(server_ctx): State<Ctx>) -
             match socket_ctx.run(tick).await {
                 Ok(()) => {
                     n += 1;
-                    if socket.send(Message::text(format!("tick {n}"))).await.is_err() {
+                    if socket
+                        .send(Message::text(format!("tick {n}")))
+                        .await
+                        .is_err()
+                    {
                         break; // the client left
                     }
                 }

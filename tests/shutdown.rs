@@ -104,7 +104,10 @@ fn sigterm_ends_the_open_streams_and_the_server_drains_and_exits() {
     // closes.
     let mut rest = String::new();
     sse.read_to_string(&mut rest).expect("the SSE body ends");
-    assert!(rest.ends_with("0\r\n\r\n"), "the chunked body ended: {rest:?}");
+    assert!(
+        rest.ends_with("0\r\n\r\n"),
+        "the chunked body ended: {rest:?}"
+    );
 
     // The server exits on its own, within its grace period plus a second.
     let exit = loop {

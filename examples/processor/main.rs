@@ -20,7 +20,6 @@
 mod console;
 mod duration;
 mod metrics;
-mod pool;
 mod progress;
 mod queue;
 mod retry;
@@ -42,6 +41,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
+use goctx::tokio::{Signal, SignalReceived};
 
 use crate::console::Console;
 use crate::progress::ProgressMode;
@@ -148,7 +148,7 @@ struct Setup {
 }
 
 /// The most workers accepted; far more than any demo needs, and well
-/// inside the semaphore's limit.
+/// inside the group limit's bound (`Semaphore::MAX_PERMITS`).
 const MAX_WORKERS: usize = 10_000;
 
 fn duration_flag(flag: &str, text: &str, scale: f64) -> Result<Duration, InputError> {
@@ -277,8 +277,8 @@ async fn process(setup: Setup) -> ExitCode {
 
     let (events, mut received) = Emitter::channel();
     // Listen before the first task starts, so no early signal is lost.
-    let signals = Signals::listen();
-    let watcher = tokio::spawn(signals.watch(cancel_run.clone(), events.clone()));
+    let (signaled, _stop_listening) = goctx::tokio::signal_context(&goctx::background());
+    let watcher = tokio::spawn(watch(signaled, cancel_run.clone(), events.clone()));
     let running = tokio::spawn(run::run(ctx, setup.config, setup.tasks, events));
 
     let mut console = Console::new(setup.progress, setup.show_metrics);
@@ -324,83 +324,41 @@ async fn process(setup: Setup) -> ExitCode {
 /// cancels the run, so the run's end always sees it.
 static SIGNALED: AtomicU8 = AtomicU8::new(0);
 
-/// The shell's exit code for a process ended by the signal `name`.
-fn exit_code(name: &str) -> u8 {
-    match name {
-        "SIGTERM" => 143,
-        _ => 130,
-    }
+/// The signal that ended `ctx`, a [`signal_context`](goctx::tokio::signal_context),
+/// if a signal is what ended it.
+pub fn received(ctx: &goctx::Ctx) -> Option<Signal> {
+    let cause = ctx.cause()?;
+    cause
+        .downcast_ref::<SignalReceived>()
+        .map(SignalReceived::signal)
 }
 
-/// SIGINT and SIGTERM, Go's `signal.Notify(ch, os.Interrupt, syscall.SIGTERM)`.
-struct Signals {
-    #[cfg(unix)]
-    interrupt: Option<tokio::signal::unix::Signal>,
-    #[cfg(unix)]
-    terminate: Option<tokio::signal::unix::Signal>,
+/// Waits for the next SIGINT or SIGTERM (Ctrl+C on Windows), listening
+/// from this call on.
+pub async fn next_signal() -> Signal {
+    let (ctx, _stop) = goctx::tokio::signal_context(&goctx::background());
+    ctx.done().await;
+    received(&ctx).unwrap_or(Signal::Interrupt)
 }
 
-impl Signals {
-    fn listen() -> Signals {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let listen = |kind: SignalKind, name: &str| match signal(kind) {
-                Ok(stream) => Some(stream),
-                Err(err) => {
-                    eprintln!("processor: warning: cannot listen for {name}: {err}");
-                    None
-                }
-            };
-            Signals {
-                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
-                terminate: listen(SignalKind::terminate(), "SIGTERM"),
-            }
-        }
-        #[cfg(not(unix))]
-        Signals {}
-    }
-
-    /// The name of the next signal received.
-    async fn next(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            async fn recv(stream: &mut Option<tokio::signal::unix::Signal>) {
-                if let Some(stream) = stream
-                    && stream.recv().await.is_some()
-                {
-                    return;
-                }
-                std::future::pending().await
-            }
-            tokio::select! {
-                () = recv(&mut self.interrupt) => "SIGINT",
-                () = recv(&mut self.terminate) => "SIGTERM",
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            match tokio::signal::ctrl_c().await {
-                Ok(()) => "Ctrl+C",
-                Err(_) => std::future::pending().await,
-            }
-        }
-    }
-
-    /// First signal: announce the shutdown, then cancel the run (in that
-    /// order, so the announcement comes before the tasks' "Canceled"
-    /// lines). Second signal: exit at once.
-    async fn watch(mut self, cancel_run: goctx::CancelFunc, events: Emitter) {
-        let name = self.next().await;
-        SIGNALED.store(exit_code(name), Ordering::SeqCst);
-        events.send(Event::Shutdown {
-            reason: format!("{name} received"),
-        });
-        cancel_run.cancel_with_cause(Cause(format!("{name} received")));
-        let name = self.next().await;
-        eprintln!("processor: second signal ({name}), exiting now");
-        std::process::exit(exit_code(name).into());
-    }
+/// First signal (the end of `signaled`): announce the shutdown, then cancel
+/// the run (in that order, so the announcement comes before the tasks'
+/// "Canceled" lines). Second signal: exit at once, as a shell expects.
+async fn watch(signaled: goctx::Ctx, cancel_run: goctx::CancelFunc, events: Emitter) {
+    signaled.done().await;
+    let Some(signal) = received(&signaled) else {
+        return;
+    };
+    let second = tokio::spawn(next_signal());
+    let code = u8::try_from(signal.exit_code()).unwrap_or(130);
+    SIGNALED.store(code, Ordering::SeqCst);
+    events.send(Event::Shutdown {
+        reason: format!("{signal} received"),
+    });
+    cancel_run.cancel_with_cause(Cause(format!("{signal} received")));
+    let Ok(again) = second.await else { return };
+    eprintln!("processor: second signal ({again}), exiting now");
+    std::process::exit(again.exit_code());
 }
 
 /// `req-YYYYMMDD-HHMMSS` from the UTC clock.

@@ -20,17 +20,19 @@
 //!             └─ with_timeout           critical task: extendable deadline
 //! ```
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+use goctx::tokio::Group;
 use goctx::{CancelFunc, Ctx};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
-use crate::pool::WorkerPool;
 use crate::queue::PriorityQueue;
 use crate::retry::{self, RetryPolicy, TaskError};
 use crate::task::{Task, fmt_duration};
@@ -254,24 +256,39 @@ pub async fn run_with(
     }
     queue.close();
 
-    // The dispatcher: a free worker, then the most urgent task. Both waits
-    // race the run's context, so a shutdown stops dispatching at once.
-    let mut pool = WorkerPool::new(shared.config.workers);
+    // The dispatcher: the most urgent task, then a free worker (the run's
+    // group of at most `--workers` tasks, Go's errgroup with `SetLimit`).
+    // Both waits race the run's context, so a shutdown stops dispatching at
+    // once; a task popped but never started goes back with the others.
+    // Tasks report their failures instead of returning them, so the group
+    // never fails; a task whose worker panicked comes back as `None`.
+    let (mut group, _) = Group::<Option<TaskReport>, Infallible>::with_context(&ctx);
+    group.set_limit(Some(shared.config.workers));
+    let mut unstarted = Vec::new();
     loop {
-        let Ok(slot) = pool.ready(&ctx).await else {
-            break;
-        };
         let Ok(Some(task)) = queue.pop(&ctx).await else {
             break;
         };
-        let node = start_task(&ctx, task, &shared);
-        pool.spawn(slot, execute(node, shared.clone()));
+        let (run_ctx, job) = (ctx.clone(), shared.clone());
+        let spawned = group
+            .spawn(|_| {
+                let node = start_task(&run_ctx, task.clone(), &job);
+                async move {
+                    let report = AssertUnwindSafe(execute(node, job)).catch_unwind().await;
+                    Ok(report.ok())
+                }
+            })
+            .await;
+        if spawned.is_err() {
+            unstarted.push(task);
+            break;
+        }
     }
 
     let mut summary = Summary::default();
     // Left in the queue: the run ended before they got a worker.
     let reason = ctx.err().unwrap_or(goctx::Error::Canceled);
-    for task in queue.drain() {
+    for task in unstarted.into_iter().chain(queue.drain()) {
         let report = TaskReport {
             task: task_ref(&request_id, &task, None),
             outcome: Outcome::Canceled(reason),
@@ -285,10 +302,11 @@ pub async fn run_with(
         shared.events.send(Event::Finished(report));
     }
 
-    for joined in pool.join_all().await {
-        match joined {
-            Ok(report) => summary.add(&report),
-            Err(_) => summary.lost += 1,
+    let Ok(reports) = group.wait().await;
+    for report in reports {
+        match report {
+            Some(report) => summary.add(&report),
+            None => summary.lost += 1,
         }
     }
     shared.events.send(Event::RunFinished(summary.clone()));
@@ -550,33 +568,43 @@ async fn work(node: &Node, shared: &Shared, attempt: u32) -> Result<(), TaskErro
 /// subtask that does not complete cancels its siblings (manual
 /// cancellation through the group's `with_cancel`) and fails the parent.
 async fn run_subtasks(node: &Node, shared: &Arc<Shared>) -> Result<(), TaskError> {
-    let (group, cancel_group) = goctx::with_cancel(&node.ctx);
-    let mut running = JoinSet::new();
+    // Go's errgroup: the first subtask that does not complete cancels the
+    // group's context, with its problem as the cause.
+    let (mut group, group_ctx) = Group::<(), Cause>::with_context(&node.ctx);
     for subtask in &node.task.subtasks {
-        let child = start_subtask(&group, subtask.clone(), &node.tref, shared);
-        running.spawn(execute(child, shared.clone()));
-    }
-    let mut problem = None;
-    while let Some(joined) = running.join_next().await {
-        let trouble = match joined {
-            Ok(report) => match report.outcome {
-                Outcome::Completed => continue,
+        let child = start_subtask(&group_ctx, subtask.clone(), &node.tref, shared);
+        let (parent, shared) = (node.ctx.clone(), shared.clone());
+        let started = group.try_spawn(move |group_ctx| async move {
+            let Ok(report) = AssertUnwindSafe(execute(child, shared))
+                .catch_unwind()
+                .await
+            else {
+                return Err(Cause("a subtask's worker panicked".to_owned()));
+            };
+            match report.outcome {
+                Outcome::Completed => Ok(()),
                 // Ended by this task's own end, or by the sibling that failed.
-                Outcome::Canceled(_) if node.ctx.err().is_some() || problem.is_some() => continue,
-                Outcome::Canceled(err) => format!("subtask {} ended: {err}", report.task.name),
-                Outcome::Failed(error) => format!("subtask {} failed: {error}", report.task.name),
-            },
-            Err(_) => "a subtask's worker panicked".to_owned(),
-        };
-        if problem.is_none() {
-            cancel_group.cancel_with_cause(Cause(trouble.clone()));
-            problem = Some(trouble);
-        }
+                Outcome::Canceled(_) if parent.err().is_some() || group_ctx.err().is_some() => {
+                    Ok(())
+                }
+                Outcome::Canceled(err) => {
+                    Err(Cause(format!("subtask {} ended: {err}", report.task.name)))
+                }
+                Outcome::Failed(error) => Err(Cause(format!(
+                    "subtask {} failed: {error}",
+                    report.task.name
+                ))),
+            }
+        });
+        debug_assert!(started, "no limit: every subtask starts");
     }
+    let result = group.wait().await;
     if let Some(err) = node.ctx.err() {
         return Err(TaskError::Context(err));
     }
-    problem.map_or(Ok(()), |p| Err(TaskError::Failed(p)))
+    result
+        .map(drop)
+        .map_err(|problem| TaskError::Failed(problem.0))
 }
 
 /// For a critical task: whenever its deadline comes near while it still

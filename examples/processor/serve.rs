@@ -17,14 +17,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 
 use crate::serve_api::{self, App};
 use crate::serve_body::{PeerPolicy, normalize_peer};
 use crate::serve_runs::Runs;
-use crate::{Cli, Setup, Signals};
+use crate::{Cli, Setup, next_signal, received};
 
 /// Serves the task processor over HTTP: runs, live events, metrics and a dashboard.
 #[derive(Parser, Debug)]
@@ -111,7 +111,7 @@ async fn serve(
     peers: PeerPolicy,
 ) -> ExitCode {
     // Listen for signals before anything can run.
-    let signals = Signals::listen();
+    let (signaled, _stop_listening) = goctx::tokio::signal_context(&goctx::background());
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -129,6 +129,7 @@ async fn serve(
 
     // The root of every request and run of this server.
     let (base, stop_base) = goctx::with_cancel_cause(&goctx::background());
+    let server_ctx = base.clone();
     let (draining_tx, draining) = serve_api::draining();
     let runs = Arc::new(Runs::new());
     let app = Arc::new(App {
@@ -146,7 +147,7 @@ async fn serve(
     });
     tracing::info!(request_id = "-", trace_id = "-", addr = %local, "listening");
 
-    let shutdown = shutdown(signals, grace, stop_base, draining_tx, runs.clone());
+    let shutdown = shutdown(signaled, grace, stop_base, draining_tx, runs.clone());
     let served = axum::serve(
         listener,
         serve_api::router(app).into_make_service_with_connect_info::<SocketAddr>(),
@@ -158,19 +159,22 @@ async fn serve(
         return ExitCode::FAILURE;
     }
     // Connections are closed; runs not tied to one may still be ending.
-    // After the grace period they are all canceled, so this is short.
-    let started = Instant::now();
-    while runs.metrics.in_flight() > 0 && started.elapsed() < grace + Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // After the grace period they are all canceled, so this is short:
+    // drained once every context the server handed out (requests, runs and
+    // their tasks) is gone.
+    let patience = grace + Duration::from_secs(10);
+    let drained = tokio::time::timeout(patience, server_ctx.drained())
+        .await
+        .is_ok();
     let left = runs.metrics.in_flight();
     tracing::info!(
         request_id = "-",
         trace_id = "-",
         runs_left = left,
+        drained,
         "stopped"
     );
-    if left == 0 {
+    if left == 0 && drained {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -180,13 +184,16 @@ async fn serve(
 /// Resolves on the first signal (axum then stops accepting); the grace
 /// period and the second signal are handled by a task of their own.
 async fn shutdown(
-    mut signals: Signals,
+    signaled: goctx::Ctx,
     grace: Duration,
     stop_base: goctx::CancelFunc,
     draining: tokio::sync::watch::Sender<bool>,
     runs: Arc<Runs>,
 ) {
-    let name = signals.next().await;
+    signaled.done().await;
+    // Listening for the second signal starts now.
+    let mut second = tokio::spawn(next_signal());
+    let name = received(&signaled).map_or("shutdown", |signal| signal.name());
     let running = runs.running();
     tracing::info!(
         request_id = "-",
@@ -208,11 +215,11 @@ async fn shutdown(
                 } => {}
             }
         };
-        let second = tokio::select! {
+        let early = tokio::select! {
             () = grace_over => None,
-            name = signals.next() => Some(name),
+            signal = &mut second => Some(signal),
         };
-        if second.is_none() {
+        if early.is_none() {
             if runs.metrics.in_flight() > 0 {
                 tracing::warn!(
                     request_id = "-",
@@ -224,11 +231,12 @@ async fn shutdown(
             // Ends every request context and run: the cause says why.
             stop_base.cancel_with_cause(crate::run::Cause("server shutting down".into()));
         }
-        let name = match second {
-            Some(name) => name,
-            None => signals.next().await,
+        let signal = match early {
+            Some(signal) => signal,
+            None => second.await,
         };
-        eprintln!("processor: second signal ({name}), exiting now");
+        let Ok(signal) = signal else { return };
+        eprintln!("processor: second signal ({signal}), exiting now");
         std::process::exit(130);
     });
 }
