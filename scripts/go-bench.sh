@@ -43,3 +43,18 @@ echo "GOMAXPROCS=${GOMAXPROCS:-$(nproc)}"
 # Run from the script's directory as a file argument: no go.mod needed.
 cd "$(dirname "$0")"
 "$go_bin" test -run '^$' -bench . -benchmem -count 1 "$@" go_extra_test.go
+
+# errgroup beside benches/group.rs (issue 17). golang.org/x/sync is not in
+# the standard library, but the toolchain vendors it for its own commands:
+# a throw-away module outside the repository points the import at that
+# copy, so nothing is downloaded.
+goroot="$("$go_bin" env GOROOT)"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$scratch/sync" "$scratch/bench"
+cp -r "$goroot/src/cmd/vendor/golang.org/x/sync/errgroup" "$scratch/sync/"
+printf 'module golang.org/x/sync\n\ngo 1.21\n' > "$scratch/sync/go.mod"
+printf 'module groupbench\n\ngo 1.21\n\nrequire golang.org/x/sync v0.0.0\n\nreplace golang.org/x/sync => ../sync\n' \
+    > "$scratch/bench/go.mod"
+cp go_group_test.go "$scratch/bench/"
+(cd "$scratch/bench" && GOFLAGS=-mod=mod "$go_bin" test -run '^$' -bench . -benchmem -count 1 "$@" .)

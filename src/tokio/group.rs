@@ -5,7 +5,6 @@ use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, resume_unwind};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use ::tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -63,13 +62,10 @@ use crate::group::{Failure, check_set_limit};
 #[doc(alias = "errgroup")]
 pub struct Group<T, E> {
     ctx: Ctx,
-    failure: Arc<Failure<E>>,
+    shared: Arc<Shared<E>>,
     tasks: JoinSet<(usize, Option<T>)>,
     /// Tasks started so far: the next task's index in the results.
     started: usize,
-    /// Tasks whose future has not finished (`set_limit` refuses while
-    /// any has not).
-    active: Arc<AtomicUsize>,
     limit: Option<Arc<Semaphore>>,
     /// Set by `wait`: the group's end is not a drop.
     waited: bool,
@@ -87,10 +83,11 @@ where
         let (gctx, cancel) = with_cancel_cause(ctx);
         let group = Group {
             ctx: gctx.clone(),
-            failure: Arc::new(Failure::new(cancel)),
+            shared: Arc::new(Shared {
+                failure: Failure::new(cancel),
+            }),
             tasks: JoinSet::new(),
             started: 0,
-            active: Arc::new(AtomicUsize::new(0)),
             limit: None,
             waited: false,
         };
@@ -116,7 +113,7 @@ where
     /// If a task of this group is running (Go panics too).
     #[doc(alias = "SetLimit")]
     pub fn set_limit(&mut self, limit: Option<usize>) {
-        check_set_limit(self.active.load(Ordering::Acquire));
+        check_set_limit(self.running());
         self.limit = limit.map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
     }
 
@@ -196,19 +193,20 @@ where
         let index = self.started;
         self.started += 1;
         let future = task(self.ctx.clone());
-        let failure = Arc::clone(&self.failure);
-        let active = Active::enter(&self.active);
+        // The task's handle on `shared` counts it as running until its
+        // future is dropped (finished, panicked or aborted).
+        let shared = Arc::clone(&self.shared);
         self.tasks.spawn(async move {
-            let _slot = (permit, active);
+            let _slot = permit;
             match (CatchUnwind { future }).await {
                 Ok(Ok(value)) => (index, Some(value)),
                 Ok(Err(err)) => {
-                    failure.error(err);
+                    shared.failure.error(err);
                     (index, None)
                 }
                 Err(payload) => {
                     // Siblings hear of it now; `wait` re-raises it.
-                    failure.panicked(&*payload);
+                    shared.failure.panicked(&*payload);
                     resume_unwind(payload)
                 }
             }
@@ -246,7 +244,7 @@ where
             }
         }
         self.waited = true;
-        let first_error = self.failure.finish();
+        let first_error = self.shared.failure.finish();
         if let Some(payload) = panic {
             resume_unwind(payload);
         }
@@ -255,6 +253,13 @@ where
         }
         // Every task returned a value, unless the runtime aborted one.
         Ok(values.into_iter().flatten().collect())
+    }
+}
+
+impl<T, E> Group<T, E> {
+    /// Tasks whose future has not been dropped yet.
+    fn running(&self) -> usize {
+        Arc::strong_count(&self.shared) - 1
     }
 }
 
@@ -271,7 +276,7 @@ where
 impl<T, E> Drop for Group<T, E> {
     fn drop(&mut self) {
         if !self.waited {
-            self.failure.dropped();
+            self.shared.failure.dropped();
         }
         // The `JoinSet` aborts what still runs as it drops.
     }
@@ -282,7 +287,7 @@ impl<T, E> fmt::Debug for Group<T, E> {
         f.debug_struct("Group")
             .field("ctx", &self.ctx)
             .field("started", &self.started)
-            .field("active", &self.active.load(Ordering::Relaxed))
+            .field("running", &self.running())
             .field("limit", &self.limit.as_ref().map(|s| s.available_permits()))
             .finish_non_exhaustive()
     }
@@ -293,21 +298,11 @@ impl<T, E> fmt::Debug for Group<T, E> {
 impl<T, E> std::panic::UnwindSafe for Group<T, E> {}
 impl<T, E> std::panic::RefUnwindSafe for Group<T, E> {}
 
-/// Counts a task as running until it is dropped (finished, panicked or
-/// aborted).
-struct Active(Arc<AtomicUsize>);
-
-impl Active {
-    fn enter(count: &Arc<AtomicUsize>) -> Active {
-        count.fetch_add(1, Ordering::AcqRel);
-        Active(Arc::clone(count))
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+/// What a group and its tasks share. Each running task holds one handle:
+/// the count of handles beyond the group's own is the count of tasks
+/// whose future has not been dropped.
+struct Shared<E> {
+    failure: Failure<E>,
 }
 
 pin_project_lite::pin_project! {
