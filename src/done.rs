@@ -574,7 +574,7 @@ impl<F> fmt::Debug for RunOwned<F> {
     }
 }
 
-/// Wakes a thread parked in `block_until`.
+/// Wakes a thread parked in `park_on`.
 struct Unparker(Thread);
 
 impl Wake for Unparker {
@@ -588,24 +588,33 @@ impl Wake for Unparker {
 }
 
 /// Parks the current thread until `ctx` is done or `until` passes.
-/// Spurious unparks are harmless: the loop polls again.
 pub(crate) fn block_until(ctx: &Ctx, until: Option<Instant>) -> Option<Error> {
     if let Some(err) = ctx.err() {
         return Some(err);
     }
+    // At the timeout: the context's state then (it may have just ended).
+    park_on(Done::new(ctx), until).or_else(|| ctx.err())
+}
+
+/// Polls `future` on the current thread, parking between polls, until it
+/// is ready (`Some` of its output) or `until` passes (`None`). Spurious
+/// unparks are harmless: the loop polls again.
+pub(crate) fn park_on<F: Future + Unpin>(
+    mut future: F,
+    until: Option<Instant>,
+) -> Option<F::Output> {
     let waker = Waker::from(Arc::new(Unparker(thread::current())));
     let mut cx = TaskContext::from_waker(&waker);
-    let mut done = Done::new(ctx);
     loop {
-        if let Poll::Ready(err) = Pin::new(&mut done).poll(&mut cx) {
-            return Some(err);
+        if let Poll::Ready(output) = Pin::new(&mut future).poll(&mut cx) {
+            return Some(output);
         }
         match until {
             None => thread::park(),
             Some(until) => {
                 let now = Instant::now();
                 if now >= until {
-                    return ctx.err();
+                    return None;
                 }
                 thread::park_timeout(until - now);
             }

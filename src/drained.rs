@@ -4,12 +4,11 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use crate::context::Ctx;
+use crate::done::park_on;
 use crate::tree::{register_drain_waiter, unregister_drain_waiter};
 
 impl Ctx {
@@ -158,36 +157,7 @@ impl fmt::Debug for Drained {
 impl std::panic::UnwindSafe for Drained {}
 impl std::panic::RefUnwindSafe for Drained {}
 
-/// Wakes a thread parked in `block_on_drained`.
-struct Unparker(Thread);
-
-impl Wake for Unparker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
 /// Parks the thread until `drained` is ready or `until` passes.
-fn block_on_drained(mut drained: Drained, until: Option<Instant>) -> bool {
-    let waker = Waker::from(Arc::new(Unparker(thread::current())));
-    let mut cx = TaskContext::from_waker(&waker);
-    loop {
-        if Pin::new(&mut drained).poll(&mut cx).is_ready() {
-            return true;
-        }
-        match until {
-            None => thread::park(),
-            Some(until) => {
-                let now = Instant::now();
-                if now >= until {
-                    return false;
-                }
-                thread::park_timeout(until - now);
-            }
-        }
-    }
+fn block_on_drained(drained: Drained, until: Option<Instant>) -> bool {
+    park_on(drained, until).is_some()
 }

@@ -139,24 +139,21 @@ where
         F: FnOnce(Ctx) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let permit = match &self.limit {
-            None => None,
-            Some(slots) => match Arc::clone(slots).try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    let mut acquire = pin!(Arc::clone(slots).acquire_owned());
-                    let mut done = pin!(self.ctx.done());
-                    let permit = poll_fn(|cx| {
-                        if let Poll::Ready(permit) = acquire.as_mut().poll(cx) {
-                            return Poll::Ready(Ok(permit));
-                        }
-                        done.as_mut().poll(cx).map(Err)
-                    })
-                    .await?;
-                    // The semaphore is the group's own and never closed.
-                    Some(permit.expect("a group's semaphore is never closed"))
-                }
-            },
+        let permit = match self.try_slot() {
+            Ok(permit) => permit,
+            Err(slots) => {
+                let mut acquire = pin!(slots.acquire_owned());
+                let mut done = pin!(self.ctx.done());
+                let permit = poll_fn(|cx| {
+                    if let Poll::Ready(permit) = acquire.as_mut().poll(cx) {
+                        return Poll::Ready(Ok(permit));
+                    }
+                    done.as_mut().poll(cx).map(Err)
+                })
+                .await?;
+                // The semaphore is the group's own and never closed.
+                Some(permit.expect("a group's semaphore is never closed"))
+            }
         };
         self.start(task, permit);
         Ok(())
@@ -174,15 +171,23 @@ where
         F: FnOnce(Ctx) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let permit = match &self.limit {
-            None => None,
-            Some(slots) => match Arc::clone(slots).try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => return false,
-            },
+        let Ok(permit) = self.try_slot() else {
+            return false;
         };
         self.start(task, permit);
         true
+    }
+
+    /// A free slot if there is one (`None` inside: no limit), or the
+    /// semaphore to wait on.
+    fn try_slot(&self) -> Result<Option<OwnedSemaphorePermit>, Arc<Semaphore>> {
+        match &self.limit {
+            None => Ok(None),
+            Some(slots) => Arc::clone(slots)
+                .try_acquire_owned()
+                .map(Some)
+                .map_err(|_| Arc::clone(slots)),
+        }
     }
 
     fn start<F, Fut>(&mut self, task: F, permit: Option<OwnedSemaphorePermit>)
