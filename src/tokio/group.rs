@@ -59,6 +59,76 @@ use crate::group::{Failure, check_set_limit};
 /// # Ok(())
 /// # }
 /// ```
+///
+/// Go's errgroup pipeline example (`MD5All`), stage for stage: one task
+/// walks a directory and feeds paths to a channel, a bounded number of
+/// digesters read and hash the files, and the caller collects the sums.
+/// The first error (an unreadable file) cancels every stage. (std's
+/// `DefaultHasher` stands in for MD5.)
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::hash::{DefaultHasher, Hasher};
+/// use std::path::PathBuf;
+/// use std::sync::Arc;
+///
+/// use goctx::tokio::Group;
+/// use tokio::sync::{Mutex, mpsc};
+///
+/// // `std::io::Error` is not `Clone`: the group's error is an `Arc` of it.
+/// type Error = Arc<std::io::Error>;
+///
+/// async fn digest_all(root: PathBuf) -> Result<BTreeMap<PathBuf, u64>, Error> {
+///     let (mut group, ctx) = Group::<(), Error>::with_context(&goctx::background());
+///     let (paths_tx, paths_rx) = mpsc::channel::<PathBuf>(16);
+///     group.try_spawn(move |ctx: goctx::Ctx| async move {
+///         let mut dirs = vec![root];
+///         while let Some(dir) = dirs.pop() {
+///             for entry in std::fs::read_dir(dir)? {
+///                 let path = entry?.path();
+///                 if path.is_dir() {
+///                     dirs.push(path);
+///                 } else if ctx.run(paths_tx.send(path)).await.is_err() {
+///                     return Ok(()); // canceled: another stage failed
+///                 }
+///             }
+///         }
+///         Ok(())
+///     });
+///     let (sums_tx, mut sums_rx) = mpsc::channel(16);
+///     let paths_rx = Arc::new(Mutex::new(paths_rx));
+///     for _ in 0..4 {
+///         let (paths_rx, sums_tx) = (paths_rx.clone(), sums_tx.clone());
+///         group.try_spawn(move |ctx: goctx::Ctx| async move {
+///             loop {
+///                 let Some(path) = paths_rx.lock().await.recv().await else {
+///                     return Ok(()); // the walk is over
+///                 };
+///                 let mut hasher = DefaultHasher::new();
+///                 hasher.write(&tokio::fs::read(&path).await?);
+///                 if ctx.run(sums_tx.send((path, hasher.finish()))).await.is_err() {
+///                     return Ok(());
+///                 }
+///             }
+///         });
+///     }
+///     drop(sums_tx);
+///     let mut sums = BTreeMap::new();
+///     // Until the digesters are done, or the group failed.
+///     while let Ok(Some((path, sum))) = ctx.run(sums_rx.recv()).await {
+///         sums.insert(path, sum);
+///     }
+///     group.wait().await?;
+///     Ok(sums)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let sums = digest_all(PathBuf::from("src/tokio")).await.unwrap();
+/// assert!(sums.keys().any(|path| path.ends_with("group.rs")));
+/// assert!(digest_all(PathBuf::from("no/such/dir")).await.is_err());
+/// # }
+/// ```
 #[doc(alias = "errgroup")]
 pub struct Group<T, E> {
     ctx: Ctx,
