@@ -22,10 +22,10 @@
 //!   keeps their handles for a model to join.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU32, Ordering};
+pub(crate) use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU32, Ordering, fence};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU32, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU32, Ordering, fence};
 
 // `Arc` and `Weak` are deliberately not swapped: the crate uses
 // `std::sync::{Arc, Weak}` under loom too. loom 0.7's `Arc` has no `Weak`

@@ -14,18 +14,19 @@
 //!
 //! Waiters are kept in one process-wide table, keyed by the address of
 //! the node they wait on: a node pays nothing for them but its counter.
-//! The handshake is made of read-modify-writes, which always read the
-//! latest value of their atomic: a waiter stores its waker and increments
-//! `WAITING`, then reads the count with an RMW; the last child decrements
-//! the count, then reads `WAITING` with an RMW. Whichever RMW on the count
-//! comes second reads from the first (acquire/release), so either the
-//! waiter reads zero, or the last child finds the waiter and wakes it.
-//! (SeqCst loads would say the same, but loom does not model them; the
-//! models in `loom_models.rs` check this form.)
+//! The handshake is Dekker's, with a `SeqCst` fence on each side: a waiter
+//! stores its waker and increments `WAITING`, fences, then reads the count;
+//! the last child decrements the count, fences, then reads `WAITING`. The
+//! two fences are ordered one way or the other, so at least one side sees
+//! the other's write: either the waiter reads zero, or the last child finds
+//! the waiter and wakes it. (Plain loads, not read-modify-writes, read
+//! `WAITING`, so freeing nodes on many threads does not contend on it; the
+//! models in `loom_models.rs` check the handshake, which loom does not for
+//! `SeqCst` loads without fences.)
 
 use std::task::Waker;
 
-use crate::sync::{AtomicU32, Mutex, Ordering, process_global};
+use crate::sync::{AtomicU32, Mutex, Ordering, fence, process_global};
 
 /// The number of nodes that hold a link to this one.
 #[derive(Default)]
@@ -43,9 +44,11 @@ impl Derived {
     /// waiters.
     #[inline]
     pub(super) fn sub(&self, node: usize) {
-        if self.0.fetch_sub(1, Ordering::AcqRel) == 1 && WAITING.fetch_add(0, Ordering::AcqRel) > 0
-        {
-            wake(node);
+        if self.0.fetch_sub(1, Ordering::AcqRel) == 1 {
+            fence(Ordering::SeqCst);
+            if WAITING.load(Ordering::Relaxed) > 0 {
+                wake(node);
+            }
         }
     }
 
@@ -55,10 +58,11 @@ impl Derived {
         self.0.load(Ordering::Acquire) == 0
     }
 
-    /// Whether no child is left, read with an RMW: the look a registered
-    /// waiter makes (see the module docs).
+    /// Whether no child is left, read after a fence: the look a
+    /// registered waiter makes (see the module docs).
     pub(crate) fn is_zero_after_registering(&self) -> bool {
-        self.0.fetch_add(0, Ordering::AcqRel) == 0
+        fence(Ordering::SeqCst);
+        self.0.load(Ordering::Acquire) == 0
     }
 
     /// The number of children, for `Debug` output and tests.
@@ -112,7 +116,7 @@ pub(crate) fn register(node: usize, id: u64, waker: &Waker) -> u64 {
         id,
         waker: waker.clone(),
     });
-    WAITING.fetch_add(1, Ordering::AcqRel);
+    WAITING.fetch_add(1, Ordering::Relaxed);
     id
 }
 
@@ -127,7 +131,7 @@ pub(crate) fn unregister(id: u64) {
         found.map(|i| table.waiters.swap_remove(i))
     };
     if removed.is_some() {
-        WAITING.fetch_sub(1, Ordering::AcqRel);
+        WAITING.fetch_sub(1, Ordering::Relaxed);
     }
     // The waker (user code) is dropped here, after the lock.
     drop(removed);
