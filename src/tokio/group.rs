@@ -39,11 +39,11 @@ use crate::group::{Failure, check_set_limit};
 /// struct ShardDown(u32);
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), goctx::Error> {
+/// # async fn main() {
 /// let (mut group, _gctx) = goctx::tokio::Group::with_context(&goctx::background());
-/// group.set_limit(Some(8)); // at most 8 at a time
-/// for shard in 0..3 {
-///     group
+/// group.set_limit(Some(2)); // at most 2 at a time
+/// for shard in 0..5 {
+///     let spawned = group
 ///         .spawn(move |ctx: goctx::Ctx| async move {
 ///             if shard == 1 {
 ///                 return Err(ShardDown(1));
@@ -52,13 +52,25 @@ use crate::group::{Failure, check_set_limit};
 ///             let _ = ctx.run(tokio::time::sleep(Duration::from_secs(60))).await;
 ///             Ok(shard)
 ///         })
-///         .await?; // Err only if the group ends while waiting for a slot
+///         .await;
+///     if spawned.is_err() {
+///         break; // the group failed while this waited for a slot
+///     }
 /// }
+/// // `wait` says why: the task's error, not the `Canceled` of the wait.
 /// let result = group.wait().await;
 /// assert_eq!(result.unwrap_err().to_string(), "shard 1 is down");
-/// # Ok(())
 /// # }
 /// ```
+///
+/// Stop spawning when `spawn` returns `Err`, then `wait`: the error of
+/// `spawn` only says that the group ended while it waited for a slot. Its
+/// `?` would return that `Canceled` and drop the group unwaited, losing the
+/// task's error that ended it (and canceling with `GroupDropped`).
+///
+/// The error type needs `Clone` (one copy is the context's cause, one is
+/// returned): for one that is not (`std::io::Error`), use `Arc<E>`, and
+/// downcast the cause to `Arc<E>`, as the next example does.
 ///
 /// Go's errgroup pipeline example (`MD5All`), stage for stage: one task
 /// walks a directory and feeds paths to a channel, a bounded number of
@@ -195,6 +207,10 @@ where
     /// or the parent context ended), this returns its error and `task` is
     /// never called. With a free slot, `task` starts at once, even if the
     /// group is done (it then sees its context done).
+    ///
+    /// On `Err`, stop spawning and call [`wait`](Group::wait), which returns
+    /// the error that ended the group; do not return the `Err` with `?`,
+    /// which drops the group and loses that error.
     ///
     /// # Cancel safety
     ///
