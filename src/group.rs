@@ -115,14 +115,19 @@ where
 
     /// A task returned `err`: the first one is kept and cancels the group.
     pub(crate) fn error(&self, err: E) {
-        let mut first = self.first.lock();
-        if first.is_none() {
+        let cause = {
+            let mut first = self.first.lock();
+            if first.is_some() {
+                return;
+            }
             let cause = Cause::new(err.clone());
             *first = Some(err);
-            // Canceled with the lock held so that no later error can be
-            // seen as the cause while this one is the result.
-            self.cancel.cancel_with_cause(cause);
-        }
+            cause
+        };
+        // Only the first error gets here, so it is the cause (unless the
+        // parent ended the group first). Canceled after the lock: the
+        // cancel wakes waiters, which is user code.
+        self.cancel.cancel_with_cause(cause);
     }
 
     /// A task panicked with `payload`: cancel the group now.
