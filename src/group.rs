@@ -2,7 +2,7 @@
 //! `errgroup`. This module holds the runtime-free form, [`scope`] (scoped
 //! threads for blocking work), and what every form shares: the first
 //! error's bookkeeping and the causes a group ends with. The tokio form is
-//! [`goctx::tokio::Group`](crate::tokio::Group) (feature `tokio`).
+//! `goctx::tokio::Group` (feature `tokio`).
 //!
 //! The rules, in every form (Go's, plus what Rust adds):
 //!
