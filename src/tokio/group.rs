@@ -284,23 +284,13 @@ where
         let index = self.started;
         self.started += 1;
         let future = task(self.ctx.clone());
-        // The task's handle on `shared` counts it as running until its
-        // future is dropped (finished, panicked or aborted).
-        let shared = Arc::clone(&self.shared);
-        self.tasks.spawn(async move {
-            let _slot = permit;
-            match (CatchUnwind { future }).await {
-                Ok(Ok(value)) => (index, Some(value)),
-                Ok(Err(err)) => {
-                    shared.failure.error(err);
-                    (index, None)
-                }
-                Err(payload) => {
-                    // Siblings hear of it now; `wait` re-raises it.
-                    shared.failure.panicked(&*payload);
-                    resume_unwind(payload)
-                }
-            }
+        self.tasks.spawn(Task {
+            future,
+            index,
+            // The task's handle on `shared` counts it as running until its
+            // future is dropped (finished, panicked or aborted).
+            shared: Arc::clone(&self.shared),
+            _slot: permit,
         });
     }
 
@@ -397,23 +387,42 @@ struct Shared<E> {
 }
 
 pin_project_lite::pin_project! {
-    /// A future whose panic is caught and returned, so the group hears of
-    /// it inside the task.
-    struct CatchUnwind<F> {
+    /// A task of the group as tokio runs it: the user's future, whose
+    /// error or panic the group hears of at once, inside the task. (A
+    /// struct, not an `async` block: the block would hold the future twice
+    /// over, and a larger task costs every spawn.)
+    struct Task<F, E> {
         #[pin]
         future: F,
+        index: usize,
+        shared: Arc<Shared<E>>,
+        // Given back when the task's future is dropped.
+        _slot: Option<OwnedSemaphorePermit>,
     }
 }
 
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = std::thread::Result<F::Output>;
+impl<F, T, E> Future for Task<F, E>
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::error::Error + Clone + Send + Sync + 'static,
+{
+    type Output = (usize, Option<T>);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = self.project().future;
+        let this = self.project();
+        let future = this.future;
         match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
-            Err(payload) => Poll::Ready(Err(payload)),
+            Ok(Poll::Ready(Ok(value))) => Poll::Ready((*this.index, Some(value))),
+            Ok(Poll::Ready(Err(err))) => {
+                this.shared.failure.error(err);
+                Poll::Ready((*this.index, None))
+            }
+            Err(payload) => {
+                // Siblings hear of it now; `wait` re-raises it.
+                this.shared.failure.panicked(&*payload);
+                resume_unwind(payload)
+            }
         }
     }
 }
