@@ -299,6 +299,13 @@ struct SlotState {
     limit: Option<usize>,
 }
 
+impl SlotState {
+    /// Whether the limit is reached: a new task must wait.
+    fn full(&self) -> bool {
+        self.limit.is_some_and(|limit| self.active >= limit)
+    }
+}
+
 impl<'scope, 'env, T, E> Scope<'scope, 'env, T, E>
 where
     T: Send + 'env,
@@ -345,7 +352,7 @@ where
                 state.limit != Some(0),
                 "goctx: Scope::go with a limit of 0 would wait forever; use try_go"
             );
-            while state.limit.is_some_and(|limit| state.active >= limit) {
+            while state.full() {
                 self.shared.slots.freed.wait(&mut state);
             }
             state.active += 1;
@@ -362,7 +369,7 @@ where
     {
         {
             let mut state = self.shared.slots.state.lock();
-            if state.limit.is_some_and(|limit| state.active >= limit) {
+            if state.full() {
                 return false;
             }
             state.active += 1;

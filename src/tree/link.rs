@@ -79,30 +79,20 @@ impl Link {
     /// A node is being made with this link as its parent (or a merge
     /// node's other parent): it counts in this context's `Derived` until
     /// it gives the link back with [`Link::remove_child`].
-    #[inline(always)]
+    #[inline]
     pub(super) fn add_child(&self) {
-        let derived = match &self.0 {
-            Repr::Background | Repr::Todo => return,
-            Repr::Cancel(node) => &node.derived,
-            Repr::Value(node) => &node.derived,
-            Repr::Without(node) => &node.derived,
-            Repr::Custom(node) => &node.derived,
-        };
-        derived.add();
+        if let Some((derived, _)) = self.derived() {
+            derived.add();
+        }
     }
 
     /// The node made with [`Link::add_child`] is being freed: it no longer
     /// counts. (The link itself is dropped or walked by the caller.)
-    #[inline(always)]
+    #[inline]
     pub(super) fn remove_child(&self) {
-        let (derived, node) = match &self.0 {
-            Repr::Background | Repr::Todo => return,
-            Repr::Cancel(node) => (&node.derived, Arc::as_ptr(node) as usize),
-            Repr::Value(node) => (&node.derived, Arc::as_ptr(node) as usize),
-            Repr::Without(node) => (&node.derived, Arc::as_ptr(node) as usize),
-            Repr::Custom(node) => (&node.derived, Arc::as_ptr(node) as usize),
-        };
-        derived.sub(node);
+        if let Some((derived, node)) = self.derived() {
+            derived.sub(node);
+        }
     }
 
     /// This context's node's count of derived nodes, and the node's
