@@ -4,9 +4,12 @@
 //! downstream "profile" service it calls. Each request to the API gets a
 //! [`goctx::Ctx`] from `RequestContextLayer`; the handler hands it to:
 //!
-//! - a slow SQL query on an embedded SQLite database (created on first
-//!   run), interrupted through `after_func` (SQLite's interrupt handle)
-//!   when the context ends, and
+//! - a slow SQL query, interrupted when the context ends: on an embedded
+//!   SQLite database by default (created on first run; `goctx::rusqlite`),
+//!   or on a PostgreSQL server with `--database postgres://…` (or
+//!   `DATABASE_URL`), where `goctx::postgres` has the server stop it
+//!   (SQLSTATE 57014) and the request's deadline is the transaction's
+//!   `statement_timeout`, and
 //! - an HTTP call to the downstream service through `PropagateLayer`,
 //!   which carries the deadline, trace and request id, and is dropped
 //!   when the context ends: the downstream sees its own request context
@@ -20,7 +23,14 @@
 //! curl -m 1 http://127.0.0.1:3000/users/42      # give up after 1 s: watch the logs
 //! ```
 //!
-//! Every log line starts with the request id.
+//! On PostgreSQL (`scripts/postgres-example.sh` starts a throw-away server
+//! and prints the command):
+//!
+//! ```text
+//! cargo run --example http_server -- --database postgres://goctx@127.0.0.1:5433/postgres
+//! ```
+//!
+//! Every log line starts with the time (UTC) and the request id.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +67,13 @@ struct Args {
     /// The request deadline the API gives every request (at most).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     max_timeout: Duration,
+    /// Run the query on this PostgreSQL server (a `postgres://` URL)
+    /// instead of the embedded SQLite database.
+    #[arg(long, env = "DATABASE_URL")]
+    database: Option<String>,
+    /// Connections in the PostgreSQL pool.
+    #[arg(long, default_value_t = 16)]
+    pool_size: usize,
 }
 
 /// Durations in the usual short forms (`500ms`, `2s`, `1m30s`).
@@ -64,10 +81,27 @@ fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
 
-/// `[req-id] message`, the request id of `ctx` first on every line.
+/// `time [req-id] message`: the time (UTC, milliseconds) and the request
+/// id of `ctx` first on every line.
 fn log(ctx: &Ctx, message: impl std::fmt::Display) {
     let id = ctx.value::<RequestId>().map_or("-", RequestId::as_str);
-    println!("[{id}] {message}");
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+    println!("{now} [{}] {message}", escaped(id));
+}
+
+/// A request id as it may be printed: the client chooses it, so anything
+/// but letters, digits and `-._~:` is percent-escaped, and an id like
+/// `]x[GET/admin` cannot pass for the structure of a log line.
+fn escaped(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn why(ctx: &Ctx) -> String {
@@ -78,7 +112,16 @@ fn why(ctx: &Ctx) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let db = prepare_database()?;
+    let db = match &args.database {
+        Some(url) => Database::Postgres(prepare_postgres(url, args.pool_size).await?),
+        None => {
+            let (path, rows_per_second) = prepare_sqlite()?;
+            Database::Sqlite {
+                path,
+                rows_per_second,
+            }
+        }
+    };
 
     // The server's base context: its cancellation (on Ctrl+C, below) ends
     // every request still in flight.
@@ -99,6 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // The API.
+    let database = db.describe();
     let state = Api {
         db,
         query: args.query,
@@ -119,6 +163,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "listening on http://{} (downstream on http://{downstream_addr})",
         listener.local_addr()?
     );
+    println!("database: {database}");
     println!("try: curl -i http://{}/users/42", listener.local_addr()?);
 
     // Graceful shutdown: stop accepting on Ctrl+C; in-flight requests get
@@ -136,10 +181,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Where the slow query runs.
+#[derive(Clone)]
+enum Database {
+    /// The embedded SQLite file, and how many rows its counting query
+    /// gets through per second on this machine (measured at start).
+    Sqlite { path: PathBuf, rows_per_second: f64 },
+    /// A PostgreSQL server, through a pool.
+    Postgres(deadpool_postgres::Pool),
+}
+
+impl Database {
+    fn describe(&self) -> String {
+        match self {
+            Database::Sqlite { path, .. } => format!("SQLite at {}", path.display()),
+            Database::Postgres(_) => "PostgreSQL".to_owned(),
+        }
+    }
+}
+
 /// What the API's handler needs.
 #[derive(Clone)]
 struct Api {
-    db: PathBuf,
+    db: Database,
     query: Duration,
     downstream: String,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, PropagateBody<String>>,
@@ -151,7 +215,20 @@ impl Api {
     async fn user(&self, ctx: Ctx, id: u64) -> Response {
         log(&ctx, format!("GET /users/{id}: started"));
         let started = Instant::now();
-        let query = slow_query(ctx.clone(), self.db.clone(), id, self.query);
+        let query = async {
+            match &self.db {
+                Database::Sqlite {
+                    path,
+                    rows_per_second,
+                } => {
+                    let rows = (self.query.as_secs_f64() * rows_per_second) as i64;
+                    sqlite_query(ctx.clone(), path.clone(), id, rows).await
+                }
+                Database::Postgres(pool) => {
+                    postgres_query(ctx.clone(), pool.clone(), id, self.query).await
+                }
+            }
+        };
         let profile = self.profile(&ctx, id);
         let (row, profile) = tokio::join!(query, profile);
         match (row, profile) {
@@ -207,40 +284,21 @@ impl Api {
     }
 }
 
-/// The slow SQL query of the seed, on a blocking thread. `after_func`
-/// interrupts it (SQLite's `sqlite3_interrupt`) when the request's
-/// context ends; `stop()` unregisters the callback once the query is done.
-async fn slow_query(ctx: Ctx, db: PathBuf, id: u64, budget: Duration) -> Result<String, String> {
+/// The seed's slow SQL query on SQLite, on a blocking thread:
+/// `goctx::rusqlite::run` interrupts it (`sqlite3_interrupt`) when the
+/// request's context ends.
+async fn sqlite_query(ctx: Ctx, db: PathBuf, id: u64, rows: i64) -> Result<String, String> {
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let conn = rusqlite::Connection::open(&db).map_err(|e| e.to_string())?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
-        let interrupt = conn.get_interrupt_handle();
-        let on_done = ctx.clone();
-        let stop = goctx::after_func(&ctx, move || {
-            interrupt.interrupt();
-            log(
-                &on_done,
-                format!("SQL query interrupted: {}", why(&on_done)),
-            );
+        log(&ctx, "SQL query running (SQLite)");
+        let result = goctx::rusqlite::run(&ctx, &conn, |conn| {
+            conn.query_row(COUNTING_QUERY, rusqlite::params![rows, id as i64], |row| {
+                row.get::<_, String>(0)
+            })
         });
-        // A query that takes about `budget`: counting rows one by one.
-        let rows = (budget.as_secs_f64() * ROWS_PER_SECOND) as i64;
-        // SQLite forgets an interrupt that comes while no statement runs,
-        // so one that lands just before the query starts would be lost: a
-        // progress handler (every 100,000 steps, a few milliseconds) also
-        // stops the query once the context is done.
-        let watched = ctx.clone();
-        conn.progress_handler(100_000, Some(move || watched.err().is_some()));
-        log(&ctx, "SQL query running");
-        let result = conn.query_row(
-            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
-             SELECT (SELECT name FROM users WHERE id = ?2 % 3 + 1) FROM n ORDER BY x DESC LIMIT 1",
-            rusqlite::params![rows, id as i64],
-            |row| row.get::<_, String>(0),
-        );
-        stop.stop();
         // Logged here, on the blocking thread: when the client leaves, the
         // handler's future (and so the `.await` below) is already gone.
         match &result {
@@ -256,9 +314,86 @@ async fn slow_query(ctx: Ctx, db: PathBuf, id: u64, budget: Duration) -> Result<
     .map_err(|e| e.to_string())?
 }
 
-/// Rows the recursive query counts per second, about, in a debug build on
-/// a modest machine (a release build is faster).
-const ROWS_PER_SECOND: f64 = 1_700_000.0;
+/// A query that takes a while: counting `?1` rows one by one, then the
+/// name of user `?2`.
+const COUNTING_QUERY: &str =
+    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
+     SELECT (SELECT name FROM users WHERE id = ?2 % 3 + 1) FROM n ORDER BY x DESC LIMIT 1";
+
+/// The slow SQL query on PostgreSQL (`pg_sleep`), in a transaction whose
+/// `statement_timeout` is the request's remaining time, run with
+/// `goctx::postgres::run`: when the context ends, the server is asked to
+/// stop the query, and answers with SQLSTATE 57014.
+///
+/// It runs in a task of its own. axum drops the handler's future when the
+/// client leaves, and everything it was awaiting with it; dropping a query
+/// future does not stop the query on the server. The task lives on: it
+/// sees the context end, has the server stop the query, waits for its
+/// answer, and only then hands the connection back to the pool, idle and
+/// outside any transaction.
+async fn postgres_query(
+    ctx: Ctx,
+    pool: deadpool_postgres::Pool,
+    id: u64,
+    budget: Duration,
+) -> Result<String, String> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut client = match ctx.run(pool.get()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(format!("no database connection: {e}")),
+            Err(e) => return Err(format!("no database connection: {e}")),
+        };
+        let tx = goctx::postgres::transaction(&ctx, &mut client)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The backend's pid, to find it in `pg_stat_activity`.
+        let pid: i32 = goctx::postgres::run(
+            &ctx,
+            tx.client(),
+            tx.query_one("SELECT pg_backend_pid()", &[]),
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+        let timeout = ctx.deadline().map_or_else(
+            || "none".to_owned(),
+            |d| format!("{} ms", d.saturating_duration_since(Instant::now()).as_millis()),
+        );
+        log(
+            &ctx,
+            format!("SQL query running (PostgreSQL backend {pid}, statement_timeout {timeout})"),
+        );
+        let sleep = budget.as_secs_f64();
+        let result = goctx::postgres::run(
+            &ctx,
+            tx.client(),
+            tx.query_one(
+                "SELECT (SELECT name FROM users WHERE id = $1::bigint % 3 + 1) FROM pg_sleep($2::float8)",
+                &[&(id as i64), &sleep],
+            ),
+        )
+        .await;
+        match result {
+            Ok(row) => {
+                goctx::postgres::commit(&ctx, tx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                log(&ctx, format!("SQL query done in {:?}", started.elapsed()));
+                Ok(row.get::<_, String>(0))
+            }
+            Err(e) => {
+                log(
+                    &ctx,
+                    format!("SQL query stopped after {:?}: {e}", started.elapsed()),
+                );
+                Err(e.to_string())
+            }
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
 
 /// The downstream service's handler: slow, and it says how its request
 /// context ended.
@@ -285,8 +420,10 @@ async fn downstream_profile(ctx: Ctx, id: u64, slow: Duration) -> Result<String,
     }
 }
 
-/// Creates the example database on first run: a small `users` table.
-fn prepare_database() -> Result<PathBuf, rusqlite::Error> {
+/// Creates the example's SQLite database on first run (a small `users`
+/// table), and measures how fast the counting query runs here, so that
+/// `--query 2s` takes about 2 s on this machine and build.
+fn prepare_sqlite() -> Result<(PathBuf, f64), rusqlite::Error> {
     let path = std::env::temp_dir().join("goctx-http-example.sqlite3");
     let conn = rusqlite::Connection::open(&path)?;
     // Two copies of the example (two tests at once) may set the file up
@@ -307,5 +444,35 @@ fn prepare_database() -> Result<PathBuf, rusqlite::Error> {
              COMMIT;",
         )?;
     }
-    Ok(path)
+    let sample = 200_000_i64;
+    let started = Instant::now();
+    conn.query_row(COUNTING_QUERY, rusqlite::params![sample, 1], |row| {
+        row.get::<_, String>(0)
+    })?;
+    let rows_per_second = sample as f64 / started.elapsed().as_secs_f64().max(1e-6);
+    Ok((path, rows_per_second))
+}
+
+/// Connects a pool to the PostgreSQL server at `url` and creates the
+/// `users` table if it is not there.
+async fn prepare_postgres(
+    url: &str,
+    size: usize,
+) -> Result<deadpool_postgres::Pool, Box<dyn std::error::Error>> {
+    let mut config = deadpool_postgres::Config::new();
+    config.url = Some(url.to_owned());
+    config.pool = Some(deadpool_postgres::PoolConfig::new(size.max(1)));
+    let pool = config.create_pool(
+        Some(deadpool_postgres::Runtime::Tokio1),
+        tokio_postgres::NoTls,
+    )?;
+    let client = pool.get().await?;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, name text NOT NULL);
+             INSERT INTO users (id, name) VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Edsger')
+             ON CONFLICT (id) DO NOTHING;",
+        )
+        .await?;
+    Ok(pool)
 }

@@ -50,6 +50,11 @@
 //!   `cargo run --example http_server` shows it end to end.
 //! - `axum` (implies `http`): [`Ctx`] as an axum extractor.
 //! - `reqwest` (implies `http`): `.context(&ctx)` on a reqwest request.
+//! - `postgres`: `goctx::postgres`, queries on tokio-postgres that the
+//!   server stops when the context ends (a CancelRequest), and the
+//!   deadline as the transaction's `statement_timeout`.
+//! - `rusqlite`: `goctx::rusqlite`, SQLite statements interrupted when the
+//!   context ends.
 //!
 //! [`merge`] (no feature) joins a request context with a server's
 //! shutdown context.
@@ -112,6 +117,12 @@ mod wheel;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
+#[cfg(feature = "rusqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rusqlite")))]
+pub mod rusqlite;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
