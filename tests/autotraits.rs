@@ -121,3 +121,36 @@ fn tonic_types() {
     full::<Propagate<Inner>>();
     full::<ResponseFuture<Inner>>();
 }
+
+/// The database errors hold the driver's error, which holds a boxed
+/// `dyn Error` and so is not unwind safe: everything else.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_types() {
+    fn send_sync_unpin<T: Send + Sync + Unpin + Debug>() {}
+    send_sync_unpin::<goctx::postgres::Error>();
+    full::<goctx::postgres::ErrorKind>();
+    full::<goctx::postgres::Canceler>();
+}
+
+/// `run`'s future can go to `tokio::spawn` (checked at compile time).
+#[cfg(feature = "postgres")]
+#[allow(dead_code)]
+fn postgres_run_is_send(ctx: &goctx::Ctx, client: &tokio_postgres::Client) {
+    fn send<T: Send>(_: &T) {}
+    send(&goctx::postgres::run(
+        ctx,
+        client,
+        client.query("SELECT 1", &[]),
+    ));
+    let canceler = goctx::postgres::Canceler::new();
+    send(&canceler.run(ctx, client, client.execute("SELECT 1", &[])));
+}
+
+#[cfg(feature = "rusqlite")]
+#[test]
+fn rusqlite_types() {
+    fn send_sync_unpin<T: Send + Sync + Unpin + Debug>() {}
+    send_sync_unpin::<goctx::rusqlite::Error>();
+    full::<goctx::rusqlite::ErrorKind>();
+}

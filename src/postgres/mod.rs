@@ -17,8 +17,8 @@
 //!
 //! A pooled connection (deadpool-postgres, bb8) derefs to the
 //! [`tokio_postgres::Client`] these take, and goes back to the pool idle
-//! and outside any transaction. `docs/database.md` has the rules, the
-//! SQLite counterpart and a recipe for sqlx.
+//! and outside any transaction. `docs/http.md` ("Databases") has the
+//! rules, the SQLite counterpart and a recipe for sqlx.
 //!
 //! ```no_run
 //! # async fn example(ctx: goctx::Ctx, client: tokio_postgres::Client) -> Result<(), goctx::postgres::Error> {
@@ -28,7 +28,9 @@
 //!     client.query("SELECT name FROM users WHERE id = $1", &[&42_i64]),
 //! )
 //! .await?;
+//! println!("{} rows", rows.len());
 //! # Ok(()) }
+//! # let _ = example;
 //! ```
 
 mod error;

@@ -77,6 +77,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 ///     Err(err) => return Err(err),
 /// }
 /// # Ok(()) }
+/// # let _ = example;
 /// ```
 pub fn run<'a, Q, T>(
     ctx: &'a Ctx,
@@ -106,7 +107,9 @@ static NO_TLS: Canceler<NoTls> = Canceler {
 ///
 /// let canceler = goctx::postgres::Canceler::new().grace(Duration::from_secs(1));
 /// let n = canceler.run(&ctx, &client, client.execute("DELETE FROM jobs WHERE done", &[])).await?;
+/// println!("{n} jobs deleted");
 /// # Ok(()) }
+/// # let _ = example;
 /// ```
 #[derive(Clone)]
 pub struct Canceler<M = NoTls> {
@@ -254,7 +257,12 @@ where
                     if let Some(err) = this.ctx.err() {
                         *this.phase = Phase::Finished;
                         let ended = Some((err, this.ctx.cause()));
-                        return Poll::Ready(Err(Error::new(ErrorKind::NotStarted, None, ended, None)));
+                        return Poll::Ready(Err(Error::new(
+                            ErrorKind::NotStarted,
+                            None,
+                            ended,
+                            None,
+                        )));
                     }
                     *this.phase = Phase::Racing;
                 }

@@ -30,6 +30,7 @@ use crate::context::Ctx;
 /// goctx::postgres::run(&ctx, tx.client(), tx.execute("UPDATE accounts SET seen = now()", &[])).await?;
 /// goctx::postgres::commit(&ctx, tx).await?;
 /// # Ok(()) }
+/// # let _ = example;
 /// ```
 pub async fn transaction<'a>(ctx: &Ctx, client: &'a mut Client) -> Result<Transaction<'a>, Error> {
     // The token first: `transaction()` borrows the client mutably.

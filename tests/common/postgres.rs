@@ -46,7 +46,14 @@ impl Postgres {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("goctx-pg-{}-{nanos}", std::process::id()));
+        // As root, /tmp itself: a TMPDIR of root's own may be closed to
+        // the `postgres` user.
+        let tmp = if root {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = tmp.join(format!("goctx-pg-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         if root {
             run(Command::new("chown").arg("postgres:").arg(&dir), "chown");
@@ -175,9 +182,18 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// util-linux's `runuser`, which a root shell's PATH may not reach.
+fn runuser() -> PathBuf {
+    ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("runuser"))
+}
+
 fn as_server_user(root: bool, program: &Path) -> Command {
     if root {
-        let mut command = Command::new("runuser");
+        let mut command = Command::new(runuser());
         command.args(["-u", "postgres", "--"]).arg(program);
         command
     } else {
@@ -225,7 +241,7 @@ fn watchdog(
         rm -rf "$4"
     "#;
     let mut command = if root {
-        let mut c = Command::new("runuser");
+        let mut c = Command::new(runuser());
         c.args(["-u", "postgres", "--", "sh", "-c", script, "sh"]);
         c
     } else {
