@@ -10,8 +10,10 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{CancelToken, Client, NoTls, Socket};
 
 use super::error::{Error, ErrorKind};
-use crate::context::Ctx;
-use crate::done::Done;
+use crate::cancel::CancelFunc;
+use crate::context::{Ctx, background};
+use crate::deadline::with_timeout;
+use crate::done::{Done, DoneOwned};
 use crate::error::{Cause, Error as CtxError};
 
 /// How long [`run`] waits, after sending a CancelRequest, for the query to
@@ -234,7 +236,11 @@ struct Drain<T> {
     cancel: Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>,
     answer: Option<Result<T, tokio_postgres::Error>>,
     sent: Option<Result<(), tokio_postgres::Error>>,
-    grace: Pin<Box<::tokio::time::Sleep>>,
+    /// Ends after the grace period: goctx's own timer, which needs no
+    /// time driver in the caller's runtime. Its cancel function is kept,
+    /// since dropping it would end it at once.
+    grace: DoneOwned,
+    _grace: CancelFunc,
     ended: (CtxError, Option<Cause>),
 }
 
@@ -279,11 +285,13 @@ where
                     // request to be out.
                     let token = (this.token.take().expect("the token is taken once"))();
                     let tls = this.canceler.tls.clone();
+                    let (grace, grace_cancel) = with_timeout(&background(), this.canceler.grace);
                     *this.phase = Phase::Draining(Box::new(Drain {
                         cancel: Box::pin(async move { token.cancel_query(tls).await }),
                         answer: None,
                         sent: None,
-                        grace: Box::pin(::tokio::time::sleep(this.canceler.grace)),
+                        grace: grace.done_owned(),
+                        _grace: grace_cancel,
                         ended: (err, this.ctx.cause()),
                     }));
                 }
@@ -299,7 +307,7 @@ where
                         drain.sent = Some(sent);
                     }
                     let complete = drain.answer.is_some() && drain.sent.is_some();
-                    if !complete && drain.grace.as_mut().poll(cx).is_pending() {
+                    if !complete && Pin::new(&mut drain.grace).poll(cx).is_pending() {
                         return Poll::Pending;
                     }
                     let Phase::Draining(drain) = std::mem::replace(this.phase, Phase::Finished)
