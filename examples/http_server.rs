@@ -47,6 +47,7 @@ use goctx::{Ctx, Error};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rusqlite::functions::FunctionFlags;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// Command line of the example.
@@ -110,17 +111,17 @@ fn why(ctx: &Ctx) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+async fn main() {
+    if let Err(err) = serve(Args::parse()).await {
+        eprintln!("error: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let db = match &args.database {
         Some(url) => Database::Postgres(prepare_postgres(url, args.pool_size).await?),
-        None => {
-            let (path, rows_per_second) = prepare_sqlite()?;
-            Database::Sqlite {
-                path,
-                rows_per_second,
-            }
-        }
+        None => Database::Sqlite(prepare_sqlite()?),
     };
 
     // The server's base context: its cancellation (on Ctrl+C, below) ends
@@ -184,9 +185,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Where the slow query runs.
 #[derive(Clone)]
 enum Database {
-    /// The embedded SQLite file, and how many rows its counting query
-    /// gets through per second on this machine (measured at start).
-    Sqlite { path: PathBuf, rows_per_second: f64 },
+    /// The embedded SQLite file.
+    Sqlite(PathBuf),
     /// A PostgreSQL server, through a pool.
     Postgres(deadpool_postgres::Pool),
 }
@@ -194,7 +194,7 @@ enum Database {
 impl Database {
     fn describe(&self) -> String {
         match self {
-            Database::Sqlite { path, .. } => format!("SQLite at {}", path.display()),
+            Database::Sqlite(path) => format!("SQLite at {}", path.display()),
             Database::Postgres(_) => "PostgreSQL".to_owned(),
         }
     }
@@ -217,12 +217,8 @@ impl Api {
         let started = Instant::now();
         let query = async {
             match &self.db {
-                Database::Sqlite {
-                    path,
-                    rows_per_second,
-                } => {
-                    let rows = (self.query.as_secs_f64() * rows_per_second) as i64;
-                    sqlite_query(ctx.clone(), path.clone(), id, rows).await
+                Database::Sqlite(path) => {
+                    sqlite_query(ctx.clone(), path.clone(), id, self.query).await
                 }
                 Database::Postgres(pool) => {
                     postgres_query(ctx.clone(), pool.clone(), id, self.query).await
@@ -254,7 +250,13 @@ impl Api {
                         why(&ctx)
                     ),
                 );
-                (StatusCode::SERVICE_UNAVAILABLE, detail).into_response()
+                // 504 when the request's deadline ran out, 503 otherwise.
+                let status = if ctx.err() == Some(Error::DeadlineExceeded) {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                (status, detail).into_response()
             }
         }
     }
@@ -287,17 +289,25 @@ impl Api {
 /// The seed's slow SQL query on SQLite, on a blocking thread:
 /// `goctx::rusqlite::run` interrupts it (`sqlite3_interrupt`) when the
 /// request's context ends.
-async fn sqlite_query(ctx: Ctx, db: PathBuf, id: u64, rows: i64) -> Result<String, String> {
+async fn sqlite_query(ctx: Ctx, db: PathBuf, id: u64, budget: Duration) -> Result<String, String> {
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let conn = rusqlite::Connection::open(&db).map_err(|e| e.to_string())?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
+        // SQLite has no sleep: the query counts rows until the clock passes
+        // `until_ms`, read through a function of our own (SQLite's 'now' is
+        // fixed for a whole statement).
+        conn.create_scalar_function("now_ms", 0, FunctionFlags::SQLITE_UTF8, |_| Ok(now_ms()))
+            .map_err(|e| e.to_string())?;
+        let until_ms = now_ms() + i64::try_from(budget.as_millis()).unwrap_or(i64::MAX / 2);
         log(&ctx, "SQL query running (SQLite)");
         let result = goctx::rusqlite::run(&ctx, &conn, |conn| {
-            conn.query_row(COUNTING_QUERY, rusqlite::params![rows, id as i64], |row| {
-                row.get::<_, String>(0)
-            })
+            conn.query_row(
+                COUNTING_QUERY,
+                rusqlite::params![until_ms, id as i64],
+                |row| row.get::<_, String>(0),
+            )
         });
         // Logged here, on the blocking thread: when the client leaves, the
         // handler's future (and so the `.await` below) is already gone.
@@ -314,11 +324,18 @@ async fn sqlite_query(ctx: Ctx, db: PathBuf, id: u64, rows: i64) -> Result<Strin
     .map_err(|e| e.to_string())?
 }
 
-/// A query that takes a while: counting `?1` rows one by one, then the
-/// name of user `?2`.
+/// A query that takes a while: counting rows one by one until `now_ms()`
+/// passes `?1`, then the name of user `?2`.
 const COUNTING_QUERY: &str =
-    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
+    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE now_ms() < ?1)
      SELECT (SELECT name FROM users WHERE id = ?2 % 3 + 1) FROM n ORDER BY x DESC LIMIT 1";
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// The slow SQL query on PostgreSQL (`pg_sleep`), in a transaction whose
 /// `statement_timeout` is the request's remaining time, run with
@@ -420,10 +437,9 @@ async fn downstream_profile(ctx: Ctx, id: u64, slow: Duration) -> Result<String,
     }
 }
 
-/// Creates the example's SQLite database on first run (a small `users`
-/// table), and measures how fast the counting query runs here, so that
-/// `--query 2s` takes about 2 s on this machine and build.
-fn prepare_sqlite() -> Result<(PathBuf, f64), rusqlite::Error> {
+/// Creates the example's SQLite database on first run: a small `users`
+/// table.
+fn prepare_sqlite() -> Result<PathBuf, rusqlite::Error> {
     let path = std::env::temp_dir().join("goctx-http-example.sqlite3");
     let conn = rusqlite::Connection::open(&path)?;
     // Two copies of the example (two tests at once) may set the file up
@@ -444,13 +460,7 @@ fn prepare_sqlite() -> Result<(PathBuf, f64), rusqlite::Error> {
              COMMIT;",
         )?;
     }
-    let sample = 200_000_i64;
-    let started = Instant::now();
-    conn.query_row(COUNTING_QUERY, rusqlite::params![sample, 1], |row| {
-        row.get::<_, String>(0)
-    })?;
-    let rows_per_second = sample as f64 / started.elapsed().as_secs_f64().max(1e-6);
-    Ok((path, rows_per_second))
+    Ok(path)
 }
 
 /// Connects a pool to the PostgreSQL server at `url` and creates the

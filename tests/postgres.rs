@@ -147,6 +147,27 @@ async fn the_deadline_reaches_the_server_without_any_cancel() {
 }
 
 #[tokio::test]
+async fn a_deadline_beyond_the_servers_limit_is_clamped() {
+    // PostgreSQL takes at most i32::MAX ms (about 24.8 days).
+    let mut client = connect().await;
+    let (ctx, _cancel) =
+        goctx::with_timeout(&goctx::background(), Duration::from_secs(30 * 24 * 3600));
+    let tx = postgres::transaction(&ctx, &mut client)
+        .await
+        .expect("begin");
+    let set = postgres::set_statement_timeout(&ctx, &tx)
+        .await
+        .expect("set");
+    assert_eq!(set, Some(Duration::from_millis(i32::MAX as u64)));
+    let timeout: String = tx
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(timeout, "2147483647ms");
+}
+
+#[tokio::test]
 async fn no_deadline_sets_no_statement_timeout() {
     let mut client = connect().await;
     let ctx = goctx::background();

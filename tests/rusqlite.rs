@@ -135,3 +135,31 @@ fn nothing_stays_armed_after_the_call() {
         .expect("runs to its end");
     assert_eq!(n, 300_000);
 }
+
+#[test]
+fn a_panicking_closure_leaves_nothing_armed() {
+    // The connection outlives the panic (caught here; in a pool, say):
+    // the run's context ending later must not stop its next statements.
+    let conn = Connection::open_in_memory().unwrap();
+    let (ctx, cancel) = with_cancel(&background());
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = run(&ctx, &conn, |_| -> rusqlite::Result<()> {
+            panic!("in the closure")
+        });
+    }));
+    assert!(caught.is_err());
+    let canceler = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        cancel.cancel();
+    });
+    // About a quarter of a second of counting: the cancel lands during it.
+    let n: i64 = conn
+        .query_row(
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 2000000) SELECT count(*) FROM n",
+            [],
+            |r| r.get(0),
+        )
+        .expect("not interrupted by the earlier run's context");
+    assert_eq!(n, 2_000_000);
+    canceler.join().unwrap();
+}

@@ -12,8 +12,9 @@ use crate::error::{Cause, Error as CtxError};
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The query failed on its own while the context was live: a syntax
-    /// error, a constraint, a lost connection, or the server's own
-    /// `statement_timeout`. [`Error::context_err`] is `None`.
+    /// error, a constraint, a lost connection, or a `statement_timeout`
+    /// that fired before the context ended (one shorter than the
+    /// context's, set by someone else). [`Error::context_err`] is `None`.
     Query,
     /// The context was done before the call: nothing was sent to the
     /// server, and the query future was dropped without being polled.
@@ -21,7 +22,11 @@ pub enum ErrorKind {
     /// The context ended while the query ran: a CancelRequest was sent
     /// and the query's own answer came back (usually SQLSTATE 57014,
     /// `query_canceled`; [`Error::code`] says). The connection is idle
-    /// and usable.
+    /// and usable. With [`transaction`](super::transaction), the server's
+    /// `statement_timeout` and the context's deadline fire together; the
+    /// server's message then says "statement timeout" rather than "user
+    /// request", but either way the context's deadline stopped it, and
+    /// this is the kind.
     Canceled,
     /// The context ended while the query ran, and the query did not answer
     /// within the grace period (the cancel could not be delivered, or the

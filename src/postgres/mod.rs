@@ -15,6 +15,9 @@
 //!   so the server stops the statement at the deadline even if this
 //!   process is frozen or cut off.
 //!
+//! Built on tokio-postgres 0.7: the `Client` you pass must come from that
+//! line of the crate.
+//!
 //! A pooled connection (deadpool-postgres, bb8) derefs to the
 //! [`tokio_postgres::Client`] these take, and goes back to the pool idle
 //! and outside any transaction. `docs/http.md` ("Databases") has the

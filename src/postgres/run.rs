@@ -60,8 +60,15 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 ///
 /// # Cancel safety
 ///
-/// Dropping the future drops `query`, as dropping `query` itself would:
-/// tokio-postgres discards the answer, and no CancelRequest is sent.
+/// Not cancel safe in the sense that matters here: `run` can only cancel
+/// the statement while it is being polled. Dropping its future drops
+/// `query`, as dropping `query` itself would: tokio-postgres discards the
+/// answer, **no CancelRequest is sent, and the statement runs on** on the
+/// server, keeping the connection busy (its next statement waits behind
+/// it). So bound a query with the context (`with_timeout`), not with
+/// `tokio::time::timeout` or a `select!` that drops it; and where the
+/// caller's future may be dropped (an axum handler whose client leaves),
+/// run the query in a task of its own (docs/http.md, "Databases").
 ///
 /// # Examples
 ///
@@ -72,8 +79,9 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// let (ctx, _cancel) = goctx::with_timeout(&goctx::background(), Duration::from_millis(300));
 /// match goctx::postgres::run(&ctx, &client, client.query("SELECT pg_sleep(30)", &[])).await {
 ///     Ok(rows) => println!("{} rows", rows.len()),
-///     Err(err) if err.context_err().is_some() => {
-///         // The server stopped the statement: SQLSTATE 57014.
+///     Err(err) if err.kind() == goctx::postgres::ErrorKind::Canceled => {
+///         // The server stopped the statement (SQLSTATE 57014) because the
+///         // context ended: err.context_err() says how.
 ///         println!("stopped: {err}");
 ///     }
 ///     Err(err) => return Err(err),
@@ -81,6 +89,8 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// # Ok(()) }
 /// # let _ = example;
 /// ```
+#[doc(alias = "pgx")]
+#[doc(alias = "QueryContext")]
 pub fn run<'a, Q, T>(
     ctx: &'a Ctx,
     client: &'a Client,

@@ -54,7 +54,8 @@ pub async fn commit(ctx: &Ctx, tx: Transaction<'_>) -> Result<(), Error> {
 }
 
 /// Makes the context's remaining time the transaction's
-/// `statement_timeout` (`SET LOCAL`, in milliseconds, rounded up), so that
+/// `statement_timeout` (`SET LOCAL`, in milliseconds, rounded up, at most
+/// the server's limit of `i32::MAX` ms, about 24.8 days), so that
 /// the server stops a statement at the deadline on its own, even when this
 /// process is frozen or cut off from the server and never sends a cancel:
 /// the database's counterpart of gRPC's `grpc-timeout`. Returns the
@@ -86,10 +87,16 @@ pub async fn set_statement_timeout(
     };
     let left = deadline.saturating_duration_since(Instant::now());
     // Rounded up, and at least 1: 0 would mean "no timeout" to the server.
-    let millis = left.as_nanos().div_ceil(1_000_000).max(1);
+    let millis = left
+        .as_nanos()
+        .div_ceil(1_000_000)
+        .clamp(1, MAX_STATEMENT_TIMEOUT_MS);
     let sql = format!("SET LOCAL statement_timeout = {millis}");
     run(ctx, tx.client(), tx.batch_execute(&sql)).await?;
-    Ok(Some(std::time::Duration::from_millis(
-        u64::try_from(millis).unwrap_or(u64::MAX),
-    )))
+    // At most `MAX_STATEMENT_TIMEOUT_MS`, so the conversion cannot fail.
+    Ok(Some(std::time::Duration::from_millis(millis as u64)))
 }
+
+/// The largest `statement_timeout` PostgreSQL accepts: `i32::MAX`
+/// milliseconds, about 24.8 days.
+const MAX_STATEMENT_TIMEOUT_MS: u128 = i32::MAX as u128;

@@ -10,6 +10,11 @@
 //! before a statement starts (or between two statements of one closure)
 //! would otherwise let it run to its end.
 //!
+//! Built on rusqlite 0.37: your own `rusqlite` dependency must be 0.37 as
+//! well (two versions would each link their own SQLite, which cargo
+//! refuses), and it picks how SQLite is linked (its `bundled` feature, or
+//! the system's library).
+//!
 //! ```
 //! # fn main() -> Result<(), goctx::rusqlite::Error> {
 //! use std::time::Duration;

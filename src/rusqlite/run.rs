@@ -6,7 +6,7 @@ use ::rusqlite::{Connection, ErrorCode};
 use parking_lot::Mutex;
 
 use super::error::{Error, ErrorKind};
-use crate::after::after_func;
+use crate::after::{AfterFunc, after_func};
 use crate::context::Ctx;
 
 /// How many SQLite virtual-machine steps pass between two checks of the
@@ -26,9 +26,9 @@ pub const PROGRESS_STEPS: i32 = 10_000;
 ///   is kept even if it ended since.
 ///
 /// `f` may run several statements; each stops once the context is done.
-/// When `run` returns, nothing it set up can touch `conn` again: the
-/// interrupt is disarmed (waiting out one in progress) and the progress
-/// handler removed. `run` installs its own progress handler on `conn`
+/// When `run` returns, or `f` panics, nothing it set up can touch `conn`
+/// again: the interrupt is disarmed (waiting out one in progress) and the
+/// progress handler removed. `run` installs its own progress handler on `conn`
 /// for the call, replacing one of the caller's (rusqlite keeps no way to
 /// read it back); the `busy_timeout` and everything else are untouched.
 ///
@@ -70,12 +70,17 @@ where
     });
     let watched = ctx.clone();
     conn.progress_handler(PROGRESS_STEPS, Some(move || watched.err().is_some()));
+    // Disarms on the way out, a panic in `f` included: a connection that
+    // outlives the panic (caught, or in a pool) must not be interrupted
+    // later by this call's context.
+    let disarm = Disarm {
+        conn,
+        armed: &armed,
+        stop: &stop,
+    };
 
     let result = f(conn);
-
-    stop.stop();
-    armed.lock().take();
-    conn.progress_handler(0, None::<fn() -> bool>);
+    drop(disarm);
 
     result.map_err(|err| {
         let interrupted = err.sqlite_error_code() == Some(ErrorCode::OperationInterrupted);
@@ -88,4 +93,19 @@ where
             _ => Error::new(ErrorKind::Query, Some(err), None),
         }
     })
+}
+
+/// Takes back what [`run`] set up on the connection, when dropped.
+struct Disarm<'a> {
+    conn: &'a Connection,
+    armed: &'a Mutex<Option<::rusqlite::InterruptHandle>>,
+    stop: &'a AfterFunc,
+}
+
+impl Drop for Disarm<'_> {
+    fn drop(&mut self) {
+        self.stop.stop();
+        self.armed.lock().take();
+        self.conn.progress_handler(0, None::<fn() -> bool>);
+    }
 }
