@@ -1,6 +1,8 @@
 //! Groups of tasks (issue 17): per task, spawn + finish + wait for 1,000
 //! trivial tasks, `goctx::tokio::Group` beside a bare `tokio::task::JoinSet`
-//! (the floor of spawning on tokio), on the same two-worker runtime; and
+//! (the floor of spawning on tokio), on the same two-worker runtime;
+//! `goctx::group::InPlace` (the futures driven inside one task, nothing
+//! spawned) in the same shape; and
 //! `goctx::group::scope` beside a bare `std::thread::scope`. Go's errgroup
 //! in the same shape: `scripts/go-bench.sh` (`BenchmarkGroup1000`).
 //!
@@ -65,6 +67,17 @@ fn tokio_group(c: &mut Criterion) {
                 let mut tasks = goctx::tokio::Group::<usize, Never>::new();
                 for i in 0..TASKS {
                     tasks.try_spawn(move |_ctx| async move { Ok(black_box(i)) });
+                }
+                black_box(tasks.wait().await.unwrap().len())
+            }))
+        });
+    });
+    group.bench_function("goctx::group::InPlace (no spawn)", |b| {
+        b.iter(|| {
+            runtime.block_on(inside(&runtime, async {
+                let mut tasks = goctx::group::InPlace::<usize, Never>::new();
+                for i in 0..TASKS {
+                    tasks.go(move |_ctx| async move { Ok(black_box(i)) });
                 }
                 black_box(tasks.wait().await.unwrap().len())
             }))

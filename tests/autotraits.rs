@@ -52,6 +52,12 @@ fn group_types() {
         scope_type(s);
         s.go(|_| Ok::<(), TaskError>(()));
     });
+    // The in-place group holds boxed `Send` futures: `Send` and `Unpin`,
+    // not `Sync` (nothing needs to share one between threads).
+    fn send_unpin<T: Send + Unpin + Debug>(_: &T) {}
+    let group = InPlace::<u32, TaskError>::new();
+    send_unpin(&group);
+    send_unpin(&group.wait());
 }
 
 #[cfg(feature = "tokio")]

@@ -1,5 +1,5 @@
-//! Groups of tasks (issue 17): `goctx::tokio::Group` and
-//! `goctx::group::scope`. Go's `errgroup_test.go`, behaviour by behaviour
+//! Groups of tasks (issue 17): `goctx::tokio::Group`,
+//! `goctx::group::scope` and `goctx::group::InPlace`. Go's `errgroup_test.go`, behaviour by behaviour
 //! (the Go test's name is beside each port), then what Rust adds: panics,
 //! drop, a limit racing the context, auto traits.
 
@@ -564,4 +564,177 @@ fn scope_is_canceled_by_its_parent() {
         cancel.cancel();
     });
     assert_eq!(result, Err(TaskError(0)));
+}
+
+// --- goctx::group::InPlace: futures driven in place, on any executor ---
+
+mod in_place {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::executor::block_on;
+    use goctx::group::{GroupDropped, InPlace, TaskPanicked};
+
+    use super::{TaskError, panic_text};
+
+    /// A future that is pending once (waking itself) before it is ready:
+    /// the group must come back to it.
+    struct YieldOnce(bool);
+
+    impl std::future::Future for YieldOnce {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if self.0 {
+                return std::task::Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+
+    // Go: TestZeroGroup and the values of TestWithContext; on futures'
+    // own executor, no runtime.
+    #[test]
+    fn values_come_back_in_go_order_and_borrowed_data_is_fine() {
+        let words = vec!["three".to_string(), "four".to_string(), "five".to_string()];
+        let mut group = InPlace::<usize, TaskError>::new();
+        for (i, word) in words.iter().enumerate() {
+            group.go(move |_ctx| async move {
+                // Later tasks finish first.
+                for _ in 0..(3 - i) {
+                    YieldOnce(false).await;
+                }
+                Ok(word.len())
+            });
+        }
+        assert_eq!(block_on(group.wait()), Ok(vec![5, 4, 4]));
+        let empty = InPlace::<(), TaskError>::new();
+        assert_eq!(block_on(empty.wait()), Ok(vec![]));
+    }
+
+    // Go: TestWithContext and TestCancelCause.
+    #[test]
+    fn the_first_error_cancels_the_others_and_is_the_result() {
+        let (mut group, gctx) = InPlace::<u32, TaskError>::with_context(&goctx::background());
+        let seen = std::sync::Mutex::new(None);
+        let seen = &seen;
+        group.go(|ctx| async move {
+            // Ends only because the sibling's error cancels the group.
+            let err = ctx.done().await;
+            assert_eq!(err, goctx::Error::Canceled);
+            *seen.lock().unwrap() = ctx.cause().unwrap().downcast_ref::<TaskError>().cloned();
+            Ok(1)
+        });
+        group.go(|_ctx| async { Err(TaskError(7)) });
+        group.go(|_ctx| async { Err(TaskError(8)) });
+        assert_eq!(block_on(group.wait()), Err(TaskError(7)));
+        assert_eq!(*seen.lock().unwrap(), Some(TaskError(7)));
+        assert_eq!(gctx.err(), Some(goctx::Error::Canceled));
+    }
+
+    // Go: TestGoLimit.
+    #[test]
+    fn never_more_than_the_limit_run_at_once() {
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let (running, most) = (&running, &most);
+        let mut group = InPlace::<(), TaskError>::new();
+        group.set_limit(Some(3));
+        for _ in 0..20 {
+            group.go(move |_ctx| async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                YieldOnce(false).await;
+                YieldOnce(false).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            });
+        }
+        assert_eq!(block_on(group.wait()).map(|v| v.len()), Ok(20));
+        assert_eq!(most.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_panic_cancels_the_group_and_unwinds_out_of_wait() {
+        let (mut group, gctx) = InPlace::<(), TaskError>::with_context(&goctx::background());
+        group.go(|ctx| async move {
+            ctx.done().await;
+            Ok(())
+        });
+        group.go(|_ctx| async { panic!("the disk is on fire") });
+        let payload = catch_unwind(AssertUnwindSafe(|| block_on(group.wait()))).unwrap_err();
+        assert_eq!(panic_text(&*payload), "the disk is on fire");
+        let cause = gctx.cause().expect("canceled");
+        assert_eq!(
+            cause.downcast_ref::<TaskPanicked>().unwrap().message(),
+            Some("the disk is on fire")
+        );
+    }
+
+    #[test]
+    fn dropping_the_group_or_its_wait_cancels_with_group_dropped() {
+        let (mut group, gctx) = InPlace::<(), TaskError>::with_context(&goctx::background());
+        group.go(|_ctx| async { Ok(()) });
+        drop(group);
+        assert!(
+            gctx.cause()
+                .unwrap()
+                .downcast_ref::<GroupDropped>()
+                .is_some()
+        );
+
+        let (mut group, gctx) = InPlace::<(), TaskError>::with_context(&goctx::background());
+        group.go(|ctx| async move {
+            ctx.done().await;
+            Ok(())
+        });
+        let mut wait = Box::pin(group.wait());
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(gctx.err(), None);
+        drop(wait);
+        assert!(
+            gctx.cause()
+                .unwrap()
+                .downcast_ref::<GroupDropped>()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn the_parent_ending_reaches_every_task() {
+        let (parent, cancel) = goctx::with_cancel(&goctx::background());
+        let mut group = InPlace::<goctx::Error, TaskError>::with_context(&parent).0;
+        for _ in 0..3 {
+            group.go(|ctx| async move { Ok(ctx.done().await) });
+        }
+        let mut wait = Box::pin(group.wait());
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        cancel.cancel();
+        // Go's rule: tasks that return Ok make an Ok group.
+        assert_eq!(block_on(wait), Ok(vec![goctx::Error::Canceled; 3]));
+    }
+
+    /// Wakes come from timers on tokio's threads: the group's one waker is
+    /// registered by every pending future and must bring `wait` back.
+    #[cfg(feature = "tokio")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_tokio_wakes_from_other_threads_reach_the_group() {
+        let mut group = InPlace::<u64, TaskError>::new();
+        for ms in [30_u64, 10, 20] {
+            group.go(move |_ctx| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                Ok(ms)
+            });
+        }
+        let values = tokio::time::timeout(super::LIMIT, group.wait()).await;
+        assert_eq!(values.expect("in time"), Ok(vec![30, 10, 20]));
+    }
 }
