@@ -600,7 +600,7 @@ mod in_place {
     // own executor, no runtime.
     #[test]
     fn values_come_back_in_go_order_and_borrowed_data_is_fine() {
-        let words = vec!["three".to_string(), "four".to_string(), "five".to_string()];
+        let words = ["three".to_string(), "four".to_string(), "five".to_string()];
         let mut group = InPlace::<usize, TaskError>::new();
         for (i, word) in words.iter().enumerate() {
             group.go(move |_ctx| async move {
