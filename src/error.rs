@@ -282,3 +282,27 @@ pub enum ExtendError {
     #[error("cannot extend the deadline: the context has no deadline of its own")]
     NoDeadline,
 }
+
+/// How a context ended, as the database integrations' errors carry it:
+/// its `err()` and `cause()`. (Crate-private.)
+#[cfg(any(feature = "postgres", feature = "rusqlite"))]
+#[derive(Clone, Debug)]
+pub(crate) struct Ended {
+    pub(crate) err: Error,
+    pub(crate) cause: Option<Cause>,
+}
+
+#[cfg(any(feature = "postgres", feature = "rusqlite"))]
+impl std::fmt::Display for Ended {
+    /// `context canceled (the cause)`; the cause is left out when it only
+    /// repeats the error.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.err)?;
+        match &self.cause {
+            Some(cause) if cause.downcast_ref::<Error>() != Some(&self.err) => {
+                write!(f, " ({cause})")
+            }
+            _ => Ok(()),
+        }
+    }
+}

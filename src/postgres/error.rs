@@ -4,7 +4,7 @@ use std::fmt;
 
 use tokio_postgres::error::SqlState;
 
-use crate::error::{Cause, Error as CtxError};
+use crate::error::{Cause, Ended, Error as CtxError};
 
 /// What happened to a query run with [`run`](super::run) or
 /// [`Canceler::run`](super::Canceler::run).
@@ -53,7 +53,7 @@ pub struct Error {
 struct Inner {
     kind: ErrorKind,
     postgres: Option<tokio_postgres::Error>,
-    ended: Option<(CtxError, Option<Cause>)>,
+    ended: Option<Ended>,
     cancel: Option<tokio_postgres::Error>,
 }
 
@@ -65,7 +65,7 @@ impl Error {
     pub(super) fn new(
         kind: ErrorKind,
         postgres: Option<tokio_postgres::Error>,
-        ended: Option<(CtxError, Option<Cause>)>,
+        ended: Option<Ended>,
         cancel: Option<tokio_postgres::Error>,
     ) -> Error {
         Error {
@@ -88,7 +88,7 @@ impl Error {
     /// [`DeadlineExceeded`](crate::Error::DeadlineExceeded)); `None` when
     /// the query failed on its own.
     pub fn context_err(&self) -> Option<CtxError> {
-        self.inner.ended.as_ref().map(|(err, _)| *err)
+        self.inner.ended.as_ref().map(|ended| ended.err)
     }
 
     /// The context's cause ([`Ctx::cause`](crate::Ctx::cause)) when the
@@ -97,7 +97,7 @@ impl Error {
         self.inner
             .ended
             .as_ref()
-            .and_then(|(_, cause)| cause.as_ref())
+            .and_then(|ended| ended.cause.as_ref())
     }
 
     /// The server's SQLSTATE, when the server answered with an error:
@@ -138,28 +138,20 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (what, err) = match self.inner.kind {
+        let what = match self.inner.kind {
             ErrorKind::Query => {
                 return match &self.inner.postgres {
                     Some(err) => write_postgres(f, err),
                     None => f.write_str("query failed"),
                 };
             }
-            ErrorKind::NotStarted => ("query not started", self.context_err()),
-            ErrorKind::Canceled => ("query canceled", self.context_err()),
-            ErrorKind::CancelUnconfirmed => {
-                ("query abandoned, not confirmed stopped", self.context_err())
-            }
+            ErrorKind::NotStarted => "query not started",
+            ErrorKind::Canceled => "query canceled",
+            ErrorKind::CancelUnconfirmed => "query abandoned, not confirmed stopped",
         };
         f.write_str(what)?;
-        if let Some(err) = err {
-            write!(f, ": {err}")?;
-        }
-        // A cause that is only the context's error again says nothing new.
-        if let Some(cause) = self.cause()
-            && cause.downcast_ref::<CtxError>() != err.as_ref()
-        {
-            write!(f, " ({cause})")?;
+        if let Some(ended) = &self.inner.ended {
+            write!(f, ": {ended}")?;
         }
         if let Some(pg) = &self.inner.postgres {
             f.write_str(": ")?;

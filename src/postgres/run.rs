@@ -14,7 +14,7 @@ use crate::cancel::CancelFunc;
 use crate::context::{Ctx, background};
 use crate::deadline::with_timeout;
 use crate::done::{Done, DoneOwned};
-use crate::error::{Cause, Error as CtxError};
+use crate::error::Ended;
 
 /// How long [`run`] waits, after sending a CancelRequest, for the query to
 /// answer before giving up on it: 5 seconds.
@@ -251,7 +251,7 @@ struct Drain<T> {
     /// since dropping it would end it at once.
     grace: DoneOwned,
     _grace: CancelFunc,
-    ended: (CtxError, Option<Cause>),
+    ended: Ended,
 }
 
 impl<F, T, K, M> Future for Guarded<'_, F, T, K, M>
@@ -272,7 +272,10 @@ where
                 Phase::First => {
                     if let Some(err) = this.ctx.err() {
                         *this.phase = Phase::Finished;
-                        let ended = Some((err, this.ctx.cause()));
+                        let ended = Some(Ended {
+                            err,
+                            cause: this.ctx.cause(),
+                        });
                         return Poll::Ready(Err(Error::new(
                             ErrorKind::NotStarted,
                             None,
@@ -302,7 +305,10 @@ where
                         sent: None,
                         grace: grace.done_owned(),
                         _grace: grace_cancel,
-                        ended: (err, this.ctx.cause()),
+                        ended: Ended {
+                            err,
+                            cause: this.ctx.cause(),
+                        },
                     }));
                 }
                 Phase::Draining(drain) => {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::error::{Cause, Error as CtxError};
+use crate::error::{Cause, Ended, Error as CtxError};
 
 /// What happened to statements run with [`run`](super::run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,14 +35,14 @@ pub struct Error {
 struct Inner {
     kind: ErrorKind,
     sqlite: Option<::rusqlite::Error>,
-    ended: Option<(CtxError, Option<Cause>)>,
+    ended: Option<Ended>,
 }
 
 impl Error {
     pub(super) fn new(
         kind: ErrorKind,
         sqlite: Option<::rusqlite::Error>,
-        ended: Option<(CtxError, Option<Cause>)>,
+        ended: Option<Ended>,
     ) -> Error {
         Error {
             inner: Box::new(Inner {
@@ -61,7 +61,7 @@ impl Error {
     /// The context's error when the context is why the statements
     /// stopped; `None` when they failed on their own.
     pub fn context_err(&self) -> Option<CtxError> {
-        self.inner.ended.as_ref().map(|(err, _)| *err)
+        self.inner.ended.as_ref().map(|ended| ended.err)
     }
 
     /// The context's cause ([`Ctx::cause`](crate::Ctx::cause)) when the
@@ -70,7 +70,7 @@ impl Error {
         self.inner
             .ended
             .as_ref()
-            .and_then(|(_, cause)| cause.as_ref())
+            .and_then(|ended| ended.cause.as_ref())
     }
 
     /// SQLite's error, if a statement failed.
@@ -108,15 +108,8 @@ impl fmt::Display for Error {
             ErrorKind::Interrupted => "statement interrupted",
         };
         f.write_str(what)?;
-        let err = self.context_err();
-        if let Some(err) = err {
-            write!(f, ": {err}")?;
-        }
-        // A cause that is only the context's error again says nothing new.
-        if let Some(cause) = self.cause()
-            && cause.downcast_ref::<CtxError>() != err.as_ref()
-        {
-            write!(f, " ({cause})")?;
+        if let Some(ended) = &self.inner.ended {
+            write!(f, ": {ended}")?;
         }
         if let Some(sqlite) = &self.inner.sqlite {
             write!(f, ": {sqlite}")?;

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use super::error::{Error, ErrorKind};
 use crate::after::{AfterFunc, after_func};
 use crate::context::Ctx;
+use crate::error::Ended;
 
 /// How many SQLite virtual-machine steps pass between two checks of the
 /// context by [`run`]'s progress handler: 10,000, a fraction of a
@@ -55,7 +56,10 @@ where
         return Err(Error::new(
             ErrorKind::NotStarted,
             None,
-            Some((err, ctx.cause())),
+            Some(Ended {
+                err,
+                cause: ctx.cause(),
+            }),
         ));
     }
     // `Some` while `run` may interrupt `conn`; the callback interrupts under
@@ -88,7 +92,10 @@ where
             Some(ended) if interrupted => Error::new(
                 ErrorKind::Interrupted,
                 Some(err),
-                Some((ended, ctx.cause())),
+                Some(Ended {
+                    err: ended,
+                    cause: ctx.cause(),
+                }),
             ),
             _ => Error::new(ErrorKind::Query, Some(err), None),
         }
