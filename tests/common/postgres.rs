@@ -25,8 +25,8 @@ pub struct Postgres {
     /// Its server log (every statement is logged: `log_statement = all`).
     pub log: PathBuf,
     dir: PathBuf,
-    // Held, never written: the server stops when this closes.
-    _watchdog: Mutex<(Child, ChildStdin)>,
+    // The pipe is held, never written: the server stops when it closes.
+    watchdog: Mutex<(Child, ChildStdin)>,
 }
 
 /// The one server of this test process, started on first use.
@@ -43,53 +43,39 @@ impl Postgres {
     pub fn start() -> Postgres {
         let bin = bindir();
         let root = is_root();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        // As root, /tmp itself: a TMPDIR of root's own may be closed to
-        // the `postgres` user.
-        let tmp = if root {
-            PathBuf::from("/tmp")
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = tmp.join(format!("goctx-pg-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the server's directory");
-        if root {
-            run(Command::new("chown").arg("postgres:").arg(&dir), "chown");
-        }
-        let data = dir.join("data");
-        run(
-            as_server_user(root, &bin.join("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "goctx", "-A", "trust", "-E", "UTF8", "--no-sync"]),
-            "initdb",
-        );
-        let log = dir.join("server.log");
         // A free port now may be taken by the time the server binds it:
-        // try a few.
+        // try a few times, each with a new directory (a stopped watchdog
+        // removes its own).
         let mut last = String::new();
-        for _ in 0..5 {
+        for attempt in 0..5 {
+            let dir = new_dir(root, attempt);
+            let data = dir.join("data");
+            run(
+                as_server_user(root, &bin.join("initdb"))
+                    .arg("-D")
+                    .arg(&data)
+                    .args(["-U", "goctx", "-A", "trust", "-E", "UTF8", "--no-sync"]),
+                "initdb",
+            );
+            let log = dir.join("server.log");
             let port = free_port();
             let (child, stdin) = watchdog(root, &bin, &dir, &data, &log, port);
             let server = Postgres {
                 url: format!("postgres://goctx@127.0.0.1:{port}/postgres"),
                 port,
-                log: log.clone(),
-                dir: dir.clone(),
-                _watchdog: Mutex::new((child, stdin)),
+                log,
+                dir,
+                watchdog: Mutex::new((child, stdin)),
             };
             match server.wait_ready(&bin) {
                 Ok(()) => return server,
                 Err(e) => {
                     last = e;
-                    // Dropping `server` closes the pipe: that watchdog
-                    // stops its server; wait for it before trying again.
-                    let (mut child, stdin) = server._watchdog.into_inner().unwrap();
+                    // Closing the pipe stops that server and removes its
+                    // directory; wait for it before trying again.
+                    let (mut child, stdin) = server.watchdog.into_inner().unwrap();
                     drop(stdin);
                     let _ = child.wait();
-                    std::fs::create_dir_all(&dir).ok();
                 }
             }
         }
@@ -106,8 +92,13 @@ impl Postgres {
             if ready.success() {
                 return Ok(());
             }
+            // A server that could not start (its port taken, say) logs a
+            // FATAL line and exits; the watchdog shell itself lives on.
+            if self.log_text().contains("FATAL:") {
+                return Err(format!("the server failed; its log:\n{}", self.log_text()));
+            }
             if self
-                ._watchdog
+                .watchdog
                 .lock()
                 .unwrap()
                 .0
@@ -172,6 +163,26 @@ fn bindir() -> PathBuf {
          PostgreSQL's server (Debian: `apt-get install postgresql`; .ci/run does), or set \
          GOCTX_PG_BINDIR to the directory that holds initdb and postgres"
     );
+}
+
+/// A new, empty directory for one server, owned by the user it runs as.
+fn new_dir(root: bool, attempt: u32) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // As root, /tmp itself: a TMPDIR of root's own may be closed to the
+    // `postgres` user.
+    let tmp = if root {
+        PathBuf::from("/tmp")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = tmp.join(format!("goctx-pg-{}-{nanos}-{attempt}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the server's directory");
+    if root {
+        run(Command::new("chown").arg("postgres:").arg(&dir), "chown");
+    }
+    dir
 }
 
 fn is_root() -> bool {
