@@ -92,9 +92,14 @@ impl Postgres {
             if ready.success() {
                 return Ok(());
             }
-            // A server that could not start (its port taken, say) logs a
-            // FATAL line and exits; the watchdog shell itself lives on.
-            if self.log_text().contains("FATAL:") {
+            // A server that could not listen (its port taken) says so and
+            // exits; the watchdog shell itself lives on. (Not any FATAL
+            // line: a probe during start-up logs "the database system is
+            // starting up".)
+            if self
+                .log_text()
+                .contains("could not create any TCP/IP sockets")
+            {
                 return Err(format!("the server failed; its log:\n{}", self.log_text()));
             }
             if self
