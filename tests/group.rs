@@ -722,6 +722,23 @@ mod in_place {
         assert_eq!(block_on(wait), Ok(vec![goctx::Error::Canceled; 3]));
     }
 
+    #[test]
+    fn a_limit_of_zero_panics_in_wait_instead_of_hanging() {
+        let mut group = InPlace::<(), TaskError>::new();
+        group.set_limit(Some(0));
+        group.go(|_ctx| async { Ok(()) });
+        let payload = catch_unwind(AssertUnwindSafe(|| drop(group.wait()))).unwrap_err();
+        assert!(
+            panic_text(&*payload).contains("limit of 0"),
+            "{}",
+            panic_text(&*payload)
+        );
+        // Without tasks there is nothing to run, and nothing to refuse.
+        let mut empty = InPlace::<(), TaskError>::new();
+        empty.set_limit(Some(0));
+        assert_eq!(block_on(empty.wait()), Ok(vec![]));
+    }
+
     /// Wakes come from timers on tokio's threads: the group's one waker is
     /// registered by every pending future and must bring `wait` back.
     #[cfg(feature = "tokio")]

@@ -22,7 +22,15 @@ type Task<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 ///   group's context, to make its future; the future first runs when
 ///   `wait` is polled. So a task that fails cannot stop later `go` calls
 ///   from making theirs, but their futures see the group's context done
-///   from their first poll.
+///   from their first poll. Put the work inside the `async` block: the
+///   limit bounds the futures, not the closures (Go's `Go` blocks the
+///   caller at the limit instead).
+/// - `wait` takes the group: tasks cannot be added while it runs (no
+///   crawler that adds tasks from tasks, no streaming input under the
+///   limit's backpressure; `goctx::tokio::Group` does both).
+/// - The futures must be `Send` (so the group's future can move to
+///   another thread, as `tokio::spawn` needs): no `Rc` or `RefCell` in
+///   them, even on a single-threaded executor.
 /// - [`wait`](InPlace::wait) polls the running futures, at most the
 ///   limit's number at a time (in `go` order), until all are done, and
 ///   returns their values in `go` order, or the first error.
@@ -94,11 +102,12 @@ where
     }
 
     /// At most `limit` futures run at once; `None` (the default): no
-    /// bound. `Some(0)`: none ever runs, and `wait` never returns if any
-    /// task was added. Go: `SetLimit` (negative there is `None` here).
+    /// bound. Go: `SetLimit` (negative there is `None` here). It bounds the
+    /// futures only: every closure given to `go` has already run.
     ///
     /// Nothing runs before `wait`, so this never panics (Go's panics when
-    /// goroutines are active).
+    /// goroutines are active). `Some(0)` makes `wait` panic if there is a
+    /// task, rather than wait forever (as `scope`'s `go` does).
     #[doc(alias = "SetLimit")]
     pub fn set_limit(&mut self, limit: Option<usize>) {
         check_set_limit(0);
@@ -106,7 +115,12 @@ where
     }
 
     /// Adds a task: calls `task` now with the group's context to make its
-    /// future, which runs when [`wait`](InPlace::wait) is polled. Go: `Go`.
+    /// future, which runs when [`wait`](InPlace::wait) is polled. Go: `Go`
+    /// (there is no `TryGo` here: nothing runs yet, so every task is
+    /// accepted).
+    ///
+    /// A panic in `task` itself (before it returns its future) unwinds out
+    /// of `go`; the group is not canceled until it is dropped.
     #[doc(alias = "Go")]
     pub fn go<F, Fut>(&mut self, task: F)
     where
@@ -120,12 +134,23 @@ where
     /// the first error. The group's context is done when this returns.
     /// Go: `Wait`.
     ///
+    /// Nothing happens until the returned future is polled: dropping it
+    /// unpolled (a forgotten `.await`) drops the tasks and cancels the
+    /// group with [`GroupDropped`](super::GroupDropped).
+    ///
     /// # Panics
     ///
     /// Re-raises a task's panic at once, with its payload (the group's
-    /// context is canceled with `TaskPanicked` first).
+    /// context is canceled with `TaskPanicked` first). Panics if the limit
+    /// is `Some(0)` and there is a task: it could never run.
     #[doc(alias = "Wait")]
+    #[must_use = "the tasks run only when the future is awaited"]
     pub fn wait(mut self) -> Wait<'a, T, E> {
+        assert!(
+            self.limit != Some(0) || self.tasks.is_empty(),
+            "goctx: InPlace::wait with a limit of 0 and {} task(s): none could ever run",
+            self.tasks.len()
+        );
         let tasks: Vec<Option<Task<'a, T, E>>> = std::mem::take(&mut self.tasks)
             .into_iter()
             .map(Some)
@@ -176,6 +201,7 @@ impl<T, E> fmt::Debug for InPlace<'_, T, E> {
 ///
 /// Dropping it before it is done cancels the group's context with
 /// [`GroupDropped`](super::GroupDropped) and drops the futures.
+#[must_use = "futures do nothing unless polled: the group's tasks run only when this is awaited"]
 pub struct Wait<'a, T, E> {
     failure: Option<Failure<E>>,
     tasks: Vec<Option<Task<'a, T, E>>>,

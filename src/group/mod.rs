@@ -6,6 +6,14 @@
 //! form, tasks spawned on the runtime, is `goctx::tokio::Group` (feature
 //! `tokio`).
 //!
+//! Which one:
+//!
+//! | form | tasks are | runs them | borrows | pick it for |
+//! |---|---|---|---|---|
+//! | `goctx::tokio::Group` | `'static` futures | as tokio tasks, in parallel on the runtime's threads | no | async work of any size; CPU work across cores; thousands of tasks |
+//! | [`InPlace`] | `Send` futures | inside its own [`Wait`] future, on the thread polling it; any executor | yes | I/O-bound fan-out of tens to hundreds of futures; code without tokio |
+//! | [`scope`] | blocking closures | one scoped thread each | yes | blocking work (files, CPU), no runtime |
+//!
 //! The rules, in every form (Go's, plus what Rust adds):
 //!
 //! 1. The group's context is a child of the context it was made from. The
@@ -18,7 +26,9 @@
 //! 2. A task that panics cancels the group's context at once, with
 //!    [`TaskPanicked`] as its cause, so its siblings stop promptly; the
 //!    group then re-raises the panic, with its original payload, once
-//!    every task is done. (Go's errgroup tried this and reverted it in
+//!    every task is done: when its wait returns for the spawned and the
+//!    threaded forms; at once for [`InPlace`], whose other futures live
+//!    inside the wait that unwinds and are dropped with it. (Go's errgroup tried this and reverted it in
 //!    2025, because a re-panic far from the goroutine delayed the signal
 //!    and lost the stack. Here the signal is immediate, and the runtime or
 //!    the thread already captured the panic where it happened.)
@@ -29,7 +39,10 @@
 //!
 //! The error type needs `Clone`: one copy is the context's cause, the other
 //! is returned. For an error type that is not `Clone` (`std::io::Error`),
-//! use `Arc<E>`, which is `Clone` and an `Error` too.
+//! use `Arc<E>`, which is `Clone` and an `Error` too. For plain messages
+//! (Go's `errors.New`), [`Cause`] is one (`Cause::from("…")`);
+//! the context's cause is then that same `Cause`, compared with
+//! [`Cause::ptr_eq`](crate::Cause::ptr_eq) rather than downcast.
 
 use std::any::Any;
 use std::fmt;

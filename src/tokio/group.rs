@@ -22,8 +22,10 @@ use crate::group::{Failure, check_set_limit};
 /// once and are re-raised, results in spawn order).
 ///
 /// Tasks are `'static` tokio tasks, spawned with [`tokio::spawn`]'s
-/// rules; for tasks that borrow, run blocking work with
-/// [`goctx::group::scope`](crate::group::scope).
+/// rules. For futures that borrow, drive them in place with
+/// [`goctx::group::InPlace`](crate::group::InPlace); for blocking work
+/// that borrows, [`goctx::group::scope`](crate::group::scope) (the
+/// module's table says which to pick).
 ///
 /// Dropping a group before [`wait`](Group::wait) cancels its context with
 /// [`GroupDropped`](crate::group::GroupDropped), then aborts its tasks (as
