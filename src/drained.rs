@@ -80,7 +80,7 @@ impl Ctx {
     pub fn wait_drained(&self) {
         #[cfg(feature = "tokio")]
         crate::may_block::assert_may_block();
-        block_on_drained(self.drained(), None);
+        park_on(self.drained(), None);
     }
 
     /// Like [`wait_drained`](Ctx::wait_drained), for at most `timeout`;
@@ -94,7 +94,7 @@ impl Ctx {
     pub fn wait_drained_timeout(&self, timeout: Duration) -> bool {
         #[cfg(feature = "tokio")]
         crate::may_block::assert_may_block();
-        block_on_drained(self.drained(), Instant::now().checked_add(timeout))
+        park_on(self.drained(), Instant::now().checked_add(timeout)).is_some()
     }
 }
 
@@ -109,8 +109,9 @@ pub struct Drained {
 impl Future for Drained {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let Some((derived, node)) = self.ctx.0.derived() else {
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let Some((derived, node)) = this.ctx.0.derived() else {
             // `drained` refused roots.
             return Poll::Pending;
         };
@@ -119,14 +120,8 @@ impl Future for Drained {
         }
         // Register, then look again: a last child freed in between either
         // is seen now or sees this waiter (`derived.rs`).
-        let id = register_drain_waiter(node, self.id, cx.waker());
-        self.id = id;
-        let drained = self
-            .ctx
-            .0
-            .derived()
-            .is_some_and(|(d, _)| d.is_zero_after_registering());
-        if drained {
+        this.id = register_drain_waiter(node, this.id, cx.waker());
+        if derived.is_zero_after_registering() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -156,8 +151,3 @@ impl fmt::Debug for Drained {
 // panic in a waker leaves at most a registration that drop takes back.
 impl std::panic::UnwindSafe for Drained {}
 impl std::panic::RefUnwindSafe for Drained {}
-
-/// Parks the thread until `drained` is ready or `until` passes.
-fn block_on_drained(drained: Drained, until: Option<Instant>) -> bool {
-    park_on(drained, until).is_some()
-}
