@@ -47,6 +47,7 @@ use goctx::{Ctx, Error};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rusqlite::functions::FunctionFlags;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -87,23 +88,22 @@ fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
 fn log(ctx: &Ctx, message: impl std::fmt::Display) {
     let id = ctx.value::<RequestId>().map_or("-", RequestId::as_str);
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-    println!("{now} [{}] {message}", escaped(id));
+    println!(
+        "{now} [{}] {message}",
+        utf8_percent_encode(id, LOGGED_AS_IS)
+    );
 }
 
-/// A request id as it may be printed: the client chooses it, so anything
-/// but letters, digits and `-._~:` is percent-escaped, and an id like
-/// `]x[GET/admin` cannot pass for the structure of a log line.
-fn escaped(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// What a request id may show as it is in a log line: letters, digits
+/// and `-._~:`. The client chooses the id, so everything else is
+/// percent-escaped, and an id like `]x[GET/admin` cannot pass for the
+/// structure of a log line.
+const LOGGED_AS_IS: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':');
 
 fn why(ctx: &Ctx) -> String {
     ctx.cause()
@@ -356,11 +356,12 @@ async fn postgres_query(
 ) -> Result<String, String> {
     tokio::spawn(async move {
         let started = Instant::now();
-        let mut client = match ctx.run(pool.get()).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(format!("no database connection: {e}")),
-            Err(e) => return Err(format!("no database connection: {e}")),
-        };
+        let no_connection = |e: &dyn std::fmt::Display| format!("no database connection: {e}");
+        let mut client = ctx
+            .run(pool.get())
+            .await
+            .map_err(|e| no_connection(&e))?
+            .map_err(|e| no_connection(&e))?;
         let tx = goctx::postgres::transaction(&ctx, &mut client)
             .await
             .map_err(|e| e.to_string())?;

@@ -101,14 +101,12 @@ where
     Q::IntoFuture: 'a,
     T: 'a,
 {
-    NO_TLS.run_with(ctx, || client.cancel_token(), query)
+    DEFAULT_CANCELER.run_with(ctx, || client.cancel_token(), query)
 }
 
-/// The canceler of [`run`].
-static NO_TLS: Canceler<NoTls> = Canceler {
-    tls: NoTls,
-    grace: DEFAULT_GRACE,
-};
+/// The canceler of [`run`], [`transaction`](super::transaction) and
+/// [`commit`](super::commit).
+pub(super) static DEFAULT_CANCELER: Canceler<NoTls> = Canceler::new();
 
 /// [`run`] with a TLS connector for the CancelRequest, or another grace
 /// period.
@@ -132,7 +130,7 @@ pub struct Canceler<M = NoTls> {
 impl Canceler<NoTls> {
     /// A canceler that sends its CancelRequest without TLS and waits
     /// [`DEFAULT_GRACE`] for the canceled query to answer.
-    pub fn new() -> Canceler<NoTls> {
+    pub const fn new() -> Canceler<NoTls> {
         Canceler {
             tls: NoTls,
             grace: DEFAULT_GRACE,

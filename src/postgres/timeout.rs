@@ -5,7 +5,7 @@ use std::time::Instant;
 use tokio_postgres::{Client, Transaction};
 
 use super::error::Error;
-use super::run::{Canceler, run};
+use super::run::{DEFAULT_CANCELER, run};
 use crate::context::Ctx;
 
 /// Begins a transaction under `ctx` and hands the server the time `ctx`
@@ -35,7 +35,7 @@ use crate::context::Ctx;
 pub async fn transaction<'a>(ctx: &Ctx, client: &'a mut Client) -> Result<Transaction<'a>, Error> {
     // The token first: `transaction()` borrows the client mutably.
     let token = client.cancel_token();
-    let tx = Canceler::new()
+    let tx = DEFAULT_CANCELER
         .run_with(ctx, || token, client.transaction())
         .await?;
     set_statement_timeout(ctx, &tx).await?;
@@ -50,7 +50,7 @@ pub async fn transaction<'a>(ctx: &Ctx, client: &'a mut Client) -> Result<Transa
 /// is dropped, which rolls it back.
 pub async fn commit(ctx: &Ctx, tx: Transaction<'_>) -> Result<(), Error> {
     let token = tx.cancel_token();
-    Canceler::new().run_with(ctx, || token, tx.commit()).await
+    DEFAULT_CANCELER.run_with(ctx, || token, tx.commit()).await
 }
 
 /// Makes the context's remaining time the transaction's
