@@ -393,12 +393,24 @@ mod on_tokio {
             .unwrap();
     }
 
-    // Rust: dropping `wait` half way is dropping the group.
+    // Rust: dropping `wait` half way is dropping the group: the tasks it
+    // had not reached yet are aborted too, not left running.
     #[tokio::test]
     async fn dropping_wait_is_dropping_the_group() {
+        struct OnDrop(Option<oneshot::Sender<()>>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.take().unwrap().send(());
+            }
+        }
         let (mut group, gctx) = Group::<(), TaskError>::with_context(&goctx::background());
+        let (dropped_tx, dropped_rx) = oneshot::channel();
+        group.spawn(|_| async { Ok(()) }).await.unwrap();
         group
-            .spawn(|_| async { std::future::pending().await })
+            .spawn(|_| async move {
+                let _guard = OnDrop(Some(dropped_tx));
+                std::future::pending().await
+            })
             .await
             .unwrap();
         assert!(
@@ -407,6 +419,34 @@ mod on_tokio {
                 .is_err()
         );
         assert!(gctx.cause().unwrap().is::<GroupDropped>());
+        timeout(LIMIT, dropped_rx)
+            .await
+            .expect("the task wait had not reached was aborted")
+            .unwrap();
+    }
+
+    // Rust: when several tasks panic, the context's cause names the first
+    // to panic, and `wait` re-raises the payload of the first spawned.
+    #[tokio::test]
+    async fn several_panics_resume_the_first_spawned() {
+        let (mut group, gctx) = Group::<(), TaskError>::with_context(&goctx::background());
+        group
+            .spawn(|ctx: Ctx| async move {
+                ctx.done().await; // until the other task's panic
+                panic!("spawned first")
+            })
+            .await
+            .unwrap();
+        group
+            .spawn(|_| async { panic!("panicked first") })
+            .await
+            .unwrap();
+        let waited = timeout(LIMIT, tokio::spawn(group.wait())).await.unwrap();
+        let payload = waited.expect_err("wait panics").into_panic();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"spawned first"));
+        let cause = gctx.cause().unwrap();
+        let panicked = cause.downcast_ref::<TaskPanicked>().unwrap();
+        assert_eq!(panicked.message(), Some("panicked first"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use ::tokio::sync::Semaphore;
-use ::tokio::task::JoinSet;
+use ::tokio::task::JoinHandle;
 
 use crate::background;
 use crate::cancel::with_cancel_cause;
@@ -29,7 +29,7 @@ use crate::group::{Failure, check_set_limit};
 ///
 /// Dropping a group before [`wait`](Group::wait) cancels its context with
 /// [`GroupDropped`](crate::group::GroupDropped), then aborts its tasks (as
-/// a dropped [`JoinSet`] does).
+/// a dropped [`JoinSet`](::tokio::task::JoinSet) does).
 ///
 /// # Examples
 ///
@@ -147,9 +147,12 @@ use crate::group::{Failure, check_set_limit};
 pub struct Group<T, E> {
     ctx: Ctx,
     shared: Arc<Shared<E>>,
-    tasks: JoinSet<(usize, Option<T>)>,
-    /// Tasks started so far: the next task's index in the results.
-    started: usize,
+    /// Every task started, in order: the results' order. (A vector of
+    /// handles, not a `JoinSet`: `wait` wants them in this order anyway,
+    /// and a handle costs no allocation and no list of its own; a
+    /// `JoinSet` costs both, per task.) A finished task's memory stays
+    /// until `wait` takes its result, as in a `JoinSet`.
+    tasks: Vec<JoinHandle<Option<T>>>,
     /// Set by `wait`: the group's end is not a drop.
     waited: bool,
 }
@@ -170,8 +173,7 @@ where
                 failure: Failure::new(cancel),
                 slots: None,
             }),
-            tasks: JoinSet::new(),
-            started: 0,
+            tasks: Vec::new(),
             waited: false,
         };
         (group, gctx)
@@ -290,17 +292,14 @@ where
         F: FnOnce(Ctx) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
-        let index = self.started;
-        self.started += 1;
         let future = task(self.ctx.clone());
-        self.tasks.spawn(Task {
+        self.tasks.push(::tokio::spawn(Task {
             future,
-            index,
             // The task's handle on `shared` counts it as running until its
             // future is dropped (finished, panicked or aborted).
             shared: Arc::clone(&self.shared),
             held,
-        });
+        }));
     }
 
     /// Waits for every task, cancels the group's context (plain
@@ -309,8 +308,10 @@ where
     ///
     /// # Panics
     ///
-    /// Re-raises the first panic of a task, with its payload, once every
-    /// task finished.
+    /// Re-raises a task's panic, with its payload, once every task
+    /// finished. If several panicked, the payload is that of the one
+    /// spawned first (the context's [`TaskPanicked`](crate::group::TaskPanicked)
+    /// cause names the one that panicked first).
     ///
     /// # Cancel safety
     ///
@@ -318,16 +319,16 @@ where
     /// context is canceled with `GroupDropped` and its tasks are aborted.
     #[doc(alias = "Wait")]
     pub async fn wait(mut self) -> Result<Vec<T>, E> {
-        let mut values: Vec<Option<T>> = Vec::with_capacity(self.started);
-        values.resize_with(self.started, || None);
-        // The result's memory too, before joining frees the task cells: a
-        // large allocation after a thousand small frees makes glibc's
-        // malloc sort them all (about 70 instructions a task).
-        let mut out = Vec::with_capacity(self.started);
+        let mut out = Vec::with_capacity(self.tasks.len());
         let mut panic = None;
-        while let Some(joined) = self.tasks.join_next().await {
-            match joined {
-                Ok((index, value)) => values[index] = value,
+        // In spawn order: a task that is not done yet is waited for while
+        // the later ones run on. The handles stay in the group until it is
+        // dropped, so a wait dropped half way still aborts the rest.
+        for task in &mut self.tasks {
+            match task.await {
+                Ok(Some(value)) => out.push(value),
+                // The group heard of the error inside the task.
+                Ok(None) => {}
                 Err(err) => {
                     if let Ok(payload) = err.try_into_panic() {
                         panic.get_or_insert(payload);
@@ -346,7 +347,6 @@ where
             return Err(err);
         }
         // Every task returned a value, unless the runtime aborted one.
-        out.extend(values.into_iter().flatten());
         Ok(out)
     }
 }
@@ -372,8 +372,12 @@ impl<T, E> Drop for Group<T, E> {
     fn drop(&mut self) {
         if !self.waited {
             self.shared.failure.dropped();
+            // A dropped handle lets its task run on: stop them (a task
+            // already finished ignores this).
+            for task in &self.tasks {
+                task.abort();
+            }
         }
-        // The `JoinSet` aborts what still runs as it drops.
     }
 }
 
@@ -381,7 +385,7 @@ impl<T, E> fmt::Debug for Group<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Group")
             .field("ctx", &self.ctx)
-            .field("started", &self.started)
+            .field("started", &self.tasks.len())
             .field("running", &self.running())
             .field(
                 "free slots",
@@ -414,7 +418,6 @@ pin_project_lite::pin_project! {
     struct Task<F, E> {
         #[pin]
         future: F,
-        index: usize,
         shared: Arc<Shared<E>>,
         // Whether it holds one of the limit's slots, given back when the
         // task is dropped. (A flag, not a permit: 16 bytes smaller, and
@@ -439,17 +442,17 @@ where
     F: Future<Output = Result<T, E>>,
     E: std::error::Error + Clone + Send + Sync + 'static,
 {
-    type Output = (usize, Option<T>);
+    type Output = Option<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let future = this.future;
         match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(Ok(value))) => Poll::Ready((*this.index, Some(value))),
+            Ok(Poll::Ready(Ok(value))) => Poll::Ready(Some(value)),
             Ok(Poll::Ready(Err(err))) => {
                 this.shared.failure.error(err);
-                Poll::Ready((*this.index, None))
+                Poll::Ready(None)
             }
             Err(payload) => {
                 // Siblings hear of it now; `wait` re-raises it.
