@@ -103,6 +103,7 @@ pub mod group;
 mod may_block;
 mod merge;
 mod name;
+pub mod propagation;
 mod spawn;
 mod stream;
 mod subscribers;

@@ -41,9 +41,8 @@ pub fn with_value<T: Any + Send + Sync>(parent: &Ctx, value: T) -> Ctx {
 }
 
 /// A child of `parent` carrying every value of `set` in one node: to a
-/// reader, the same as a `with_value` per value (used by the HTTP layer
-/// for a request's values).
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
+/// reader, the same as a `with_value` per value (used by
+/// `propagation::extract` and the HTTP layer for a request's values).
 pub(crate) fn with_value_set(parent: &Ctx, set: impl ValueSet) -> Ctx {
     Ctx(ValueNode::link_set(&parent.0, Box::new(set)))
 }

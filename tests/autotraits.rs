@@ -38,6 +38,16 @@ fn core_types() {
     send_sync::<Cause>();
 }
 
+#[test]
+fn propagation_types() {
+    use goctx::propagation::*;
+    full::<Propagator>();
+    full::<DeadlineForm>();
+    full::<RequestId>();
+    full::<TraceContext>();
+    full::<InvalidTimeout>();
+}
+
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("a task's error")]
 struct TaskError;

@@ -22,10 +22,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::client_error::PropagateError;
-use super::grpc_timeout::{GRPC_TIMEOUT, decode_grpc_timeout, encode_grpc_timeout};
+use super::headers::{GRPC_TIMEOUT, TRACEPARENT, X_REQUEST_ID};
 use super::propagate_body::PropagateBody;
-use super::request_id::{RequestId, X_REQUEST_ID};
-use super::trace::{TRACEPARENT, TraceContext};
+use crate::propagation::{RequestId, TraceContext, decode_grpc_timeout, encode_grpc_timeout};
 use crate::{Cause, Ctx, DoneOwned, Error};
 
 /// Attaches `ctx` to an outgoing request (in its extensions), for

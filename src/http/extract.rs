@@ -8,9 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use super::request_id::RequestId;
-use super::trace::TraceContext;
 use crate::Ctx;
+use crate::propagation::{RequestId, TraceContext};
 
 /// The rejection of the [`Ctx`], [`RequestId`] and [`TraceContext`]
 /// extractors when the request has no context: the router lacks

@@ -60,28 +60,26 @@
 mod causes;
 #[cfg(feature = "axum")]
 mod extract;
-mod grpc_timeout;
 mod guard;
-mod id;
+mod headers;
 mod request_body;
-mod request_id;
 mod response_body;
 mod server;
-mod trace;
 
 pub use causes::{AbandonReason, RequestAbandoned, ResponseComplete};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::MissingRequestContext;
-pub use grpc_timeout::{
-    CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, InvalidTimeout, decode_connect_timeout_ms,
-    decode_grpc_timeout, encode_connect_timeout_ms, encode_grpc_timeout,
-};
+pub use headers::{CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, TRACEPARENT, TRACESTATE, X_REQUEST_ID};
 pub use request_body::{BoxError, RequestBody};
-pub use request_id::{RequestId, X_REQUEST_ID};
 pub use response_body::RequestContextBody;
 pub use server::{PeerAddr, RequestContext, RequestContextLayer, ResponseFuture};
-pub use trace::{TRACEPARENT, TRACESTATE, TraceContext};
+// The codecs live in `goctx::propagation`; these names stay here too, as
+// the HTTP-facing spelling of the same items.
+pub use crate::propagation::{
+    InvalidTimeout, RequestId, TraceContext, decode_connect_timeout_ms, decode_grpc_timeout,
+    encode_connect_timeout_ms, encode_grpc_timeout,
+};
 
 // Client side: outgoing requests carry their context (issue 9).
 mod client;

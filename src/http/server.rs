@@ -8,12 +8,11 @@
 //! cause: the end of the body cancels with [`ResponseComplete`]; dropping
 //! the future or the body earlier cancels with [`RequestAbandoned`].
 
-use std::any::{Any, TypeId};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use std::time::Duration;
@@ -27,13 +26,13 @@ use tower_service::Service;
 use super::causes::AbandonReason;
 #[cfg(doc)]
 use super::causes::{RequestAbandoned, ResponseComplete};
-use super::grpc_timeout::{InvalidTimeout, decode_connect_timeout_ms, decode_grpc_timeout};
 use super::guard::Guard;
 use super::request_body::RequestBody;
-use super::request_id::RequestId;
 use super::response_body::RequestContextBody;
-use super::trace::TraceContext;
-use crate::tree::{ValueSet, key_bit};
+use crate::propagation::values::{LazyRequestId, Values};
+use crate::propagation::{
+    InvalidTimeout, RequestId, TraceContext, decode_connect_timeout_ms, decode_grpc_timeout,
+};
 use crate::{Ctx, DoneOwned, Error};
 
 /// The peer's address, carried as a context value when the server knows
@@ -343,7 +342,12 @@ where
             .then(|| inbound_id.as_ref().and(inbound.request_id).cloned());
         let id = LazyRequestId(inbound_id.map_or_else(OnceLock::new, OnceLock::from));
         // One node for the three values (as three `with_value`s would read).
-        ctx = crate::value::with_value_set(&ctx, RequestValues { id, trace, peer });
+        ctx = Values {
+            id,
+            trace,
+            extra: peer,
+        }
+        .attach(&ctx);
         let echo = match echo {
             None => Echo::Off,
             Some(Some(value)) => Echo::Inbound(value),
@@ -386,67 +390,6 @@ impl Echo {
                 .and_then(|id| id.0.get())
                 .map(RequestId::header_value),
         }
-    }
-}
-
-/// A request's values, carried in one context node: to a reader, the same
-/// as `with_value` of the id, then the trace, then the peer address.
-struct RequestValues {
-    id: LazyRequestId,
-    trace: TraceContext,
-    peer: Option<PeerAddr>,
-}
-
-/// The request id: set from a valid inbound header, or made on first read,
-/// so a request whose id nobody reads never pays for making one. Also a
-/// key of its own, private to the layer, to see whether the id was made
-/// without making it.
-struct LazyRequestId(OnceLock<RequestId>);
-
-impl ValueSet for RequestValues {
-    fn key_bits(&self) -> u64 {
-        // The bits are per type: computed once.
-        static BITS: LazyLock<(u64, u64)> = LazyLock::new(|| {
-            let both = key_bit(TypeId::of::<RequestId>())
-                | key_bit(TypeId::of::<LazyRequestId>())
-                | key_bit(TypeId::of::<TraceContext>());
-            (both, key_bit(TypeId::of::<PeerAddr>()))
-        });
-        let (both, peer) = *BITS;
-        if self.peer.is_some() {
-            both | peer
-        } else {
-            both
-        }
-    }
-
-    fn get(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
-        if key == TypeId::of::<RequestId>() {
-            Some(self.id.0.get_or_init(RequestId::generate))
-        } else if key == TypeId::of::<LazyRequestId>() {
-            Some(&self.id)
-        } else if key == TypeId::of::<TraceContext>() {
-            Some(&self.trace)
-        } else if key == TypeId::of::<PeerAddr>() {
-            self.peer
-                .as_ref()
-                .map(|peer| peer as &(dyn Any + Send + Sync))
-        } else {
-            None
-        }
-    }
-
-    fn fmt_names(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            ".WithValue({}).WithValue({})",
-            std::any::type_name::<RequestId>(),
-            std::any::type_name::<TraceContext>()
-        )?;
-        if self.peer.is_some() {
-            write!(f, ".WithValue({})", std::any::type_name::<PeerAddr>())?;
-        }
-        Ok(())
     }
 }
 
@@ -626,8 +569,7 @@ fn finish<B: Body>(
     head: bool,
 ) -> Response<RequestContextBody<B>> {
     if let Some(id) = echo.header()
-        && let header::Entry::Vacant(slot) =
-            res.headers_mut().entry(super::request_id::X_REQUEST_ID)
+        && let header::Entry::Vacant(slot) = res.headers_mut().entry(super::headers::X_REQUEST_ID)
     {
         slot.insert(id);
     }

@@ -108,7 +108,5 @@ pub(crate) use registry::{Callback, Entry, Registration};
 #[cfg(all(test, loom))]
 pub(crate) use shards::shard_now;
 pub(crate) use upstream::{CustomNode, Upstream};
-#[cfg(feature = "http")]
-pub(crate) use value_node::key_bit;
-pub(crate) use value_node::{ValueNode, ValueSet};
+pub(crate) use value_node::{ValueNode, ValueSet, key_bit};
 pub(crate) use walk::{CauseArg, deliver_each};

@@ -3,37 +3,27 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::HeaderMap;
-
 use super::id::{hex32, random_u64};
 
-/// The name of the request id header: `x-request-id` (a de-facto
-/// convention, tower-http's default).
-// A `const` like the names in `http::header` (a static name holds no
-// shared state to mutate, whatever the lint infers from its type).
-#[allow(clippy::declare_interior_mutable_const)]
-pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-
-/// A request's id, carried as a context value by
-/// [`RequestContextLayer`](crate::http::RequestContextLayer): the inbound
-/// `x-request-id` when it is 1 to 128 visible ASCII characters, otherwise
-/// a new random one (32 lowercase hex digits).
+/// A request's id, carried as a context value: the inbound `x-request-id`
+/// when it is 1 to 128 visible ASCII characters, otherwise a new random
+/// one (32 lowercase hex digits), made when first read. Put there by
+/// [`extract`](crate::propagation::extract) and by the HTTP layer
+/// (`goctx::http::RequestContextLayer`); written out by
+/// [`inject`](crate::propagation::inject) and the HTTP client layer.
 ///
 /// Cheap to clone: an id of up to 32 bytes (every generated one) is kept
-/// inline, a longer one in a shared string. Read it in a handler with
+/// inline, a longer one in a shared string. Read it with
 /// `ctx.value::<RequestId>()`, or with the `axum` feature as an extractor.
 ///
 /// # Examples
 ///
 /// ```
-/// use goctx::http::RequestId;
+/// use goctx::propagation::RequestId;
 ///
-/// let mut headers = http::HeaderMap::new();
-/// headers.insert("x-request-id", http::HeaderValue::from_static("req-42"));
-/// assert_eq!(RequestId::from_headers(&headers).as_str(), "req-42");
-///
-/// headers.insert("x-request-id", http::HeaderValue::from_static("has space"));
-/// let fresh = RequestId::from_headers(&headers);
+/// assert_eq!(RequestId::parse("req-42").unwrap().as_str(), "req-42");
+/// assert!(RequestId::parse("has space").is_none());
+/// let fresh = RequestId::generate();
 /// assert_eq!(fresh.as_str().len(), 32);
 ///
 /// let ctx = goctx::with_value(&goctx::background(), fresh.clone());
@@ -59,7 +49,7 @@ impl RequestId {
     /// # Examples
     ///
     /// ```
-    /// use goctx::http::RequestId;
+    /// use goctx::propagation::RequestId;
     ///
     /// assert!(RequestId::parse("0f2c-7").is_some());
     /// assert!(RequestId::parse("").is_none());
@@ -87,8 +77,8 @@ impl RequestId {
     /// # Examples
     ///
     /// ```
-    /// let a = goctx::http::RequestId::generate();
-    /// assert_ne!(a, goctx::http::RequestId::generate());
+    /// let a = goctx::propagation::RequestId::generate();
+    /// assert_ne!(a, goctx::propagation::RequestId::generate());
     /// ```
     pub fn generate() -> RequestId {
         let mut bytes = [0u8; 16];
@@ -100,22 +90,6 @@ impl RequestId {
         })
     }
 
-    /// The first `x-request-id` header if [`parse`](RequestId::parse)
-    /// accepts it, else a [`generate`](RequestId::generate)d one.
-    ///
-    /// See the type's example.
-    pub fn from_headers(headers: &HeaderMap) -> RequestId {
-        RequestId::from_header(headers.get(X_REQUEST_ID))
-    }
-
-    /// `from_headers`, given the first `x-request-id` value.
-    pub(crate) fn from_header(value: Option<&http::HeaderValue>) -> RequestId {
-        value
-            .and_then(|v| v.to_str().ok())
-            .and_then(RequestId::parse)
-            .unwrap_or_else(RequestId::generate)
-    }
-
     /// The id.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -125,26 +99,6 @@ impl RequestId {
             }
             Repr::Shared(text) => text,
         }
-    }
-
-    /// The id as a header value, for outgoing requests and responses.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use goctx::http::{RequestId, X_REQUEST_ID};
-    ///
-    /// let id = RequestId::parse("req-7").ok_or("invalid")?;
-    /// let mut headers = http::HeaderMap::new();
-    /// headers.insert(X_REQUEST_ID, id.header_value());
-    /// assert_eq!(headers[X_REQUEST_ID], "req-7");
-    /// # Ok::<(), &'static str>(())
-    /// ```
-    pub fn header_value(&self) -> http::HeaderValue {
-        // Only visible ASCII gets in (`parse`, `generate`), all of it
-        // valid in a header value.
-        http::HeaderValue::from_str(self.as_str())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("-"))
     }
 }
 

@@ -1,26 +1,14 @@
 //! Deadline headers: gRPC's `grpc-timeout` and Connect's
 //! `connect-timeout-ms`, both relative durations on the wire.
 //!
-//! Pure functions, shared by the server layer (decode) and client code
-//! (encode). Decoding follows grpc-go (the strictest reading of the spec);
+//! Pure functions, shared by [`extract`](super::extract) and the HTTP
+//! server layer (decode), and by [`inject`](super::inject) and the HTTP
+//! client layers (encode). Decoding follows grpc-go (the strictest reading of the spec);
 //! encoding picks the shortest exact form and otherwise rounds down, so a
 //! callee never outlives its caller's budget.
 
 use std::fmt;
 use std::time::Duration;
-
-/// The name of gRPC's deadline header: `grpc-timeout`.
-// A `const` like the names in `http::header` (a static name holds no
-// shared state to mutate, whatever the lint infers from its type).
-#[allow(clippy::declare_interior_mutable_const)]
-pub const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
-
-/// The name of the Connect protocol's deadline header: `connect-timeout-ms`.
-// A `const` like the names in `http::header` (a static name holds no
-// shared state to mutate, whatever the lint infers from its type).
-#[allow(clippy::declare_interior_mutable_const)]
-pub const CONNECT_TIMEOUT_MS: http::HeaderName =
-    http::HeaderName::from_static("connect-timeout-ms");
 
 /// The largest value gRPC allows in front of the unit: eight digits.
 const GRPC_MAX_VALUE: u128 = 99_999_999;
@@ -44,7 +32,7 @@ const UNITS: [(u8, u128); 6] = [
 /// # Examples
 ///
 /// ```
-/// use goctx::http::{decode_grpc_timeout, InvalidTimeout};
+/// use goctx::propagation::{decode_grpc_timeout, InvalidTimeout};
 ///
 /// assert_eq!(decode_grpc_timeout("1.5S"), Err(InvalidTimeout::Digits));
 /// assert_eq!(InvalidTimeout::Unit.to_string(), "timeout header: unknown unit");
@@ -116,7 +104,7 @@ fn from_nanos(nanos: u128) -> Duration {
 ///
 /// ```
 /// use std::time::Duration;
-/// use goctx::http::decode_grpc_timeout;
+/// use goctx::propagation::decode_grpc_timeout;
 ///
 /// assert_eq!(decode_grpc_timeout("3H"), Ok(Duration::from_secs(3 * 3600)));
 /// assert_eq!(decode_grpc_timeout("13m"), Ok(Duration::from_millis(13)));
@@ -150,7 +138,7 @@ pub fn decode_grpc_timeout(value: &str) -> Result<Duration, InvalidTimeout> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use goctx::http::{decode_grpc_timeout, encode_grpc_timeout};
+/// use goctx::propagation::{decode_grpc_timeout, encode_grpc_timeout};
 ///
 /// assert_eq!(encode_grpc_timeout(Duration::from_secs(42)), "42S");
 /// assert_eq!(encode_grpc_timeout(Duration::from_millis(1500)), "1500m");
@@ -162,7 +150,7 @@ pub fn decode_grpc_timeout(value: &str) -> Result<Duration, InvalidTimeout> {
 /// let d = Duration::from_nanos(123_456_789);
 /// assert_eq!(encode_grpc_timeout(d), "123456u");
 /// assert!(decode_grpc_timeout(&encode_grpc_timeout(d))? <= d);
-/// # Ok::<(), goctx::http::InvalidTimeout>(())
+/// # Ok::<(), goctx::propagation::InvalidTimeout>(())
 /// ```
 pub fn encode_grpc_timeout(timeout: Duration) -> String {
     let nanos = timeout.as_nanos();
@@ -201,7 +189,7 @@ pub fn encode_grpc_timeout(timeout: Duration) -> String {
 ///
 /// ```
 /// use std::time::Duration;
-/// use goctx::http::decode_connect_timeout_ms;
+/// use goctx::propagation::decode_connect_timeout_ms;
 ///
 /// assert_eq!(decode_connect_timeout_ms("250"), Ok(Duration::from_millis(250)));
 /// assert!(decode_connect_timeout_ms("12345678901").is_err());
@@ -220,7 +208,7 @@ pub fn decode_connect_timeout_ms(value: &str) -> Result<Duration, InvalidTimeout
 ///
 /// ```
 /// use std::time::Duration;
-/// use goctx::http::encode_connect_timeout_ms;
+/// use goctx::propagation::encode_connect_timeout_ms;
 ///
 /// assert_eq!(encode_connect_timeout_ms(Duration::from_micros(2500)), "2");
 /// assert_eq!(encode_connect_timeout_ms(Duration::from_micros(10)), "1");

@@ -3,21 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::HeaderMap;
-
 use super::id::{hex, random_u64};
-
-/// The name of the W3C trace header: `traceparent`.
-// A `const` like the names in `http::header` (a static name holds no
-// shared state to mutate, whatever the lint infers from its type).
-#[allow(clippy::declare_interior_mutable_const)]
-pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-
-/// The name of the W3C vendor state header: `tracestate`.
-// A `const` like the names in `http::header` (a static name holds no
-// shared state to mutate, whatever the lint infers from its type).
-#[allow(clippy::declare_interior_mutable_const)]
-pub const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 /// The flags this crate knows and keeps: `sampled` (0x01) and Level 2's
 /// `random-trace-id` (0x02). The spec says to send the others as zero.
@@ -29,40 +15,39 @@ const TRACESTATE_MAX: usize = 512;
 
 /// Where a request is in a distributed trace (W3C Trace Context): the
 /// trace id, this hop's span id, the caller's span id, the flags and the
-/// vendors' `tracestate`. Carried as a context value by
-/// [`RequestContextLayer`](crate::http::RequestContextLayer).
+/// vendors' `tracestate`. Carried as a context value: put there by
+/// [`extract`](crate::propagation::extract) and by the HTTP layer
+/// (`goctx::http::RequestContextLayer`), written out by
+/// [`inject`](crate::propagation::inject) and the HTTP client layer.
 ///
-/// The layer builds it with [`from_headers`](TraceContext::from_headers):
-/// a valid inbound `traceparent` is **continued** (same trace id and
-/// flags, `tracestate` kept verbatim, a new span id for this hop); a
-/// missing or invalid one starts a **new trace**. Outgoing requests send
-/// [`traceparent()`](TraceContext::traceparent), whose parent-id is this
-/// hop's span id.
+/// Both read it the same way: a valid inbound `traceparent` is
+/// **continued** ([`parse`](TraceContext::parse), then
+/// [`child`](TraceContext::child): same trace id and flags, `tracestate`
+/// kept verbatim, a new span id for this hop); a missing or invalid one
+/// starts a **new trace** ([`new_root`](TraceContext::new_root)).
+/// Outgoing calls send [`traceparent()`](TraceContext::traceparent), whose
+/// parent-id is this hop's span id.
 ///
 /// Flags come from the caller and may be set by anyone: the spec calls
 /// them recommendations, and an untrusted caller can set `sampled` on
 /// every request. At a trust boundary restart the trace
-/// ([`RequestContextLayer::restart_trace`](crate::http::RequestContextLayer::restart_trace)).
+/// ([`Propagator::restart_trace`](crate::propagation::Propagator::restart_trace),
+/// or the HTTP layer's setting of the same name).
 ///
 /// # Examples
 ///
 /// ```
-/// use goctx::http::TraceContext;
+/// use goctx::propagation::TraceContext;
 ///
-/// let mut headers = http::HeaderMap::new();
-/// headers.insert(
-///     "traceparent",
-///     http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-/// );
-/// let trace = TraceContext::from_headers(&headers);
+/// let inbound = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// let trace = TraceContext::parse(inbound, None).ok_or("invalid")?.child();
 /// assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
 /// assert_eq!(trace.parent_span_id(), Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
 /// assert!(trace.sampled());
 /// assert!(trace.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
 ///
-/// headers.insert("traceparent", http::HeaderValue::from_static("garbage"));
-/// let fresh = TraceContext::from_headers(&headers);
-/// assert_eq!(fresh.parent_span_id(), None);
+/// assert!(TraceContext::parse("garbage", None).is_none());
+/// # Ok::<(), &'static str>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TraceContext {
@@ -80,7 +65,7 @@ impl TraceContext {
     /// # Examples
     ///
     /// ```
-    /// let t = goctx::http::TraceContext::new_root();
+    /// let t = goctx::propagation::TraceContext::new_root();
     /// assert_eq!(t.parent_span_id(), None);
     /// assert_eq!(t.traceparent().len(), 55);
     /// ```
@@ -111,7 +96,7 @@ impl TraceContext {
     /// # Examples
     ///
     /// ```
-    /// use goctx::http::TraceContext;
+    /// use goctx::propagation::TraceContext;
     ///
     /// let t = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", Some("congo=t61rcWkgMzE"))
     ///     .ok_or("invalid")?;
@@ -165,7 +150,7 @@ impl TraceContext {
     /// # Examples
     ///
     /// ```
-    /// let root = goctx::http::TraceContext::new_root();
+    /// let root = goctx::propagation::TraceContext::new_root();
     /// let child = root.child();
     /// assert_eq!(child.trace_id(), root.trace_id());
     /// assert_eq!(child.parent_span_id(), Some(root.span_id()));
@@ -180,50 +165,13 @@ impl TraceContext {
         }
     }
 
-    /// What the server layer does: a [`child`](TraceContext::child) of
-    /// the inbound `traceparent`/`tracestate` if the `traceparent`
-    /// [`parse`](TraceContext::parse)s, else a [`new_root`](TraceContext::new_root).
-    /// Header names match in any case; more than one `traceparent` line is
-    /// invalid.
-    ///
-    /// See the type's example.
-    pub fn from_headers(headers: &HeaderMap) -> TraceContext {
-        let mut parents = headers.get_all(TRACEPARENT).iter();
-        let single = match (parents.next(), parents.next()) {
-            (Some(value), None) => Some(value),
-            _ => None,
-        };
-        TraceContext::from_parent_header(single, headers)
-    }
-
-    /// `from_headers`, given the `traceparent` value if there is exactly
-    /// one (`tracestate` is read from `headers` only then).
-    pub(crate) fn from_parent_header(
-        traceparent: Option<&http::HeaderValue>,
-        headers: &HeaderMap,
-    ) -> TraceContext {
-        let parsed = match traceparent {
-            Some(value) => value.to_str().ok().and_then(|tp| {
-                let states: Vec<&str> = headers
-                    .get_all(TRACESTATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                let state = (!states.is_empty()).then(|| states.join(","));
-                TraceContext::parse(tp, state.as_deref())
-            }),
-            None => None,
-        };
-        parsed.map_or_else(TraceContext::new_root, |remote| remote.child())
-    }
-
     /// The `traceparent` value for an outgoing request: version `00`, this
     /// trace id, this span's id as the parent-id, the flags.
     ///
     /// # Examples
     ///
     /// ```
-    /// use goctx::http::TraceContext;
+    /// use goctx::propagation::TraceContext;
     ///
     /// let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     /// assert_eq!(TraceContext::parse(tp, None).ok_or("invalid")?.traceparent(), tp);
@@ -236,29 +184,6 @@ impl TraceContext {
             hex(&self.span_id),
             self.flags
         )
-    }
-
-    /// Adds `traceparent` (and `tracestate`, if any) to outgoing headers,
-    /// replacing any there.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let trace = goctx::http::TraceContext::new_root();
-    /// let mut headers = http::HeaderMap::new();
-    /// trace.insert_into(&mut headers);
-    /// assert_eq!(headers["traceparent"], trace.traceparent().as_str());
-    /// ```
-    pub fn insert_into(&self, headers: &mut HeaderMap) {
-        if let Ok(value) = http::HeaderValue::from_str(&self.traceparent()) {
-            headers.insert(TRACEPARENT, value);
-        }
-        headers.remove(TRACESTATE);
-        if let Some(state) = self.tracestate()
-            && let Ok(value) = http::HeaderValue::from_str(state)
-        {
-            headers.insert(TRACESTATE, value);
-        }
     }
 
     /// The trace id (16 bytes, never all zeros).

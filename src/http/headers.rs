@@ -1,0 +1,162 @@
+//! The HTTP side of [`goctx::propagation`](crate::propagation): the
+//! header names as `http` constants, the `http::HeaderMap` forms of
+//! [`TraceContext`] and [`RequestId`], and `HeaderMap` as a
+//! [`Carrier`].
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::propagation::{Carrier, RequestId, TraceContext};
+
+/// The name of the W3C trace header: `traceparent`.
+// A `const` like the names in `http::header` (a static name holds no
+// shared state to mutate, whatever the lint infers from its type).
+#[allow(clippy::declare_interior_mutable_const)]
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The name of the W3C vendor state header: `tracestate`.
+// A `const` like the names in `http::header` (a static name holds no
+// shared state to mutate, whatever the lint infers from its type).
+#[allow(clippy::declare_interior_mutable_const)]
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// The name of the request id header: `x-request-id` (a de-facto
+/// convention, tower-http's default).
+// A `const` like the names in `http::header` (a static name holds no
+// shared state to mutate, whatever the lint infers from its type).
+#[allow(clippy::declare_interior_mutable_const)]
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The name of gRPC's deadline header: `grpc-timeout`.
+// A `const` like the names in `http::header` (a static name holds no
+// shared state to mutate, whatever the lint infers from its type).
+#[allow(clippy::declare_interior_mutable_const)]
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// The name of the Connect protocol's deadline header: `connect-timeout-ms`.
+// A `const` like the names in `http::header` (a static name holds no
+// shared state to mutate, whatever the lint infers from its type).
+#[allow(clippy::declare_interior_mutable_const)]
+pub const CONNECT_TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
+
+impl TraceContext {
+    /// What the server layer does: a [`child`](TraceContext::child) of
+    /// the inbound `traceparent`/`tracestate` if the `traceparent`
+    /// [`parse`](TraceContext::parse)s, else a [`new_root`](TraceContext::new_root).
+    /// Header names match in any case; more than one `traceparent` line is
+    /// invalid.
+    ///
+    /// See the type's example.
+    pub fn from_headers(headers: &HeaderMap) -> TraceContext {
+        let mut parents = headers.get_all(TRACEPARENT).iter();
+        let single = match (parents.next(), parents.next()) {
+            (Some(value), None) => Some(value),
+            _ => None,
+        };
+        TraceContext::from_parent_header(single, headers)
+    }
+
+    /// `from_headers`, given the `traceparent` value if there is exactly
+    /// one (`tracestate` is read from `headers` only then).
+    pub(crate) fn from_parent_header(
+        traceparent: Option<&HeaderValue>,
+        headers: &HeaderMap,
+    ) -> TraceContext {
+        let parsed = match traceparent {
+            Some(value) => value.to_str().ok().and_then(|tp| {
+                let states: Vec<&str> = headers
+                    .get_all(TRACESTATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                let state = (!states.is_empty()).then(|| states.join(","));
+                TraceContext::parse(tp, state.as_deref())
+            }),
+            None => None,
+        };
+        parsed.map_or_else(TraceContext::new_root, |remote| remote.child())
+    }
+
+    /// Adds `traceparent` (and `tracestate`, if any) to outgoing headers,
+    /// replacing any there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let trace = goctx::http::TraceContext::new_root();
+    /// let mut headers = http::HeaderMap::new();
+    /// trace.insert_into(&mut headers);
+    /// assert_eq!(headers["traceparent"], trace.traceparent().as_str());
+    /// ```
+    pub fn insert_into(&self, headers: &mut HeaderMap) {
+        if let Ok(value) = HeaderValue::from_str(&self.traceparent()) {
+            headers.insert(TRACEPARENT, value);
+        }
+        headers.remove(TRACESTATE);
+        if let Some(state) = self.tracestate()
+            && let Ok(value) = HeaderValue::from_str(state)
+        {
+            headers.insert(TRACESTATE, value);
+        }
+    }
+}
+
+impl RequestId {
+    /// The first `x-request-id` header if [`parse`](RequestId::parse)
+    /// accepts it, else a [`generate`](RequestId::generate)d one.
+    ///
+    /// See the type's example.
+    pub fn from_headers(headers: &HeaderMap) -> RequestId {
+        RequestId::from_header(headers.get(X_REQUEST_ID))
+    }
+
+    /// `from_headers`, given the first `x-request-id` value.
+    pub(crate) fn from_header(value: Option<&HeaderValue>) -> RequestId {
+        value
+            .and_then(|v| v.to_str().ok())
+            .and_then(RequestId::parse)
+            .unwrap_or_else(RequestId::generate)
+    }
+
+    /// The id as a header value, for outgoing requests and responses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use goctx::http::{RequestId, X_REQUEST_ID};
+    ///
+    /// let id = RequestId::parse("req-7").ok_or("invalid")?;
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert(X_REQUEST_ID, id.header_value());
+    /// assert_eq!(headers[X_REQUEST_ID], "req-7");
+    /// # Ok::<(), &'static str>(())
+    /// ```
+    pub fn header_value(&self) -> HeaderValue {
+        // Only visible ASCII gets in (`parse`, `generate`), all of it
+        // valid in a header value.
+        HeaderValue::from_str(self.as_str()).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+}
+
+/// Headers as a carrier: names match in any case (`HeaderName` is
+/// lowercase); [`get`](Carrier::get) reads the first line of a name
+/// (and `None` for a value that is not visible ASCII); [`set`](Carrier::set)
+/// replaces every line of it, and ignores a name or value that is not
+/// valid in a header (it never panics).
+impl Carrier for HeaderMap {
+    fn get(&self, key: &str) -> Option<&str> {
+        HeaderMap::get(self, key).and_then(|value| value.to_str().ok())
+    }
+
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::try_from(value),
+        ) {
+            self.insert(name, value);
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        HeaderMap::keys(self).map(HeaderName::as_str).collect()
+    }
+}
