@@ -12,7 +12,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use std::time::Duration;
@@ -29,7 +29,7 @@ use super::causes::{RequestAbandoned, ResponseComplete};
 use super::guard::Guard;
 use super::request_body::RequestBody;
 use super::response_body::RequestContextBody;
-use crate::propagation::values::{LazyRequestId, Values};
+use crate::propagation::values::{Extra, LazyRequestId, Values};
 use crate::propagation::{
     InvalidTimeout, RequestId, TraceContext, decode_connect_timeout_ms, decode_grpc_timeout,
 };
@@ -390,6 +390,14 @@ impl Echo {
                 .and_then(|id| id.0.get())
                 .map(RequestId::header_value),
         }
+    }
+}
+
+impl Extra for PeerAddr {
+    fn key_bit() -> u64 {
+        static BIT: LazyLock<u64> =
+            LazyLock::new(|| crate::tree::key_bit(std::any::TypeId::of::<PeerAddr>()));
+        *BIT
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::id::{hex, random_u64};
+use super::id::{hex, hex_into, random_u64};
 
 /// The flags this crate knows and keeps: `sampled` (0x01) and Level 2's
 /// `random-trace-id` (0x02). The spec says to send the others as zero.
@@ -178,12 +178,13 @@ impl TraceContext {
     /// # Ok::<(), &'static str>(())
     /// ```
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            self.flags
-        )
+        // Built in place: one allocation, the result's.
+        let mut out = *b"00-________________________________-________________-__";
+        hex_into(&self.trace_id, &mut out[3..35]);
+        hex_into(&self.span_id, &mut out[36..52]);
+        hex_into(&[self.flags], &mut out[53..55]);
+        // Hex digits and dashes: ASCII, never the fallback.
+        String::from_utf8(out.to_vec()).unwrap_or_default()
     }
 
     /// The trace id (16 bytes, never all zeros).

@@ -24,14 +24,30 @@ pub(crate) struct Values<X> {
     pub(crate) extra: Option<X>,
 }
 
-impl<X: Any + Send + Sync> Values<X> {
-    /// A child of `parent` carrying these values in one node.
+/// A type that can be the extra value: its key bit, computed once per
+/// type by the implementation (a `static` in a generic function would be
+/// one for every type).
+pub(crate) trait Extra: Any + Send + Sync {
+    fn key_bit() -> u64;
+}
+
+/// No extra value.
+impl Extra for () {
+    fn key_bit() -> u64 {
+        0
+    }
+}
+
+impl<X: Extra> Values<X> {
+    /// A child of `parent` carrying these values in one node. (Inlined:
+    /// the values are built in place rather than moved through a call.)
+    #[inline]
     pub(crate) fn attach(self, parent: &Ctx) -> Ctx {
         crate::value::with_value_set(parent, self)
     }
 }
 
-impl<X: Any + Send + Sync> ValueSet for Values<X> {
+impl<X: Extra> ValueSet for Values<X> {
     fn key_bits(&self) -> u64 {
         // The three fixed types' bits, computed once.
         static FIXED: LazyLock<u64> = LazyLock::new(|| {
@@ -40,7 +56,7 @@ impl<X: Any + Send + Sync> ValueSet for Values<X> {
                 | key_bit(TypeId::of::<TraceContext>())
         });
         match self.extra {
-            Some(_) => *FIXED | key_bit(TypeId::of::<X>()),
+            Some(_) => *FIXED | X::key_bit(),
             None => *FIXED,
         }
     }
