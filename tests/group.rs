@@ -60,24 +60,24 @@ mod on_tokio {
 
     /// Runs `errs` one task after the other (each finished before the next
     /// starts, so "first" is well defined, as in Go's sequential tests), then
-    /// waits for the group.
+    /// waits for the group. With `try_spawn`, which (like Go's `Go` with no
+    /// limit) starts a task even after the group failed; `spawn` would
+    /// refuse once it has.
     async fn run_in_order(
         mut group: Group<usize, TaskError>,
         errs: &[Option<TaskError>],
     ) -> Result<Vec<usize>, TaskError> {
         for (i, err) in errs.iter().cloned().enumerate() {
             let (tx, rx) = oneshot::channel();
-            group
-                .spawn(move |_ctx| async move {
-                    let result = match err {
-                        Some(err) => Err(err),
-                        None => Ok(i),
-                    };
-                    let _ = tx.send(());
-                    result
-                })
-                .await
-                .expect("no limit: spawn does not wait");
+            let started = group.try_spawn(move |_ctx| async move {
+                let result = match err {
+                    Some(err) => Err(err),
+                    None => Ok(i),
+                };
+                let _ = tx.send(());
+                result
+            });
+            assert!(started, "no limit: a slot is always free");
             timeout(LIMIT, rx).await.expect("task ran").expect("sent");
         }
         group.wait().await
@@ -447,6 +447,70 @@ mod on_tokio {
         let cause = gctx.cause().unwrap();
         let panicked = cause.downcast_ref::<TaskPanicked>().unwrap();
         assert_eq!(panicked.message(), Some("panicked first"));
+    }
+
+    // Rust: once the group has ended, `spawn` starts nothing, even with a
+    // slot free (the loop that stops at its first `Err` then stops).
+    #[tokio::test]
+    async fn spawn_after_the_group_ended_starts_nothing() {
+        let (mut group, gctx) = Group::<(), TaskError>::with_context(&goctx::background());
+        group.set_limit(Some(1));
+        group.spawn(|_| async { Err(TaskError(1)) }).await.unwrap();
+        timeout(LIMIT, gctx.done())
+            .await
+            .expect("the error ended it");
+        // The failed task's slot may be free by now; nothing starts.
+        let called = Arc::new(AtomicBool::new(false));
+        let flag = called.clone();
+        let spawned = group
+            .spawn(move |_| {
+                flag.store(true, Ordering::SeqCst);
+                async { Ok(()) }
+            })
+            .await;
+        assert_eq!(spawned, Err(Error::Canceled));
+        assert!(!called.load(Ordering::SeqCst));
+        assert_eq!(group.wait().await, Err(TaskError(1)));
+    }
+
+    // Rust: a closure that panics before making its future gives its
+    // limit slot back (it used to be lost for good).
+    #[tokio::test]
+    async fn a_panicking_closure_gives_its_slot_back() {
+        let mut group = Group::<(), TaskError>::new();
+        group.set_limit(Some(1));
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            group.try_spawn(|_| -> std::future::Ready<Result<(), TaskError>> {
+                panic!("before the future")
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(group.try_spawn(|_| async { Ok(()) }), "the slot is free");
+        timeout(LIMIT, group.wait()).await.unwrap().unwrap();
+    }
+
+    // Rust: a task aborted by its runtime's shutdown is not a silently
+    // missing value: `wait` says so.
+    #[test]
+    fn wait_panics_when_a_runtime_shutdown_aborted_a_task() {
+        let first = tokio::runtime::Runtime::new().unwrap();
+        let mut group = Group::<u32, TaskError>::new();
+        first.block_on(async {
+            group.try_spawn(|_| async { Ok(1) });
+            group.try_spawn(|_| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(2)
+            });
+        });
+        first.shutdown_timeout(Duration::ZERO);
+        let second = tokio::runtime::Runtime::new().unwrap();
+        let waited = catch_unwind(AssertUnwindSafe(|| second.block_on(group.wait())));
+        let payload = waited.expect_err("wait panics");
+        assert!(
+            panic_text(&*payload).contains("aborted"),
+            "{}",
+            panic_text(&*payload)
+        );
     }
 
     #[test]

@@ -58,7 +58,8 @@ mod scope;
 pub use in_place::{InPlace, Wait};
 pub use scope::{Scope, scope};
 
-/// The cause of a group's context when one of its tasks panicked: the
+/// The cause of a group's context when a task's panic is what ended it
+/// (an error or the parent's end that came first stays the cause): the
 /// other tasks see it at once; the group re-raises the panic itself when
 /// it is waited on.
 ///

@@ -29,7 +29,10 @@ use crate::group::{Failure, check_set_limit};
 ///
 /// Dropping a group before [`wait`](Group::wait) cancels its context with
 /// [`GroupDropped`](crate::group::GroupDropped), then aborts its tasks (as
-/// a dropped [`JoinSet`](::tokio::task::JoinSet) does).
+/// a dropped [`JoinSet`](::tokio::task::JoinSet) does). The abort is
+/// asynchronous, as tokio's is: a task's future is dropped the next time
+/// the runtime gets to it, not before the drop returns; the canceled
+/// context is what a task sees at once.
 ///
 /// # Examples
 ///
@@ -207,15 +210,22 @@ where
     /// Spawns `task(ctx)` on the current runtime, with the group's
     /// context, once a slot is free. Go: `Go`.
     ///
-    /// Unlike Go's `Go`, which waits for a slot whatever happens, the wait
-    /// races the group's context: if the group ends first (a task failed,
-    /// or the parent context ended), this returns its error and `task` is
-    /// never called. With a free slot, `task` starts at once, even if the
-    /// group is done (it then sees its context done).
+    /// Unlike Go's `Go`, which starts the task whatever happens, this
+    /// returns `Err` without calling `task` when the group's context has
+    /// ended (a task failed, or the parent context ended): at once if it
+    /// already has, or while waiting for a slot if it ends first. The `Err`
+    /// is the context's [`Error`] (`Canceled` or `DeadlineExceeded`), not
+    /// the task error that ended the group: that one comes from `wait`.
+    /// ([`try_spawn`](Group::try_spawn), like Go's `TryGo`, starts a task
+    /// whenever a slot is free.)
     ///
     /// On `Err`, stop spawning and call [`wait`](Group::wait), which returns
     /// the error that ended the group; do not return the `Err` with `?`,
     /// which drops the group and loses that error.
+    ///
+    /// Tasks cannot spawn into their own group (this takes `&mut self`);
+    /// for recursive fan-out, give each level a group of its own, or send
+    /// new work back to the code that owns the group through a channel.
     ///
     /// # Cancel safety
     ///
@@ -230,6 +240,11 @@ where
         F: FnOnce(Ctx) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
+        // A group already ended starts nothing: the caller's loop stops at
+        // its first `Err`, whichever task freed the slot it would take.
+        if let Some(err) = self.ctx.err() {
+            return Err(err);
+        }
         let held = match self.try_slot() {
             Some(held) => held,
             None => {
@@ -292,7 +307,10 @@ where
         F: FnOnce(Ctx) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
+        // If `task` panics, the slot it took is given back.
+        let give_back = GiveBack(self.shared.slots.as_ref().filter(|_| held));
         let future = task(self.ctx.clone());
+        std::mem::forget(give_back);
         self.tasks.push(::tokio::spawn(Task {
             future,
             // The task's handle on `shared` counts it as running until its
@@ -313,6 +331,10 @@ where
     /// spawned first (the context's [`TaskPanicked`](crate::group::TaskPanicked)
     /// cause names the one that panicked first).
     ///
+    /// If the runtime running the tasks shut down and aborted one before
+    /// it finished (and no task failed or panicked), since its value is
+    /// missing.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future before it completes drops the group: its
@@ -321,6 +343,7 @@ where
     pub async fn wait(mut self) -> Result<Vec<T>, E> {
         let mut out = Vec::with_capacity(self.tasks.len());
         let mut panic = None;
+        let mut aborted = false;
         // In spawn order: a task that is not done yet is waited for while
         // the later ones run on. The handles stay in the group until it is
         // dropped, so a wait dropped half way still aborts the rest.
@@ -329,13 +352,13 @@ where
                 Ok(Some(value)) => out.push(value),
                 // The group heard of the error inside the task.
                 Ok(None) => {}
-                Err(err) => {
-                    if let Ok(payload) = err.try_into_panic() {
-                        panic.get_or_insert(payload);
-                    }
-                    // Otherwise aborted: only a runtime shutting down
-                    // aborts our tasks before `wait` returns.
+                Err(err) if err.is_panic() => {
+                    panic.get_or_insert(err.into_panic());
                 }
+                // Only a runtime shutting down aborts our tasks before
+                // `wait` returns: a result with a value missing would shift
+                // every later one, so say so instead.
+                Err(_) => aborted = true,
             }
         }
         self.waited = true;
@@ -346,7 +369,11 @@ where
         if let Some(err) = first_error {
             return Err(err);
         }
-        // Every task returned a value, unless the runtime aborted one.
+        assert!(
+            !aborted,
+            "goctx: a task of the group was aborted before it finished \
+             (the runtime running it shut down); its value is missing"
+        );
         Ok(out)
     }
 }
@@ -408,6 +435,18 @@ struct Shared<E> {
     /// The limit's slots (`None`: no limit); replaced by `set_limit` only
     /// while no task holds this.
     slots: Option<Semaphore>,
+}
+
+/// Gives a limit slot back when dropped: armed while a task's closure
+/// runs, so a closure that panics does not keep the slot for good.
+struct GiveBack<'a>(Option<&'a Semaphore>);
+
+impl Drop for GiveBack<'_> {
+    fn drop(&mut self) {
+        if let Some(slots) = self.0 {
+            slots.add_permits(1);
+        }
+    }
 }
 
 pin_project_lite::pin_project! {
