@@ -48,6 +48,16 @@ fn propagation_types() {
     full::<InvalidTimeout>();
 }
 
+#[test]
+fn opentelemetry_types() {
+    use goctx::opentelemetry::*;
+    // OpenTelemetry's `Context` holds `dyn Any` values: not unwind safe,
+    // so neither is a future that holds one.
+    fn send_sync<T: Send + Sync + Unpin + Debug>() {}
+    send_sync::<Instrumented<Inner>>();
+    send_sync::<CarrierAdapter<'static, std::collections::HashMap<String, String>>>();
+}
+
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("a task's error")]
 struct TaskError;

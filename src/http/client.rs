@@ -122,6 +122,9 @@ pub fn with_context<B>(mut req: Request<B>, ctx: &Ctx) -> Request<B> {
 pub struct PropagateLayer {
     /// Send `grpc-timeout` on requests that are not gRPC too.
     grpc_timeout_for_http: bool,
+    /// Write the trace headers with OpenTelemetry's global propagator.
+    #[cfg(feature = "opentelemetry")]
+    opentelemetry: bool,
 }
 
 impl PropagateLayer {
@@ -153,6 +156,39 @@ impl PropagateLayer {
         self.grpc_timeout_for_http = on;
         self
     }
+
+    /// Whether to write the trace headers with OpenTelemetry's global
+    /// `TextMapPropagator` (feature `opentelemetry`) instead of the
+    /// built-in `traceparent`/`tracestate`: baggage, B3 or Jaeger headers
+    /// go out as the application configured them. The context written is
+    /// the request context's
+    /// ([`otel_context`](crate::opentelemetry::otel_context)), or the
+    /// current one when the caller started a span of that trace around
+    /// the call (its span is then the parent). A `traceparent` the caller
+    /// set on the request is kept, with nothing else written. Off by
+    /// default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = goctx::http::PropagateLayer::new().opentelemetry(true);
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    pub fn opentelemetry(mut self, on: bool) -> Self {
+        self.opentelemetry = on;
+        self
+    }
+
+    /// Whether the OpenTelemetry setting is on (always off without the
+    /// feature).
+    fn otel(&self) -> bool {
+        #[cfg(feature = "opentelemetry")]
+        return self.opentelemetry;
+        #[cfg(not(feature = "opentelemetry"))]
+        false
+    }
 }
 
 impl<S> Layer<S> for PropagateLayer {
@@ -162,6 +198,7 @@ impl<S> Layer<S> for PropagateLayer {
         Propagate {
             inner,
             grpc_timeout_for_http: self.grpc_timeout_for_http,
+            otel: self.otel(),
         }
     }
 }
@@ -191,6 +228,8 @@ impl<S> Layer<S> for PropagateLayer {
 pub struct Propagate<S> {
     inner: S,
     grpc_timeout_for_http: bool,
+    /// `PropagateLayer::opentelemetry`.
+    otel: bool,
 }
 
 impl<S> Propagate<S> {
@@ -227,7 +266,13 @@ where
             let req = req.map(PropagateBody::new);
             return PropagateFuture::start(self.inner.call(req), None);
         };
-        match prepare(&ctx, req.headers_mut(), self.grpc_timeout_for_http, None) {
+        match prepare(
+            &ctx,
+            req.headers_mut(),
+            self.grpc_timeout_for_http,
+            None,
+            self.otel,
+        ) {
             // The inner service is not called: no connection, no request.
             Err((err, cause)) => PropagateFuture {
                 inner: None,
@@ -258,6 +303,7 @@ pub(crate) fn prepare(
     headers: &mut HeaderMap,
     grpc_timeout_for_http: bool,
     own_timeout: Option<Duration>,
+    otel: bool,
 ) -> Result<Option<Duration>, (Error, Cause)> {
     if let Some(PropagateError::Context { err, cause }) = PropagateError::<()>::from_ctx(ctx) {
         return Err((err, cause));
@@ -295,10 +341,16 @@ pub(crate) fn prepare(
             }
         }
     }
-    if !headers.contains_key(TRACEPARENT)
-        && let Some(trace) = ctx.value::<TraceContext>()
-    {
-        trace.insert_into(headers);
+    if !headers.contains_key(TRACEPARENT) {
+        #[cfg(feature = "opentelemetry")]
+        if otel {
+            super::otel::inject(ctx, headers);
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = otel;
+        if !otel && let Some(trace) = ctx.value::<TraceContext>() {
+            trace.insert_into(headers);
+        }
     }
     if !headers.contains_key(X_REQUEST_ID)
         && let Some(id) = ctx.value::<RequestId>()

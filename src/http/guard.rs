@@ -63,47 +63,84 @@ pub(super) fn abandon(cancel: &CancelFunc, reason: AbandonReason) {
 /// Owns the request context's [`CancelFunc`]. Dropped without
 /// [`complete`](Guard::complete) or [`abandon`](Guard::abandon): the
 /// handler's future was dropped.
-pub(super) struct Guard(
+pub(super) struct Guard {
     /// `Some` until `complete`, `abandon` or drop takes it.
-    Option<CancelFunc>,
-);
+    cancel: Option<CancelFunc>,
+    /// The request context and the span to record an early end on
+    /// (`RequestContextLayer::opentelemetry`). Unwind safe as asserted:
+    /// the OpenTelemetry context is only read, to record, and a panic
+    /// halfway leaves nothing a later read would misread.
+    #[cfg(feature = "opentelemetry")]
+    span: Option<std::panic::AssertUnwindSafe<Box<(crate::Ctx, opentelemetry::Context)>>>,
+}
 
 impl Guard {
     pub(super) fn new(cancel: CancelFunc) -> Self {
-        Guard(Some(cancel))
+        Guard {
+            cancel: Some(cancel),
+            #[cfg(feature = "opentelemetry")]
+            span: None,
+        }
+    }
+
+    /// Record on `otel`'s span why `ctx` ended, if not `ResponseComplete`.
+    #[cfg(feature = "opentelemetry")]
+    pub(super) fn record_on(&mut self, ctx: crate::Ctx, otel: opentelemetry::Context) {
+        self.span = Some(std::panic::AssertUnwindSafe(Box::new((ctx, otel))));
     }
 
     /// A second handle for the request body, which may end the context
     /// when the transport fails.
     pub(super) fn handle(&self) -> Option<CancelFunc> {
-        self.0.clone()
+        self.cancel.clone()
     }
 
     /// The response is complete.
     pub(super) fn complete(mut self) {
-        if let Some(cancel) = self.0.take() {
+        if let Some(cancel) = self.cancel.take() {
             cancel.cancel_with_shared_cause(Cause::clone(&COMPLETE));
         }
+        self.ended();
     }
 
     /// The request was abandoned for `reason`.
     pub(super) fn abandon(mut self, reason: AbandonReason) {
-        if let Some(cancel) = self.0.take() {
+        if let Some(cancel) = self.cancel.take() {
             abandon(&cancel, reason);
+        }
+        self.ended();
+    }
+
+    /// The context has ended: records why on the span, if there is one
+    /// and the end was early (whoever ended it: this guard, the request
+    /// body, the deadline or the base).
+    fn ended(&mut self) {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(span) = self.span.take() {
+            let (ctx, otel) = *span.0;
+            if !ctx
+                .cause()
+                .is_some_and(|cause| cause.is::<ResponseComplete>())
+            {
+                crate::opentelemetry::record_end(&otel, &ctx);
+            }
         }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(cancel) = self.0.take() {
+        if let Some(cancel) = self.cancel.take() {
             abandon(&cancel, AbandonReason::ResponseFutureDropped);
         }
+        self.ended();
     }
 }
 
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Guard").field(&self.0).finish()
+        f.debug_struct("Guard")
+            .field("cancel", &self.cancel)
+            .finish_non_exhaustive()
     }
 }

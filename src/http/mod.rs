@@ -62,6 +62,8 @@ mod causes;
 mod extract;
 mod guard;
 mod headers;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod request_body;
 mod response_body;
 mod server;

@@ -146,8 +146,14 @@ impl ContextRequestBuilder {
         let mut request = request.map_err(PropagateError::Inner)?;
         let ctx = self.ctx;
         let own = request.timeout().copied();
-        let remaining = prepare(&ctx, request.headers_mut(), self.grpc_timeout_for_http, own)
-            .map_err(|(err, cause)| PropagateError::Context { err, cause })?;
+        let remaining = prepare(
+            &ctx,
+            request.headers_mut(),
+            self.grpc_timeout_for_http,
+            own,
+            false,
+        )
+        .map_err(|(err, cause)| PropagateError::Context { err, cause })?;
         // Only ever shorten what reqwest would do on its own: a request
         // timeout of its own is lowered to the time left; without one the
         // client-wide timeout stays in force (a per-request timeout would

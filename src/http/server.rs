@@ -144,6 +144,10 @@ struct Config {
     restart_trace: bool,
     /// Send the request id back in the response's `x-request-id`.
     echo_request_id: bool,
+    /// Read the trace from OpenTelemetry (global propagator or current
+    /// span) and record early ends on its span.
+    #[cfg(feature = "opentelemetry")]
+    opentelemetry: bool,
 }
 
 impl RequestContextLayer {
@@ -169,6 +173,8 @@ impl RequestContextLayer {
                 enforce_deadline: false,
                 restart_trace: false,
                 echo_request_id: true,
+                #[cfg(feature = "opentelemetry")]
+                opentelemetry: false,
             }),
         }
     }
@@ -250,6 +256,37 @@ impl RequestContextLayer {
         Arc::make_mut(&mut self.config).echo_request_id = echo;
         self
     }
+
+    /// Whether to take the request's trace from OpenTelemetry (feature
+    /// `opentelemetry`). Off by default: the built-in W3C code.
+    ///
+    /// On: when a span is current as the request comes in (an
+    /// OpenTelemetry or `tracing` layer outside this one made the server
+    /// span, and tracing-opentelemetry activates it), it is the request's
+    /// span: the [`TraceContext`] takes its ids and no span id is made.
+    /// Otherwise the global `TextMapPropagator`
+    /// (`opentelemetry::global::set_text_map_propagator`, or
+    /// `OTEL_PROPAGATORS` through the SDK) reads the headers, so baggage,
+    /// B3 and Jaeger headers work. Either way the request context carries
+    /// that OpenTelemetry context
+    /// ([`otel_context`](crate::opentelemetry::otel_context)), and when
+    /// it ends with anything but [`ResponseComplete`] (abandoned, its
+    /// deadline, the server's shutdown) the layer records why on the span
+    /// ([`record_end`](crate::opentelemetry::record_end)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let layer = goctx::http::RequestContextLayer::new(&goctx::background())
+    ///     .opentelemetry(true);
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    pub fn opentelemetry(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).opentelemetry = on;
+        self
+    }
 }
 
 impl<S> Layer<S> for RequestContextLayer {
@@ -317,11 +354,21 @@ where
             Some(timeout) => crate::with_timeout(&config.base, timeout),
             None => crate::with_cancel_cause(&config.base),
         };
-        let guard = Guard::new(cancel);
-        let trace = if config.restart_trace {
-            TraceContext::new_root()
-        } else {
-            TraceContext::from_parent_header(inbound.traceparent, req.headers())
+        #[cfg(feature = "opentelemetry")]
+        let otel = config.opentelemetry.then(|| {
+            super::otel::server_context(req.headers(), inbound.traceparent, config.restart_trace)
+        });
+        #[cfg(not(feature = "opentelemetry"))]
+        let otel: Option<((), TraceContext)> = None;
+        #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
+        let mut guard = Guard::new(cancel);
+        let (otel, trace) = match otel {
+            Some((otel, trace)) => (Some(otel), trace),
+            None if config.restart_trace => (None, TraceContext::new_root()),
+            None => (
+                None,
+                TraceContext::from_parent_header(inbound.traceparent, req.headers()),
+            ),
         };
         #[cfg(feature = "axum")]
         let peer = req
@@ -329,7 +376,7 @@ where
             .get::<axum::extract::ConnectInfo<SocketAddr>>()
             .map(|info| PeerAddr(info.0));
         #[cfg(not(feature = "axum"))]
-        let peer = None;
+        let peer: Option<PeerAddr> = None;
         // The client's id if valid; otherwise one is made when first read.
         let inbound_id = inbound
             .request_id
@@ -348,6 +395,13 @@ where
             extra: peer,
         }
         .attach(&ctx);
+        #[cfg(feature = "opentelemetry")]
+        if let Some(otel) = otel {
+            ctx = crate::opentelemetry::with_otel_context(&ctx, otel.clone());
+            guard.record_on(ctx.clone(), otel);
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = otel;
         let echo = match echo {
             None => Echo::Off,
             Some(Some(value)) => Echo::Inbound(value),

@@ -144,6 +144,29 @@ impl TraceContext {
         })
     }
 
+    /// A trace context from its parts (for the OpenTelemetry bridge);
+    /// `None` if an id is all zeros. `tracestate` is bounded as
+    /// [`parse`](TraceContext::parse) bounds it.
+    #[cfg_attr(
+        not(all(feature = "opentelemetry", feature = "http")),
+        allow(dead_code)
+    )]
+    pub(crate) fn from_parts(
+        trace_id: [u8; 16],
+        span_id: [u8; 8],
+        parent_span_id: Option<[u8; 8]>,
+        flags: u8,
+        tracestate: Option<&str>,
+    ) -> Option<TraceContext> {
+        (trace_id != [0; 16] && span_id != [0; 8]).then(|| TraceContext {
+            trace_id,
+            span_id,
+            parent_span_id,
+            flags: flags & KNOWN_FLAGS,
+            tracestate: tracestate.and_then(bound_tracestate),
+        })
+    }
+
     /// A new span in the same trace, whose parent is this one: same trace
     /// id, flags and `tracestate`, a new random span id.
     ///
