@@ -18,7 +18,13 @@
 //! - `grpc-timeout`: inbound `grpc-timeout: 5S` (parsed; a deadline, so
 //!   the timer wheel is armed and disarmed per request);
 //! - `max_timeout`: the layer's own 30 s bound, no header (a deadline per
-//!   request, as above).
+//!   request, as above);
+//! - `opentelemetry` (issue 19): the `trace-and-id` request through the
+//!   layer as it is (`layer`), with `.opentelemetry(true)` and
+//!   OpenTelemetry's W3C propagator as the global one (`layer, otel`),
+//!   and the bare service plus that propagator's `extract` of the same
+//!   headers (`bare + propagator`): the OpenTelemetry path should cost the
+//!   layer no more than the propagator costs on its own.
 //!
 //! Run with `cargo bench --features http --bench http -- --warm-up-time 1
 //! --measurement-time 3`.
@@ -158,6 +164,51 @@ fn request_context(c: &mut Criterion) {
     pair(c, "grpc-timeout", full_body, plain(), Inbound::GrpcTimeout);
     let bounded = plain().max_timeout(Duration::from_secs(30));
     pair(c, "max_timeout", full_body, bounded, Inbound::None);
+    opentelemetry(c);
+}
+
+/// The `opentelemetry` group (see the file's comment).
+fn opentelemetry(c: &mut Criterion) {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let inbound = Inbound::TraceAndId;
+    let mut g = c.benchmark_group("RequestContext/opentelemetry");
+    let base = goctx::background();
+    let mut bare = Noop(full_body);
+    g.bench_function(BARE, |b| b.iter(|| one_request(&mut bare, inbound)));
+    let mut plain = RequestContextLayer::new(&base).layer(Noop(full_body));
+    g.bench_function(LAYER, |b| b.iter(|| one_request(&mut plain, inbound)));
+    let mut otel = RequestContextLayer::new(&base)
+        .opentelemetry(true)
+        .layer(Noop(full_body));
+    g.bench_function("layer, otel", |b| {
+        b.iter(|| one_request(&mut otel, inbound))
+    });
+    let propagator = TraceContextPropagator::new();
+    let mut extracting = ExtractFirst(Noop(full_body), propagator.clone());
+    g.bench_function("bare + propagator", |b| {
+        b.iter(|| one_request(&mut extracting, inbound))
+    });
+    g.finish();
+
+    /// The bare service, after the propagator's `extract` of the headers.
+    struct ExtractFirst<S>(S, TraceContextPropagator);
+    impl<S: Service<Request<RB>>, RB> Service<Request<RB>> for ExtractFirst<S> {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = S::Future;
+        fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+            self.0.poll_ready(cx)
+        }
+        fn call(&mut self, mut req: Request<RB>) -> S::Future {
+            let otel = self
+                .1
+                .extract(&goctx::opentelemetry::CarrierAdapter(req.headers_mut()));
+            black_box(otel);
+            self.0.call(req)
+        }
+    }
 }
 
 /// Checks, once and outside the timings, that the `layer` rows measure what

@@ -66,12 +66,10 @@ pub(super) fn abandon(cancel: &CancelFunc, reason: AbandonReason) {
 pub(super) struct Guard {
     /// `Some` until `complete`, `abandon` or drop takes it.
     cancel: Option<CancelFunc>,
-    /// The request context and the span to record an early end on
-    /// (`RequestContextLayer::opentelemetry`). Unwind safe as asserted:
-    /// the OpenTelemetry context is only read, to record, and a panic
-    /// halfway leaves nothing a later read would misread.
+    /// The request context, whose OpenTelemetry span is told of an early
+    /// end (`RequestContextLayer::opentelemetry`).
     #[cfg(feature = "opentelemetry")]
-    span: Option<std::panic::AssertUnwindSafe<Box<(crate::Ctx, opentelemetry::Context)>>>,
+    span: Option<crate::Ctx>,
 }
 
 impl Guard {
@@ -83,10 +81,11 @@ impl Guard {
         }
     }
 
-    /// Record on `otel`'s span why `ctx` ended, if not `ResponseComplete`.
+    /// Record on `ctx`'s OpenTelemetry span why it ended, if not
+    /// `ResponseComplete`.
     #[cfg(feature = "opentelemetry")]
-    pub(super) fn record_on(&mut self, ctx: crate::Ctx, otel: opentelemetry::Context) {
-        self.span = Some(std::panic::AssertUnwindSafe(Box::new((ctx, otel))));
+    pub(super) fn record_on(&mut self, ctx: crate::Ctx) {
+        self.span = Some(ctx);
     }
 
     /// A second handle for the request body, which may end the context
@@ -116,14 +115,12 @@ impl Guard {
     /// body, the deadline or the base).
     fn ended(&mut self) {
         #[cfg(feature = "opentelemetry")]
-        if let Some(span) = self.span.take() {
-            let (ctx, otel) = *span.0;
-            if !ctx
+        if let Some(ctx) = self.span.take()
+            && !ctx
                 .cause()
                 .is_some_and(|cause| cause.is::<ResponseComplete>())
-            {
-                crate::opentelemetry::record_end(&otel, &ctx);
-            }
+        {
+            crate::opentelemetry::record_end(&crate::opentelemetry::otel_context(&ctx), &ctx);
         }
     }
 }

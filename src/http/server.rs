@@ -8,6 +8,7 @@
 //! cause: the end of the body cancels with [`ResponseComplete`]; dropping
 //! the future or the body earlier cancels with [`RequestAbandoned`].
 
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use crate::propagation::values::{Extra, LazyRequestId, Values};
 use crate::propagation::{
     InvalidTimeout, RequestId, TraceContext, decode_connect_timeout_ms, decode_grpc_timeout,
 };
+use crate::tree::key_bit;
 use crate::{Ctx, DoneOwned, Error};
 
 /// The peer's address, carried as a context value when the server knows
@@ -389,19 +391,18 @@ where
             .then(|| inbound_id.as_ref().and(inbound.request_id).cloned());
         let id = LazyRequestId(inbound_id.map_or_else(OnceLock::new, OnceLock::from));
         // One node for the three values (as three `with_value`s would read).
-        ctx = Values {
-            id,
-            trace,
-            extra: peer,
-        }
-        .attach(&ctx);
-        #[cfg(feature = "opentelemetry")]
-        if let Some(otel) = otel {
-            ctx = crate::opentelemetry::with_otel_context(&ctx, otel.clone());
-            guard.record_on(ctx.clone(), otel);
-        }
+        let extra = RequestExtra {
+            peer,
+            #[cfg(feature = "opentelemetry")]
+            otel: otel.map(crate::opentelemetry::Carried),
+        };
         #[cfg(not(feature = "opentelemetry"))]
         let _ = otel;
+        ctx = Values { id, trace, extra }.attach(&ctx);
+        #[cfg(feature = "opentelemetry")]
+        if config.opentelemetry {
+            guard.record_on(ctx.clone());
+        }
         let echo = match echo {
             None => Echo::Off,
             Some(Some(value)) => Echo::Inbound(value),
@@ -447,11 +448,54 @@ impl Echo {
     }
 }
 
-impl Extra for PeerAddr {
-    fn key_bit() -> u64 {
-        static BIT: LazyLock<u64> =
-            LazyLock::new(|| crate::tree::key_bit(std::any::TypeId::of::<PeerAddr>()));
-        *BIT
+/// The request's values beyond the id and the trace, in the same node.
+struct RequestExtra {
+    peer: Option<PeerAddr>,
+    /// With `RequestContextLayer::opentelemetry`.
+    #[cfg(feature = "opentelemetry")]
+    otel: Option<crate::opentelemetry::Carried>,
+}
+
+impl Extra for RequestExtra {
+    fn key_bits(&self) -> u64 {
+        static PEER: LazyLock<u64> = LazyLock::new(|| key_bit(TypeId::of::<PeerAddr>()));
+        #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
+        let mut bits = if self.peer.is_some() { *PEER } else { 0 };
+        #[cfg(feature = "opentelemetry")]
+        if self.otel.is_some() {
+            static OTEL: LazyLock<u64> =
+                LazyLock::new(|| key_bit(TypeId::of::<crate::opentelemetry::Carried>()));
+            bits |= *OTEL;
+        }
+        bits
+    }
+
+    fn get(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
+        if key == TypeId::of::<PeerAddr>() {
+            return self
+                .peer
+                .as_ref()
+                .map(|peer| peer as &(dyn Any + Send + Sync));
+        }
+        #[cfg(feature = "opentelemetry")]
+        if key == TypeId::of::<crate::opentelemetry::Carried>() {
+            return self
+                .otel
+                .as_ref()
+                .map(|otel| otel as &(dyn Any + Send + Sync));
+        }
+        None
+    }
+
+    fn fmt_names(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.peer.is_some() {
+            write!(f, ".WithValue({})", std::any::type_name::<PeerAddr>())?;
+        }
+        #[cfg(feature = "opentelemetry")]
+        if self.otel.is_some() {
+            f.write_str(".WithValue(opentelemetry::Context)")?;
+        }
+        Ok(())
     }
 }
 

@@ -7,10 +7,11 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, Tra
 use crate::Ctx;
 use crate::propagation::TraceContext;
 
-/// The OpenTelemetry context a goctx context carries (a private key type:
-/// only this module puts it in and takes it out).
+/// The OpenTelemetry context a goctx context carries (a crate-private key
+/// type: only this crate puts it in and takes it out; the HTTP layer puts
+/// it in the request's value node).
 #[derive(Clone)]
-struct Carried(opentelemetry::Context);
+pub(crate) struct Carried(pub(crate) opentelemetry::Context);
 
 /// A child of `ctx` that carries `otel`: [`otel_context`] returns it from
 /// this context and every context derived from it, on any thread and
@@ -80,12 +81,13 @@ pub(crate) fn trace_context_of(
     if !span.is_valid() {
         return None;
     }
-    let state = span.trace_state().header();
+    // Most spans have no trace state: no header text made for them.
+    let state = (*span.trace_state() != TraceState::NONE).then(|| span.trace_state().header());
     TraceContext::from_parts(
         span.trace_id().to_bytes(),
         span.span_id().to_bytes(),
         parent,
         span.trace_flags().to_u8(),
-        (!state.is_empty()).then_some(state.as_str()),
+        state.as_deref().filter(|state| !state.is_empty()),
     )
 }

@@ -300,10 +300,10 @@ impl Propagator {
         };
         let id = carrier.get(keys::REQUEST_ID).and_then(RequestId::parse);
         let id = LazyRequestId(id.map_or_else(OnceLock::new, OnceLock::from));
-        let mut ctx = Values::<()> {
+        let mut ctx = Values {
             id,
             trace,
-            extra: None,
+            extra: (),
         }
         .attach(&ctx);
         for codec in &self.values {

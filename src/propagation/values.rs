@@ -1,6 +1,6 @@
 //! The values an extracted context carries, in one node: the request id
-//! (made when first read), the trace context, and one more value of the
-//! caller's (the HTTP layer's peer address).
+//! (made when first read), the trace context, and values of the caller's
+//! (the HTTP layer's peer address and OpenTelemetry context).
 
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -17,24 +17,34 @@ use crate::tree::{ValueSet, key_bit};
 pub(crate) struct LazyRequestId(pub(crate) OnceLock<RequestId>);
 
 /// A context's propagated values in one node: to a reader, the same as
-/// `with_value` of the id, then the trace, then `extra` if there is one.
+/// `with_value` of the id, then the trace, then `extra`'s values.
 pub(crate) struct Values<X> {
     pub(crate) id: LazyRequestId,
     pub(crate) trace: TraceContext,
-    pub(crate) extra: Option<X>,
+    pub(crate) extra: X,
 }
 
-/// A type that can be the extra value: its key bit, computed once per
-/// type by the implementation (a `static` in a generic function would be
-/// one for every type).
-pub(crate) trait Extra: Any + Send + Sync {
-    fn key_bit() -> u64;
+/// More values in the same node, as a `ValueSet` holds them: their key
+/// bits (computed once per type by the implementation: a `static` in a
+/// generic function would be one for every type), lookup and names.
+pub(crate) trait Extra: Send + Sync + 'static {
+    fn key_bits(&self) -> u64;
+    fn get(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)>;
+    fn fmt_names(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
 }
 
-/// No extra value.
+/// No more values.
 impl Extra for () {
-    fn key_bit() -> u64 {
+    fn key_bits(&self) -> u64 {
         0
+    }
+
+    fn get(&self, _: TypeId) -> Option<&(dyn Any + Send + Sync)> {
+        None
+    }
+
+    fn fmt_names(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Ok(())
     }
 }
 
@@ -55,10 +65,7 @@ impl<X: Extra> ValueSet for Values<X> {
                 | key_bit(TypeId::of::<LazyRequestId>())
                 | key_bit(TypeId::of::<TraceContext>())
         });
-        match self.extra {
-            Some(_) => *FIXED | X::key_bit(),
-            None => *FIXED,
-        }
+        *FIXED | self.extra.key_bits()
     }
 
     fn get(&self, key: TypeId) -> Option<&(dyn Any + Send + Sync)> {
@@ -68,12 +75,8 @@ impl<X: Extra> ValueSet for Values<X> {
             Some(&self.id)
         } else if key == TypeId::of::<TraceContext>() {
             Some(&self.trace)
-        } else if key == TypeId::of::<X>() {
-            self.extra
-                .as_ref()
-                .map(|extra| extra as &(dyn Any + Send + Sync))
         } else {
-            None
+            self.extra.get(key)
         }
     }
 
@@ -84,9 +87,6 @@ impl<X: Extra> ValueSet for Values<X> {
             std::any::type_name::<RequestId>(),
             std::any::type_name::<TraceContext>()
         )?;
-        if self.extra.is_some() {
-            write!(f, ".WithValue({})", std::any::type_name::<X>())?;
-        }
-        Ok(())
+        self.extra.fmt_names(f)
     }
 }
