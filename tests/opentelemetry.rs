@@ -339,3 +339,56 @@ async fn the_layer_without_a_server_span_uses_the_global_propagator() {
         "globex 4bf92f3577b34da6a3ce929d0e0e4736 [00, f0, 67, aa, 0b, a9, 02, b7]"
     );
 }
+
+// Without an outer server-span layer, the layer makes the server span: a
+// request without `traceparent` gets a span that is exported, whose trace
+// is the request context's `TraceContext`, and spans started in the
+// handler under `instrument` are its children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_outer_layer_the_layer_makes_the_server_span() {
+    use opentelemetry::trace::Tracer;
+    exporter();
+    async fn work(ctx: Ctx) -> String {
+        let trace = ctx.value::<TraceContext>().unwrap().clone();
+        tokio::spawn(ctx.run_owned(instrument(&ctx, async {
+            tokio::task::yield_now().await;
+            let tracer = global::tracer("handler");
+            let _span = tracer.start("handler work"); // ends when dropped
+        })))
+        .await
+        .unwrap()
+        .unwrap();
+        format!("{} {}", trace.trace_id_hex(), trace.sampled())
+    }
+    let app = Router::new()
+        .route("/work", get(work))
+        .layer(RequestContextLayer::new(&goctx::background()).opentelemetry(true));
+    let addr = serve(app).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let res = tokio::time::timeout(
+        LIMIT,
+        client.get(format!("http://{addr}/work").parse().unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let body =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let (trace_hex, sampled) = body.split_once(' ').unwrap();
+    assert_eq!(sampled, "true", "the SDK sampled the layer's root span");
+    let trace_id = opentelemetry::trace::TraceId::from_hex(trace_hex).unwrap();
+    let server = wait_for_span(trace_id, "GET").await;
+    let work = wait_for_span(trace_id, "handler work").await;
+    assert_eq!(
+        server.parent_span_id,
+        SpanId::INVALID,
+        "a new trace: a root span"
+    );
+    assert_eq!(work.parent_span_id, server.span_context.span_id());
+    assert!(
+        server
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "url.path" && kv.value.as_str() == "/work")
+    );
+}

@@ -313,6 +313,23 @@ fn a_carrier_of_ones_own() {
 }
 
 #[test]
+#[should_panic(expected = "use lowercase letters, digits and '-'")]
+fn a_key_a_carrier_would_change_is_refused_where_it_is_registered() {
+    #[derive(Clone)]
+    struct Shouty;
+    impl Propagated for Shouty {
+        const KEY: &'static str = "X-Shouty";
+        fn encode(&self) -> String {
+            String::new()
+        }
+        fn decode(_: &str) -> Option<Self> {
+            Some(Shouty)
+        }
+    }
+    let _ = Propagator::new().value::<Shouty>();
+}
+
+#[test]
 fn a_propagator_is_debug_and_lists_its_values() {
     let p = Propagator::new().value::<Tenant>().value::<Tenant>();
     let text = format!("{p:?}");
@@ -413,6 +430,28 @@ mod over_http_headers {
         Carrier::set(&mut headers, "x-tenant", "line\nbreak".to_owned());
         Carrier::set(&mut headers, "bad name", "v".to_owned());
         assert!(headers.is_empty());
+    }
+
+    // As the server layer reads them: a repeated `traceparent` is invalid
+    // (a new trace), repeated `tracestate` lines are joined.
+    #[test]
+    fn repeated_trace_headers_are_read_as_the_layer_reads_them() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = HeaderMap::new();
+        headers.append("traceparent", HeaderValue::from_static(parent));
+        headers.append("tracestate", HeaderValue::from_static("a=1"));
+        headers.append("tracestate", HeaderValue::from_static("b=2"));
+        let (remote, _cancel) = extract(&background(), &headers, &Propagator::new());
+        let trace = remote.value::<TraceContext>().unwrap();
+        assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(trace.tracestate(), Some("a=1,b=2"));
+        headers.append("traceparent", HeaderValue::from_static(parent));
+        let (remote, _cancel) = extract(&background(), &headers, &Propagator::new());
+        assert_eq!(
+            remote.value::<TraceContext>().unwrap().parent_span_id(),
+            None,
+            "two traceparent lines: a new trace"
+        );
     }
 
     // What `inject` writes, the server layer reads: the same trace, id and

@@ -67,9 +67,10 @@ pub(super) struct Guard {
     /// `Some` until `complete`, `abandon` or drop takes it.
     cancel: Option<CancelFunc>,
     /// The request context, whose OpenTelemetry span is told of an early
-    /// end (`RequestContextLayer::opentelemetry`).
+    /// end (`RequestContextLayer::opentelemetry`), and whether the layer
+    /// made that span (and so ends it with the request).
     #[cfg(feature = "opentelemetry")]
-    span: Option<crate::Ctx>,
+    span: Option<(crate::Ctx, bool)>,
 }
 
 impl Guard {
@@ -84,8 +85,8 @@ impl Guard {
     /// Record on `ctx`'s OpenTelemetry span why it ended, if not
     /// `ResponseComplete`.
     #[cfg(feature = "opentelemetry")]
-    pub(super) fn record_on(&mut self, ctx: crate::Ctx) {
-        self.span = Some(ctx);
+    pub(super) fn record_on(&mut self, ctx: crate::Ctx, owns_span: bool) {
+        self.span = Some((ctx, owns_span));
     }
 
     /// A second handle for the request body, which may end the context
@@ -115,12 +116,18 @@ impl Guard {
     /// body, the deadline or the base).
     fn ended(&mut self) {
         #[cfg(feature = "opentelemetry")]
-        if let Some(ctx) = self.span.take()
-            && !ctx
+        if let Some((ctx, owns_span)) = self.span.take() {
+            use opentelemetry::trace::TraceContextExt;
+            let otel = crate::opentelemetry::otel_context(&ctx);
+            if !ctx
                 .cause()
                 .is_some_and(|cause| cause.is::<ResponseComplete>())
-        {
-            crate::opentelemetry::record_end(&crate::opentelemetry::otel_context(&ctx), &ctx);
+            {
+                crate::opentelemetry::record_end(&otel, &ctx);
+            }
+            if owns_span {
+                otel.span().end();
+            }
         }
     }
 }

@@ -139,9 +139,12 @@ impl RequestId {
 
 /// Headers as a carrier: names match in any case (`HeaderName` is
 /// lowercase); [`get`](Carrier::get) reads the first line of a name
-/// (and `None` for a value that is not visible ASCII); [`set`](Carrier::set)
+/// (and `None` for a value that is not visible ASCII),
+/// [`get_all`](Carrier::get_all) every line; [`set`](Carrier::set)
 /// replaces every line of it, and ignores a name or value that is not
-/// valid in a header (it never panics).
+/// valid in a header (it never panics). So a value that is not visible
+/// ASCII (`"ünïcode"`, a line break) does not make the trip: encode it
+/// (percent-encoding, base64) in [`Propagated::encode`](crate::propagation::Propagated::encode).
 impl Carrier for HeaderMap {
     fn get(&self, key: &str) -> Option<&str> {
         HeaderMap::get(self, key).and_then(|value| value.to_str().ok())
@@ -158,5 +161,12 @@ impl Carrier for HeaderMap {
 
     fn keys(&self) -> Vec<&str> {
         HeaderMap::keys(self).map(HeaderName::as_str).collect()
+    }
+
+    fn get_all(&self, key: &str) -> Vec<&str> {
+        HeaderMap::get_all(self, key)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect()
     }
 }

@@ -1,29 +1,37 @@
 //! The HTTP layers on OpenTelemetry (features `http` and `opentelemetry`):
-//! the server's request context from the global `TextMapPropagator` or
-//! from the server span an outer layer made, and outgoing headers written
-//! by the global propagator.
+//! the server's request context on the server span an outer layer made,
+//! or on one the layer makes (its parent read by the global
+//! `TextMapPropagator`), and outgoing headers written by the global
+//! propagator.
 
-use http::{HeaderMap, HeaderValue};
-use opentelemetry::global;
-use opentelemetry::trace::TraceContextExt;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use opentelemetry::trace::{Span, SpanBuilder, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::{KeyValue, global};
 
 use crate::Ctx;
 use crate::opentelemetry::{CarrierAdapter, ReadAdapter, otel_context, trace_context_of};
 use crate::propagation::TraceContext;
 
 /// A request's OpenTelemetry context and goctx's trace context made from
-/// it. When a span is current (an OpenTelemetry or tracing layer outside
-/// this one made the server span, and tracing-opentelemetry activates
-/// it), that span is the request's: its ids become the trace context and
-/// no span id is minted. Otherwise the global propagator reads the
-/// headers (`OTEL_PROPAGATORS`: W3C, baggage, B3, Jaeger), and the trace
-/// context is a child of the remote span it found, or a new trace.
-/// `restart_trace` skips the headers.
+/// it, and whether the layer started the request's span (and so ends it).
+///
+/// When a span is current (an OpenTelemetry or tracing layer outside this
+/// one made the server span, and tracing-opentelemetry activates it),
+/// that span is the request's: its ids become the trace context and no
+/// span is made. Otherwise the layer makes the server span, as Go's
+/// otelhttp handler does, with the global tracer, its parent read from
+/// the headers by the global propagator (`OTEL_PROPAGATORS`: W3C,
+/// baggage, B3, Jaeger), or none with `restart_trace`. With no tracer
+/// provider installed (the API's no-op), there is no span to make: the
+/// trace context is goctx's own, a child of the remote span or a new
+/// trace.
 pub(super) fn server_context(
+    method: &Method,
+    uri: &Uri,
     headers: &HeaderMap,
     inbound_traceparent: Option<&HeaderValue>,
     restart_trace: bool,
-) -> (opentelemetry::Context, TraceContext) {
+) -> (opentelemetry::Context, TraceContext, bool) {
     let current = opentelemetry::Context::current();
     if current.has_active_span() {
         let span = current.span().span_context().clone();
@@ -34,18 +42,35 @@ pub(super) fn server_context(
             .filter(|remote| remote.trace_id() == span.trace_id().to_bytes())
             .map(|remote| remote.span_id());
         if let Some(trace) = trace_context_of(&span, parent) {
-            return (current, trace);
+            return (current, trace, false);
         }
     }
-    if restart_trace {
-        return (current, TraceContext::new_root());
+    let parent = if restart_trace {
+        current
+    } else {
+        global::get_text_map_propagator(|p| p.extract_with_context(&current, &ReadAdapter(headers)))
+    };
+    let remote = parent.span().span_context().clone();
+    let span = global::tracer("goctx").build_with_context(
+        SpanBuilder::from_name(method.as_str().to_owned())
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("http.request.method", method.as_str().to_owned()),
+                KeyValue::new("url.path", uri.path().to_owned()),
+            ]),
+        &parent,
+    );
+    let made = span.span_context().clone();
+    // The no-op tracer hands back the parent's span context: no span.
+    if made.is_valid() && made.span_id() != remote.span_id() {
+        let parent_id = remote.is_valid().then(|| remote.span_id().to_bytes());
+        if let Some(trace) = trace_context_of(&made, parent_id) {
+            return (parent.with_span(span), trace, true);
+        }
     }
-    let otel = global::get_text_map_propagator(|p| {
-        p.extract_with_context(&current, &ReadAdapter(headers))
-    });
-    let trace = trace_context_of(otel.span().span_context(), None)
+    let trace = trace_context_of(&remote, None)
         .map_or_else(TraceContext::new_root, |remote| remote.child());
-    (otel, trace)
+    (parent, trace, false)
 }
 
 /// Writes the outgoing trace headers with the global propagator, from

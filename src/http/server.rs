@@ -262,19 +262,34 @@ impl RequestContextLayer {
     /// Whether to take the request's trace from OpenTelemetry (feature
     /// `opentelemetry`). Off by default: the built-in W3C code.
     ///
-    /// On: when a span is current as the request comes in (an
-    /// OpenTelemetry or `tracing` layer outside this one made the server
-    /// span, and tracing-opentelemetry activates it), it is the request's
-    /// span: the [`TraceContext`] takes its ids and no span id is made.
-    /// Otherwise the global `TextMapPropagator`
-    /// (`opentelemetry::global::set_text_map_propagator`, or
-    /// `OTEL_PROPAGATORS` through the SDK) reads the headers, so baggage,
-    /// B3 and Jaeger headers work. Either way the request context carries
-    /// that OpenTelemetry context
-    /// ([`otel_context`](crate::opentelemetry::otel_context)), and when
-    /// it ends with anything but [`ResponseComplete`] (abandoned, its
-    /// deadline, the server's shutdown) the layer records why on the span
-    /// ([`record_end`](crate::opentelemetry::record_end)).
+    /// On, the request context carries an OpenTelemetry context
+    /// ([`otel_context`](crate::opentelemetry::otel_context)) whose span is
+    /// the request's server span:
+    ///
+    /// - the span current as the request comes in, when an OpenTelemetry
+    ///   or `tracing` layer outside this one made it (and
+    ///   tracing-opentelemetry activates it): the [`TraceContext`] takes
+    ///   its ids, no span is made, and that layer decides the parent
+    ///   ([`restart_trace`](Self::restart_trace) does not apply);
+    /// - otherwise one the layer makes with the global tracer, as Go's
+    ///   otelhttp handler does: named after the method, with
+    ///   `http.request.method` and `url.path`, its parent read from the
+    ///   headers by the global `TextMapPropagator`
+    ///   (`opentelemetry::global::set_text_map_propagator`, or
+    ///   `OTEL_PROPAGATORS` through the SDK: W3C, baggage, B3, Jaeger),
+    ///   ended when the request context ends. Without a tracer provider
+    ///   (the API's no-op), there is no span: the trace context is goctx's
+    ///   own.
+    ///
+    /// When the request context ends with anything but
+    /// [`ResponseComplete`] (abandoned, its deadline, the server's
+    /// shutdown), the layer records why on that span
+    /// ([`record_end`](crate::opentelemetry::record_end)) as the response
+    /// ends. An outer layer's span must still be open then: tower-http's
+    /// `TraceLayer` keeps it until the response body ends; a span entered
+    /// only around the handler's future (`.instrument(span)` in a
+    /// middleware) is closed once the head is sent, so a deadline's 504
+    /// or a client leaving mid-body is not recorded on it.
     ///
     /// # Examples
     ///
@@ -358,20 +373,29 @@ where
         };
         #[cfg(feature = "opentelemetry")]
         let otel = config.opentelemetry.then(|| {
-            super::otel::server_context(req.headers(), inbound.traceparent, config.restart_trace)
+            super::otel::server_context(
+                req.method(),
+                req.uri(),
+                req.headers(),
+                inbound.traceparent,
+                config.restart_trace,
+            )
         });
         #[cfg(not(feature = "opentelemetry"))]
-        let otel: Option<((), TraceContext)> = None;
+        let otel: Option<((), TraceContext, bool)> = None;
         #[cfg_attr(not(feature = "opentelemetry"), allow(unused_mut))]
         let mut guard = Guard::new(cancel);
-        let (otel, trace) = match otel {
-            Some((otel, trace)) => (Some(otel), trace),
-            None if config.restart_trace => (None, TraceContext::new_root()),
+        let (otel, trace, owns_span) = match otel {
+            Some((otel, trace, owned)) => (Some(otel), trace, owned),
+            None if config.restart_trace => (None, TraceContext::new_root(), false),
             None => (
                 None,
                 TraceContext::from_parent_header(inbound.traceparent, req.headers()),
+                false,
             ),
         };
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = owns_span;
         #[cfg(feature = "axum")]
         let peer = req
             .extensions()
@@ -401,7 +425,7 @@ where
         ctx = Values { id, trace, extra }.attach(&ctx);
         #[cfg(feature = "opentelemetry")]
         if config.opentelemetry {
-            guard.record_on(ctx.clone());
+            guard.record_on(ctx.clone(), owns_span);
         }
         let echo = match echo {
             None => Echo::Off,

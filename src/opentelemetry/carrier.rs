@@ -41,6 +41,11 @@ impl<C: Carrier + ?Sized> Extractor for CarrierAdapter<'_, C> {
     fn keys(&self) -> Vec<&str> {
         self.0.keys()
     }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let all = self.0.get_all(key);
+        (!all.is_empty()).then_some(all)
+    }
 }
 
 /// The read-only form, for extracting from a carrier held by `&`.
@@ -55,6 +60,11 @@ impl<C: Carrier + ?Sized> Extractor for ReadAdapter<'_, C> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let all = self.0.get_all(key);
+        (!all.is_empty()).then_some(all)
     }
 }
 

@@ -44,8 +44,17 @@ pub fn with_otel_context(ctx: &Ctx, otel: opentelemetry::Context) -> Ctx {
 ///    layers when their OpenTelemetry setting is on);
 /// 2. one whose span is a remote span context made from the context's
 ///    [`TraceContext`] (trace id, span id, flags, `tracestate`), so code
-///    that only has a request's `Ctx` still gets the right parent;
+///    that only has a request's `Ctx` stays in the request's trace;
 /// 3. [`opentelemetry::Context::current`].
+///
+/// The second is a fallback for contexts made without OpenTelemetry
+/// (the HTTP layers with their setting off, `propagation::extract`): its
+/// span id is goctx's id for the hop, which no exporter ever receives, so
+/// a backend shows the spans under it with a missing parent; and a trace
+/// goctx started is not sampled (flags `00`), so the SDK's default,
+/// parent-based sampler drops them. With OpenTelemetry in use, turn the
+/// layers' setting on (`RequestContextLayer::opentelemetry`), which puts
+/// the request's real server span here.
 pub fn otel_context(ctx: &Ctx) -> opentelemetry::Context {
     if let Some(Carried(otel)) = ctx.value::<Carried>() {
         return otel.clone();

@@ -13,7 +13,8 @@ pub const CONTEXT_ENDED: &str = "goctx.context_ended";
 /// or "context deadline exceeded") and `goctx.cause` (the cause's text,
 /// with a `RequestAbandoned`'s reason), and the span's status set to
 /// `Error` with the cause as its description. Nothing if `ctx` is not
-/// done, or if the span is not recording (a remote span, or none).
+/// done, or if the span is not recording (a remote span, or none, or one
+/// already ended). Each call adds an event: call it once per end.
 ///
 /// The HTTP layers call it, with their OpenTelemetry setting on, when a
 /// request context ends with anything but `ResponseComplete`; call it

@@ -55,6 +55,14 @@ pub trait Carrier {
 
     /// Every key the carrier holds.
     fn keys(&self) -> Vec<&str>;
+
+    /// Every value of `key`, for a carrier that can hold several (HTTP
+    /// headers); by default the one [`get`](Carrier::get) returns. `extract`
+    /// uses it where the count matters: a repeated `traceparent` is
+    /// invalid, repeated `tracestate` lines are joined.
+    fn get_all(&self, key: &str) -> Vec<&str> {
+        self.get(key).into_iter().collect()
+    }
 }
 
 /// A map as a carrier: keys match exactly, so use the lowercase keys goctx
@@ -84,5 +92,9 @@ impl<C: Carrier + ?Sized> Carrier for &mut C {
 
     fn keys(&self) -> Vec<&str> {
         (**self).keys()
+    }
+
+    fn get_all(&self, key: &str) -> Vec<&str> {
+        (**self).get_all(key)
     }
 }

@@ -60,7 +60,11 @@ pub trait Propagated: Clone + Send + Sync + 'static {
     /// an HTTP header name.
     const KEY: &'static str;
 
-    /// The value as text (visible ASCII if it is to travel in HTTP headers).
+    /// The value as text. Visible ASCII if it is to travel in HTTP
+    /// headers: a carrier that cannot hold a value leaves it out (an
+    /// `http::HeaderMap` drops a line break; one that is not ASCII is
+    /// written but cannot be read back), so encode anything else
+    /// (percent-encoding, base64).
     fn encode(&self) -> String;
 
     /// The value from its text, or `None` to leave it out.
@@ -216,7 +220,23 @@ impl Propagator {
 
     /// Carries values of type `V` too (a second call for the same type
     /// changes nothing).
+    ///
+    /// # Panics
+    ///
+    /// If `V::KEY` is not a valid lowercase key (1 or more of `a-z`,
+    /// `0-9`, `-`): a key that a carrier would change or drop (HTTP
+    /// headers lowercase names and refuse spaces) would lose the value
+    /// without a sign, so the mistake is reported where it is made.
     pub fn value<V: Propagated>(mut self) -> Self {
+        assert!(
+            !V::KEY.is_empty()
+                && V::KEY
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "goctx: Propagated::KEY of {} is {:?}; use lowercase letters, digits and '-'",
+            std::any::type_name::<V>(),
+            V::KEY
+        );
         let codec = ValueCodec::of::<V>();
         if !self
             .values
@@ -293,10 +313,7 @@ impl Propagator {
         let trace = if self.restart_trace {
             TraceContext::new_root()
         } else {
-            carrier
-                .get(keys::TRACEPARENT)
-                .and_then(|parent| TraceContext::parse(parent, carrier.get(keys::TRACESTATE)))
-                .map_or_else(TraceContext::new_root, |remote| remote.child())
+            remote_trace(carrier).map_or_else(TraceContext::new_root, |remote| remote.child())
         };
         let id = carrier.get(keys::REQUEST_ID).and_then(RequestId::parse);
         let id = LazyRequestId(id.map_or_else(OnceLock::new, OnceLock::from));
@@ -342,6 +359,23 @@ impl Propagator {
         // A deadline beyond what an `Instant` can hold is no deadline.
         now.checked_add(left)
     }
+}
+
+/// The caller's trace: exactly one valid `traceparent` (a repeated one is
+/// invalid, as the HTTP layer reads it), with the `tracestate` lines
+/// joined.
+fn remote_trace(carrier: &dyn Carrier) -> Option<TraceContext> {
+    let parents = carrier.get_all(keys::TRACEPARENT);
+    let [parent] = parents.as_slice() else {
+        return None;
+    };
+    let states = carrier.get_all(keys::TRACESTATE);
+    let state = match states.as_slice() {
+        [] => None,
+        [one] => Some(std::borrow::Cow::Borrowed(*one)),
+        several => Some(std::borrow::Cow::Owned(several.join(","))),
+    };
+    TraceContext::parse(parent, state.as_deref())
 }
 
 /// Milliseconds since the Unix epoch of `wall + left`, rounded down.
@@ -424,6 +458,9 @@ impl<C: Carrier + ?Sized> Carrier for Dyn<'_, C> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key)
     }
+    fn get_all(&self, key: &str) -> Vec<&str> {
+        self.0.get_all(key)
+    }
     fn set(&mut self, key: &str, value: String) {
         self.0.set(key, value);
     }
@@ -438,6 +475,9 @@ struct DynRef<'a, C: ?Sized>(&'a C);
 impl<C: Carrier + ?Sized> Carrier for DynRef<'_, C> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key)
+    }
+    fn get_all(&self, key: &str) -> Vec<&str> {
+        self.0.get_all(key)
     }
     fn set(&mut self, _key: &str, _value: String) {
         // `extract` only reads.

@@ -81,6 +81,7 @@ impl<X: Extra> ValueSet for Values<X> {
     }
 
     fn fmt_names(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As `with_value` of each would print them (`type_name`).
         write!(
             f,
             ".WithValue({}).WithValue({})",
