@@ -61,19 +61,24 @@ impl TraceContext {
         traceparent: Option<&HeaderValue>,
         headers: &HeaderMap,
     ) -> TraceContext {
-        let parsed = match traceparent {
-            Some(value) => value.to_str().ok().and_then(|tp| {
-                let states: Vec<&str> = headers
-                    .get_all(TRACESTATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                let state = (!states.is_empty()).then(|| states.join(","));
-                TraceContext::parse(tp, state.as_deref())
-            }),
-            None => None,
-        };
-        parsed.map_or_else(TraceContext::new_root, |remote| remote.child())
+        TraceContext::remote_from_header(traceparent, headers)
+            .map_or_else(TraceContext::new_root, |remote| remote.child())
+    }
+
+    /// The caller's trace as the headers carry it (the span id is the
+    /// caller's), given the `traceparent` value if there is exactly one.
+    pub(crate) fn remote_from_header(
+        traceparent: Option<&HeaderValue>,
+        headers: &HeaderMap,
+    ) -> Option<TraceContext> {
+        let traceparent = traceparent?.to_str().ok()?;
+        let states: Vec<&str> = headers
+            .get_all(TRACESTATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let state = (!states.is_empty()).then(|| states.join(","));
+        TraceContext::parse(traceparent, state.as_deref())
     }
 
     /// Adds `traceparent` (and `tracestate`, if any) to outgoing headers,

@@ -4,13 +4,47 @@
 //! `TextMapPropagator`), and outgoing headers written by the global
 //! propagator.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use http::{HeaderMap, HeaderValue, Method, Uri};
+use opentelemetry::KeyValue;
+use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::trace::{Span, SpanBuilder, SpanKind, TraceContextExt, Tracer};
-use opentelemetry::{KeyValue, global};
 
 use crate::Ctx;
-use crate::opentelemetry::{CarrierAdapter, ReadAdapter, otel_context, trace_context_of};
+use crate::opentelemetry::{
+    CarrierAdapter, ReadAdapter, otel_context, span_context_of, trace_context_of,
+};
 use crate::propagation::TraceContext;
+
+/// The tracer a layer makes server spans with, and whether it turned out
+/// to be the API's no-op (which makes no span: its "span" is the parent's
+/// context), so that the work of building one is skipped from then on.
+pub(super) struct ServerTracer {
+    /// Unwind safe as asserted: only called, never left half changed here.
+    tracer: std::panic::AssertUnwindSafe<BoxedTracer>,
+    noop: AtomicBool,
+}
+
+impl ServerTracer {
+    /// The global provider's tracer, now.
+    pub(super) fn from_global() -> ServerTracer {
+        ServerTracer {
+            tracer: std::panic::AssertUnwindSafe(global::tracer("goctx")),
+            noop: AtomicBool::new(false),
+        }
+    }
+}
+
+impl fmt::Debug for ServerTracer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTracer")
+            .field("noop", &self.noop.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
 
 /// A request's OpenTelemetry context and goctx's trace context made from
 /// it, and whether the layer started the request's span (and so ends it).
@@ -21,11 +55,13 @@ use crate::propagation::TraceContext;
 /// span is made. Otherwise the layer makes the server span, as Go's
 /// otelhttp handler does, with the global tracer, its parent read from
 /// the headers by the global propagator (`OTEL_PROPAGATORS`: W3C,
-/// baggage, B3, Jaeger), or none with `restart_trace`. With no tracer
+/// baggage, B3, Jaeger) or, when that finds none, from `traceparent` as
+/// the layer reads it without OpenTelemetry; or none with `restart_trace`. With no tracer
 /// provider installed (the API's no-op), there is no span to make: the
 /// trace context is goctx's own, a child of the remote span or a new
 /// trace.
 pub(super) fn server_context(
+    tracer: &ServerTracer,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -48,29 +84,75 @@ pub(super) fn server_context(
     let parent = if restart_trace {
         current
     } else {
-        global::get_text_map_propagator(|p| p.extract_with_context(&current, &ReadAdapter(headers)))
+        let parent = global::get_text_map_propagator(|p| {
+            p.extract_with_context(&current, &ReadAdapter(headers))
+        });
+        // No global propagator set (OpenTelemetry's default is a no-op),
+        // or one that found nothing: the W3C headers as the layer reads
+        // them without OpenTelemetry, so the request stays in its
+        // caller's trace.
+        match TraceContext::remote_from_header(inbound_traceparent, headers) {
+            Some(remote) if !parent.span().span_context().is_valid() => {
+                parent.with_remote_span_context(span_context_of(&remote))
+            }
+            _ => parent,
+        }
     };
     let remote = parent.span().span_context().clone();
-    let span = global::tracer("goctx").build_with_context(
-        SpanBuilder::from_name(method.as_str().to_owned())
+    // Relaxed: a flag that only ever goes from false to true, and whose
+    // reading late costs one span built for nothing.
+    if tracer.noop.load(Ordering::Relaxed) {
+        let trace = trace_context_of(&remote, None)
+            .map_or_else(TraceContext::new_root, |remote| remote.child());
+        return (parent, trace, false);
+    }
+    let method = method_name(method);
+    let span = tracer.tracer.build_with_context(
+        SpanBuilder::from_name(method.clone())
             .with_kind(SpanKind::Server)
             .with_attributes([
-                KeyValue::new("http.request.method", method.as_str().to_owned()),
+                KeyValue::new("http.request.method", method),
                 KeyValue::new("url.path", uri.path().to_owned()),
             ]),
         &parent,
     );
     let made = span.span_context().clone();
-    // The no-op tracer hands back the parent's span context: no span.
+    // The no-op tracer hands back the parent's span context (or an
+    // invalid one): no span, now or later. A real tracer always makes new
+    // ids, sampled or not.
     if made.is_valid() && made.span_id() != remote.span_id() {
         let parent_id = remote.is_valid().then(|| remote.span_id().to_bytes());
         if let Some(trace) = trace_context_of(&made, parent_id) {
             return (parent.with_span(span), trace, true);
         }
+    } else {
+        tracer.noop.store(true, Ordering::Relaxed);
     }
     let trace = trace_context_of(&remote, None)
         .map_or_else(TraceContext::new_root, |remote| remote.child());
     (parent, trace, false)
+}
+
+/// The method's name, without an allocation for the standard ones.
+fn method_name(method: &Method) -> Cow<'static, str> {
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    STANDARD
+        .iter()
+        .find(|(known, _)| known == method)
+        .map_or_else(
+            || Cow::Owned(method.as_str().to_owned()),
+            |(_, name)| Cow::Borrowed(*name),
+        )
 }
 
 /// Writes the outgoing trace headers with the global propagator, from

@@ -147,9 +147,11 @@ struct Config {
     /// Send the request id back in the response's `x-request-id`.
     echo_request_id: bool,
     /// Read the trace from OpenTelemetry (global propagator or current
-    /// span) and record early ends on its span.
+    /// span) and record early ends on its span; the tracer that makes the
+    /// server span when no outer layer did, taken from the global
+    /// provider when the setting was turned on.
     #[cfg(feature = "opentelemetry")]
-    opentelemetry: bool,
+    opentelemetry: Option<Arc<super::otel::ServerTracer>>,
 }
 
 impl RequestContextLayer {
@@ -176,7 +178,7 @@ impl RequestContextLayer {
                 restart_trace: false,
                 echo_request_id: true,
                 #[cfg(feature = "opentelemetry")]
-                opentelemetry: false,
+                opentelemetry: None,
             }),
         }
     }
@@ -276,10 +278,14 @@ impl RequestContextLayer {
     ///   `http.request.method` and `url.path`, its parent read from the
     ///   headers by the global `TextMapPropagator`
     ///   (`opentelemetry::global::set_text_map_propagator`, or
-    ///   `OTEL_PROPAGATORS` through the SDK: W3C, baggage, B3, Jaeger),
-    ///   ended when the request context ends. Without a tracer provider
-    ///   (the API's no-op), there is no span: the trace context is goctx's
-    ///   own.
+    ///   `OTEL_PROPAGATORS` through the SDK: W3C, baggage, B3, Jaeger;
+    ///   when it finds no parent, as OpenTelemetry's default no-op
+    ///   propagator never does, the W3C `traceparent` as the layer reads it
+    ///   without OpenTelemetry), ended when the request context ends. The tracer is the global
+    ///   provider's when this is called: set the provider first (as any
+    ///   instrumentation taking `global::tracer` needs). Without a tracer
+    ///   provider (the API's no-op), there is no span: the trace context
+    ///   is goctx's own.
     ///
     /// When the request context ends with anything but
     /// [`ResponseComplete`] (abandoned, its deadline, the server's
@@ -301,7 +307,8 @@ impl RequestContextLayer {
     #[cfg(feature = "opentelemetry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     pub fn opentelemetry(mut self, on: bool) -> Self {
-        Arc::make_mut(&mut self.config).opentelemetry = on;
+        Arc::make_mut(&mut self.config).opentelemetry =
+            on.then(|| Arc::new(super::otel::ServerTracer::from_global()));
         self
     }
 }
@@ -372,8 +379,9 @@ where
             None => crate::with_cancel_cause(&config.base),
         };
         #[cfg(feature = "opentelemetry")]
-        let otel = config.opentelemetry.then(|| {
+        let otel = config.opentelemetry.as_deref().map(|tracer| {
             super::otel::server_context(
+                tracer,
                 req.method(),
                 req.uri(),
                 req.headers(),
@@ -424,7 +432,7 @@ where
         let _ = otel;
         ctx = Values { id, trace, extra }.attach(&ctx);
         #[cfg(feature = "opentelemetry")]
-        if config.opentelemetry {
+        if config.opentelemetry.is_some() {
             guard.record_on(ctx.clone(), owns_span);
         }
         let echo = match echo {

@@ -66,7 +66,7 @@ pub fn otel_context(ctx: &Ctx) -> opentelemetry::Context {
 }
 
 /// `trace` as a remote OpenTelemetry span context.
-fn span_context_of(trace: &TraceContext) -> SpanContext {
+pub(crate) fn span_context_of(trace: &TraceContext) -> SpanContext {
     let state = trace
         .tracestate()
         .and_then(|state| state.parse::<TraceState>().ok())

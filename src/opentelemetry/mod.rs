@@ -34,7 +34,7 @@ pub use carrier::CarrierAdapter;
 #[cfg(feature = "http")]
 pub(crate) use carrier::ReadAdapter;
 #[cfg(feature = "http")]
-pub(crate) use context::{Carried, trace_context_of};
+pub(crate) use context::{Carried, span_context_of, trace_context_of};
 pub use context::{otel_context, with_otel_context};
 pub use instrument::{Instrumented, instrument};
 pub use record::{CONTEXT_ENDED, record_end};
