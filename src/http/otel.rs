@@ -91,11 +91,13 @@ pub(super) fn server_context(
         // or one that found nothing: the W3C headers as the layer reads
         // them without OpenTelemetry, so the request stays in its
         // caller's trace.
-        match TraceContext::remote_from_header(inbound_traceparent, headers) {
-            Some(remote) if !parent.span().span_context().is_valid() => {
-                parent.with_remote_span_context(span_context_of(&remote))
+        if parent.span().span_context().is_valid() {
+            parent
+        } else {
+            match TraceContext::remote_from_header(inbound_traceparent, headers) {
+                Some(remote) => parent.with_remote_span_context(span_context_of(&remote)),
+                None => parent,
             }
-            _ => parent,
         }
     };
     let remote = parent.span().span_context().clone();
