@@ -25,7 +25,7 @@ LAYERS = {
     "value": 5, "cancel": 5, "after": 5, "done": 5, "stream": 5, "drained": 5,
     "deadline": 6, "merge": 6, "group": 6, "propagation": 6,
     # integrations behind features
-    "tokio": 7, "tokio_util": 7, "opentelemetry": 7, "http": 7, "postgres": 7, "rusqlite": 7,
+    "tokio": 7, "tokio_util": 7, "opentelemetry": 7, "nats": 7, "http": 7, "postgres": 7, "rusqlite": 7,
     # integrations built on another integration
     "tonic": 8,
 }

@@ -58,6 +58,16 @@ fn opentelemetry_types() {
     send_sync::<CarrierAdapter<'static, std::collections::HashMap<String, String>>>();
 }
 
+#[test]
+fn nats_types() {
+    use goctx::nats::*;
+    full::<Disposition>();
+    full::<CanceledByProducer>();
+    // `Permanent` holds a `Cause`, whose auto traits are std's `Arc<dyn Error>`'s.
+    fn send_sync<T: Send + Sync + Unpin + Debug>() {}
+    send_sync::<Permanent>();
+}
+
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("a task's error")]
 struct TaskError;

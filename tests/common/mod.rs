@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod hub;
 #[cfg(all(feature = "http", feature = "axum"))]
 pub mod loopback;
+pub mod nats;
 pub mod postgres;
 pub mod servers;
 pub mod tally;

@@ -1,0 +1,200 @@
+//! A task on JetStream: published with its context in the headers,
+//! processed under that context with its lease kept and its end decided
+//! by the cause.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use async_nats::{HeaderMap, Subject};
+use futures_core::Stream;
+
+use crate::propagation::{Carrier, DeadlineForm, Propagator};
+use crate::{Cause, Ctx, Error};
+
+/// The header naming the subject a producer publishes to when its tasks
+/// are to stop (see [`cancel_when_done`]).
+pub const CANCEL_SUBJECT: &str = "goctx-cancel-subject";
+
+/// How [`process`] ended a message, as the server was told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Disposition {
+    /// Done: never delivered again.
+    Ack,
+    /// Not done here: delivered again, to this or another worker, at once.
+    Nak,
+    /// Never to be done: never delivered again.
+    Term,
+}
+
+/// An error that retrying will not fix: a task that fails with it is
+/// [`Term`](Disposition::Term)inated rather than redelivered. Return
+/// `Err(Cause::new(Permanent(err)))`.
+#[derive(Debug, thiserror::Error)]
+#[error("permanent failure: {0}")]
+pub struct Permanent(pub Cause);
+
+/// The cause of a task's context when its producer canceled it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("context canceled: the producer canceled the task")]
+pub struct CanceledByProducer;
+
+/// The propagator of tasks: the deadline in its absolute form, so time
+/// spent in the stream counts; the trace and the request id.
+pub fn propagator() -> Propagator {
+    Propagator::new().deadline_form(DeadlineForm::Absolute)
+}
+
+/// Publishes a task on `subject` with `ctx`'s deadline (absolute), trace
+/// and request id in its headers, and, if `cancel_subject` is given, the
+/// subject its workers listen on for a cancel ([`cancel_when_done`]).
+/// Returns JetStream's acknowledgement future, as
+/// `jetstream::Context::publish_with_headers` does.
+///
+/// # Errors
+///
+/// JetStream's publish error; a context already done publishes nothing
+/// and returns its error as a publish error.
+pub async fn publish(
+    ctx: &Ctx,
+    js: &jetstream::Context,
+    subject: impl Into<Subject>,
+    payload: bytes::Bytes,
+    cancel_subject: Option<&str>,
+) -> Result<jetstream::context::PublishAckFuture, async_nats::Error> {
+    if let Some(err) = ctx.err() {
+        return Err(Box::new(err));
+    }
+    let mut headers = HeaderMap::new();
+    propagator().inject(ctx, &mut headers);
+    if let Some(subject) = cancel_subject {
+        headers.set(CANCEL_SUBJECT, subject.to_owned());
+    }
+    Ok(js
+        .publish_with_headers(subject.into(), headers, payload)
+        .await?)
+}
+
+/// When `ctx` ends, for whatever reason, tells every worker still running
+/// a task published with `cancel_subject` to stop: one message on that
+/// subject, published from a tokio task.
+pub fn cancel_when_done(ctx: &Ctx, client: async_nats::Client, cancel_subject: String) {
+    let done = ctx.done_owned();
+    tokio::spawn(async move {
+        done.await;
+        let _ = client.publish(cancel_subject, bytes::Bytes::new()).await;
+        let _ = client.flush().await;
+    });
+}
+
+/// Runs `work` on `msg` under the context its headers carry, derived
+/// from `base` (cancel `base` to shut the worker down), and tells the
+/// server how it ended:
+///
+/// | the task | disposition | why |
+/// |---|---|---|
+/// | returned `Ok` | [`Ack`](Disposition::Ack) | done |
+/// | its deadline passed (in the stream, or while it ran) | [`Term`](Disposition::Term) | late work is useless; the deadline is the producer's |
+/// | its producer canceled it ([`CanceledByProducer`]) | `Term` | nobody wants the result |
+/// | failed with [`Permanent`] | `Term` | retrying cannot help |
+/// | `base` ended (the worker is shutting down) | [`Nak`](Disposition::Nak) | another worker takes it at once |
+/// | failed otherwise | `Nak` | worth another try |
+///
+/// A task whose deadline passed while it waited in the stream is not run.
+/// While `work` runs, its lease is kept: an in-progress ack every half
+/// of `ack_wait` (the consumer's). The task's context is canceled once
+/// `work` returns.
+///
+/// # Errors
+///
+/// A failure to subscribe to the producer's cancel subject, or to send
+/// the disposition (the server then redelivers after `ack_wait`).
+pub async fn process<F, Fut>(
+    base: &Ctx,
+    client: &async_nats::Client,
+    msg: &jetstream::Message,
+    ack_wait: Duration,
+    work: F,
+) -> Result<Disposition, async_nats::Error>
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = Result<(), Cause>>,
+{
+    let empty = HeaderMap::new();
+    let headers = msg.headers.as_ref().unwrap_or(&empty);
+    let (ctx, cancel) = propagator().extract(base, headers);
+    let disposition = if ctx.err().is_some() {
+        decide(base, &ctx, None)
+    } else {
+        // The producer's cancel, heard while the task runs.
+        if let Some(subject) = Carrier::get(headers, CANCEL_SUBJECT) {
+            let mut sub = client.subscribe(subject.to_owned()).await?;
+            let (watched, cancel) = (ctx.clone(), cancel.clone());
+            tokio::spawn(async move {
+                if let Ok(Some(_)) = watched.run(next(&mut sub)).await {
+                    cancel.cancel_with_cause(CanceledByProducer);
+                }
+                let _ = sub.unsubscribe().await;
+            });
+        }
+        // The lease, kept while the context is live.
+        let (kept, lease_msg) = (ctx.clone(), msg.clone());
+        let every = (ack_wait / 2).max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let _ = kept
+                .run(async {
+                    loop {
+                        tokio::time::sleep(every).await;
+                        let _ = lease_msg.ack_with(AckKind::Progress).await;
+                    }
+                })
+                .await;
+        });
+        let result = work(ctx.clone()).await;
+        let disposition = decide(base, &ctx, result.err());
+        cancel.cancel();
+        disposition
+    };
+    let kind = match disposition {
+        Disposition::Ack => AckKind::Ack,
+        Disposition::Nak => AckKind::Nak(None),
+        Disposition::Term => AckKind::Term,
+    };
+    msg.ack_with(kind).await?;
+    Ok(disposition)
+}
+
+/// The disposition table of [`process`].
+fn decide(base: &Ctx, ctx: &Ctx, failure: Option<Cause>) -> Disposition {
+    if base.err().is_some() {
+        return Disposition::Nak;
+    }
+    if ctx.err() == Some(Error::DeadlineExceeded)
+        || ctx
+            .cause()
+            .is_some_and(|cause| cause.is::<CanceledByProducer>())
+    {
+        return Disposition::Term;
+    }
+    match failure {
+        None => Disposition::Ack,
+        Some(cause) if cause.is::<Permanent>() => Disposition::Term,
+        Some(_) => Disposition::Nak,
+    }
+}
+
+/// The next item of a stream.
+async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+impl fmt::Display for Disposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Disposition::Ack => "ack",
+            Disposition::Nak => "nak",
+            Disposition::Term => "term",
+        })
+    }
+}

@@ -1,0 +1,339 @@
+//! Feature `nats` (issue 20, the library): tasks on a real nats-server
+//! with JetStream, started by the test on a free loopback port.
+
+#![cfg(feature = "nats")]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use bytes::Bytes;
+use common::nats::Nats;
+use goctx::nats::{CanceledByProducer, Disposition, Permanent, cancel_when_done, process, publish};
+use goctx::propagation::{RequestId, TraceContext};
+use goctx::{Cause, Ctx, Error};
+
+/// Every wait is bounded by this.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A server, a client, a stream `TASKS` on `tasks.>` and a pull consumer
+/// with `ack_wait`.
+async fn setup(
+    ack_wait: Duration,
+) -> (
+    Nats,
+    async_nats::Client,
+    jetstream::Context,
+    jetstream::consumer::Consumer<pull::Config>,
+) {
+    let server = Nats::start();
+    let client = async_nats::connect(&server.url).await.expect("connect");
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream::Config {
+            name: "TASKS".into(),
+            subjects: vec!["tasks.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("workers".into()),
+            ack_wait,
+            max_deliver: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    (server, client, js, consumer)
+}
+
+/// The next message of the consumer, waited for at most `LIMIT`.
+async fn next_message(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+) -> jetstream::Message {
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1)
+        .expires(LIMIT)
+        .messages()
+        .await
+        .expect("fetch");
+    let next = std::future::poll_fn(|cx| {
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut batch), cx)
+    });
+    tokio::time::timeout(LIMIT, next)
+        .await
+        .expect("a message in time")
+        .expect("a message")
+        .expect("no error")
+}
+
+/// Whether the consumer has nothing left to deliver (within `wait`).
+async fn nothing_left(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    wait: Duration,
+) -> bool {
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1)
+        .expires(wait)
+        .messages()
+        .await
+        .expect("fetch");
+    let next = std::future::poll_fn(|cx| {
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut batch), cx)
+    });
+    matches!(
+        tokio::time::timeout(wait * 3, next).await,
+        Ok(None) | Err(_)
+    )
+}
+
+fn producer_ctx(timeout: Duration) -> (Ctx, goctx::CancelFunc) {
+    let (ctx, cancel) = goctx::with_timeout(&goctx::background(), timeout);
+    let ctx = goctx::with_value(&ctx, TraceContext::new_root());
+    (
+        goctx::with_value(&ctx, RequestId::parse("run-1").unwrap()),
+        cancel,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_runs_under_its_producers_context_and_is_acked() {
+    let (_server, client, js, consumer) = setup(Duration::from_secs(5)).await;
+    let (ctx, _cancel) = producer_ctx(Duration::from_secs(30));
+    let ack = publish(&ctx, &js, "tasks.a", Bytes::from_static(b"one"), None)
+        .await
+        .unwrap();
+    ack.await.unwrap();
+    let msg = next_message(&consumer).await;
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let record = seen.clone();
+    let disposition = process(
+        &goctx::background(),
+        &client,
+        &msg,
+        Duration::from_secs(5),
+        |task| async move {
+            *record.lock().unwrap() = Some(task);
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(disposition, Disposition::Ack);
+    let task = seen.lock().unwrap().take().unwrap();
+    assert_eq!(task.value::<RequestId>().unwrap().as_str(), "run-1");
+    let (theirs, ours) = (
+        task.value::<TraceContext>().unwrap(),
+        ctx.value::<TraceContext>().unwrap(),
+    );
+    assert_eq!(
+        theirs.trace_id(),
+        ours.trace_id(),
+        "one trace across the queue"
+    );
+    assert!(task.deadline().unwrap() <= ctx.deadline().unwrap());
+    assert!(
+        nothing_left(&consumer, Duration::from_millis(300)).await,
+        "acked: not redelivered"
+    );
+}
+
+// Issue 20: a task enqueued with 300 ms left and delayed in the queue by
+// 500 ms is never run and ends `DeadlineExceeded` (terminated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_deadline_passed_in_the_queue_never_runs() {
+    let (_server, client, js, consumer) = setup(Duration::from_secs(5)).await;
+    let (ctx, _cancel) = producer_ctx(Duration::from_millis(300));
+    publish(&ctx, &js, "tasks.late", Bytes::new(), None)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let msg = next_message(&consumer).await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let count = ran.clone();
+    let disposition = process(
+        &goctx::background(),
+        &client,
+        &msg,
+        Duration::from_secs(5),
+        |_| async move {
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(disposition, Disposition::Term);
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "never run");
+    assert!(
+        nothing_left(&consumer, Duration::from_millis(300)).await,
+        "never redelivered"
+    );
+}
+
+// The lease: a task that runs for three times `ack_wait` is not
+// redelivered meanwhile, thanks to the in-progress acks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_task_keeps_its_lease() {
+    let ack_wait = Duration::from_millis(600);
+    let (_server, client, js, consumer) = setup(ack_wait).await;
+    let (ctx, _cancel) = producer_ctx(Duration::from_secs(30));
+    publish(&ctx, &js, "tasks.long", Bytes::new(), None)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let msg = next_message(&consumer).await;
+    let worker = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            process(&goctx::background(), &client, &msg, ack_wait, |_| async {
+                tokio::time::sleep(ack_wait * 3).await;
+                Ok(())
+            })
+            .await
+            .unwrap()
+        })
+    };
+    // While it runs, nobody else gets it.
+    assert!(
+        nothing_left(&consumer, ack_wait).await,
+        "redelivered while running"
+    );
+    assert_eq!(
+        tokio::time::timeout(LIMIT, worker).await.unwrap().unwrap(),
+        Disposition::Ack
+    );
+}
+
+// The disposition table: a plain error is retried (Nak, delivered again),
+// a permanent one is terminated, a worker's shutdown hands the task back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cause_picks_the_disposition() {
+    let (_server, client, js, consumer) = setup(Duration::from_secs(5)).await;
+    let (ctx, _cancel) = producer_ctx(Duration::from_secs(30));
+    let base = goctx::background();
+    for subject in ["tasks.retry", "tasks.fatal", "tasks.shutdown"] {
+        publish(&ctx, &js, subject, Bytes::new(), None)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // A plain error: Nak, delivered again at once, then done.
+    let msg = next_message(&consumer).await;
+    assert_eq!(msg.subject.as_str(), "tasks.retry");
+    let d = process(&base, &client, &msg, Duration::from_secs(5), |_| async {
+        Err(Cause::from("flaky"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(d, Disposition::Nak);
+    // Permanent: Term.
+    let msg = next_message(&consumer).await;
+    let subject = msg.subject.to_string();
+    let d = process(&base, &client, &msg, Duration::from_secs(5), |_| async {
+        Err(Cause::new(Permanent(Cause::from("bad input"))))
+    })
+    .await
+    .unwrap();
+    assert_eq!(d, Disposition::Term, "{subject}");
+    // Shutdown: the worker's base ends while the task runs: Nak.
+    let msg = next_message(&consumer).await;
+    let (worker_base, stop) = goctx::with_cancel(&goctx::background());
+    let d = process(
+        &worker_base,
+        &client,
+        &msg,
+        Duration::from_secs(5),
+        move |task| async move {
+            stop.cancel();
+            task.done().await;
+            Err(Cause::from(task.err().unwrap()))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(d, Disposition::Nak);
+    // Both Nak'd tasks come back; the terminated one does not.
+    let mut again = Vec::new();
+    for _ in 0..2 {
+        let msg = next_message(&consumer).await;
+        again.push(msg.subject.to_string());
+        process(&base, &client, &msg, Duration::from_secs(5), |_| async {
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+    again.sort();
+    assert!(again.iter().all(|s| s != "tasks.fatal"), "{again:?}");
+    assert!(nothing_left(&consumer, Duration::from_millis(300)).await);
+}
+
+// Cancel from the producer reaches the worker running its task within 1 s,
+// with a cause that says so; the task is terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producers_cancel_reaches_the_worker() {
+    let (_server, client, js, consumer) = setup(Duration::from_secs(5)).await;
+    let (ctx, cancel) = producer_ctx(Duration::from_secs(30));
+    cancel_when_done(&ctx, client.clone(), "cancel.run-1".to_owned());
+    publish(&ctx, &js, "tasks.c", Bytes::new(), Some("cancel.run-1"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let msg = next_message(&consumer).await;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let worker = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut ended = None;
+            let d = process(
+                &goctx::background(),
+                &client,
+                &msg,
+                Duration::from_secs(5),
+                |task| {
+                    let slot = &mut ended;
+                    async move {
+                        let _ = started_tx.send(());
+                        task.done().await;
+                        *slot = Some((Instant::now(), task.cause()));
+                        Err(Cause::from(task.err().unwrap()))
+                    }
+                },
+            )
+            .await
+            .unwrap();
+            (d, ended)
+        })
+    };
+    tokio::time::timeout(LIMIT, started_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    // Give the worker's subscription a moment to reach the server.
+    client.flush().await.unwrap();
+    let canceled_at = Instant::now();
+    cancel.cancel();
+    let (d, ended) = tokio::time::timeout(LIMIT, worker).await.unwrap().unwrap();
+    let (at, cause) = ended.expect("the task saw its end");
+    assert!(
+        at - canceled_at < Duration::from_secs(1),
+        "took {:?}",
+        at - canceled_at
+    );
+    assert!(cause.unwrap().is::<CanceledByProducer>());
+    assert_eq!(d, Disposition::Term);
+    let _ = Error::Canceled;
+}
