@@ -79,6 +79,11 @@ pub async fn publish(
 /// When `ctx` ends, for whatever reason, tells every worker still running
 /// a task published with `cancel_subject` to stop: one message on that
 /// subject, published from a tokio task.
+///
+/// It reaches the tasks that are running when it is published: a task
+/// still in the stream does not hear it and runs when a worker takes it
+/// (unless its deadline passed). Remove those from the stream (a purge
+/// by subject) when a producer gives up on all of its work.
 pub fn cancel_when_done(ctx: &Ctx, client: async_nats::Client, cancel_subject: String) {
     let done = ctx.done_owned();
     tokio::spawn(async move {
