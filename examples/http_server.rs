@@ -301,8 +301,11 @@ async fn sqlite_query(ctx: Ctx, db: PathBuf, id: u64, budget: Duration) -> Resul
         conn.create_scalar_function("now_ms", 0, FunctionFlags::SQLITE_UTF8, |_| Ok(now_ms()))
             .map_err(|e| e.to_string())?;
         let until_ms = now_ms() + i64::try_from(budget.as_millis()).unwrap_or(i64::MAX / 2);
-        log(&ctx, "SQL query running (SQLite)");
         let result = goctx::rusqlite::run(&ctx, &conn, |conn| {
+            // Inside `run`: the context was live and the interrupt is
+            // armed, so an end from here on stops the statement (logged
+            // before `run`, a client leaving at once found it not started).
+            log(&ctx, "SQL query running (SQLite)");
             conn.query_row(
                 COUNTING_QUERY,
                 rusqlite::params![until_ms, id as i64],
