@@ -184,7 +184,7 @@ async fn a_task_whose_deadline_passed_in_the_queue_never_runs() {
 // redelivered meanwhile, thanks to the in-progress acks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_task_keeps_its_lease() {
-    let ack_wait = Duration::from_millis(600);
+    let ack_wait = Duration::from_secs(1);
     let (_server, client, js, consumer) = setup(ack_wait).await;
     let (ctx, _cancel) = producer_ctx(Duration::from_secs(30));
     publish(&ctx, &js, "tasks.long", Bytes::new(), None)
@@ -217,11 +217,12 @@ async fn a_long_task_keeps_its_lease() {
 
 // The disposition table: a plain error is retried (Nak, delivered again),
 // a permanent one is terminated, a worker's shutdown hands the task back.
+// Redeliveries may come before the other tasks: each task's work is
+// picked by its subject and delivery, not by the order of arrival.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cause_picks_the_disposition() {
     let (_server, client, js, consumer) = setup(Duration::from_secs(5)).await;
     let (ctx, _cancel) = producer_ctx(Duration::from_secs(30));
-    let base = goctx::background();
     for subject in ["tasks.retry", "tasks.fatal", "tasks.shutdown"] {
         publish(&ctx, &js, subject, Bytes::new(), None)
             .await
@@ -229,54 +230,53 @@ async fn the_cause_picks_the_disposition() {
             .await
             .unwrap();
     }
-    // A plain error: Nak, delivered again at once, then done.
-    let msg = next_message(&consumer).await;
-    assert_eq!(msg.subject.as_str(), "tasks.retry");
-    let d = process(&base, &client, &msg, Duration::from_secs(5), |_| async {
-        Err(Cause::from("flaky"))
-    })
-    .await
-    .unwrap();
-    assert_eq!(d, Disposition::Nak);
-    // Permanent: Term.
-    let msg = next_message(&consumer).await;
-    let subject = msg.subject.to_string();
-    let d = process(&base, &client, &msg, Duration::from_secs(5), |_| async {
-        Err(Cause::new(Permanent(Cause::from("bad input"))))
-    })
-    .await
-    .unwrap();
-    assert_eq!(d, Disposition::Term, "{subject}");
-    // Shutdown: the worker's base ends while the task runs: Nak.
-    let msg = next_message(&consumer).await;
-    let (worker_base, stop) = goctx::with_cancel(&goctx::background());
-    let d = process(
-        &worker_base,
-        &client,
-        &msg,
-        Duration::from_secs(5),
-        move |task| async move {
-            stop.cancel();
-            task.done().await;
-            Err(Cause::from(task.err().unwrap()))
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(d, Disposition::Nak);
-    // Both Nak'd tasks come back; the terminated one does not.
-    let mut again = Vec::new();
-    for _ in 0..2 {
+    let mut seen: Vec<(String, Disposition)> = Vec::new();
+    // Five ends in all: retry twice, fatal once, shutdown twice.
+    while seen.len() < 5 {
         let msg = next_message(&consumer).await;
-        again.push(msg.subject.to_string());
-        process(&base, &client, &msg, Duration::from_secs(5), |_| async {
-            Ok(())
+        let subject = msg.subject.to_string();
+        let first = !seen.iter().any(|(s, _)| *s == subject);
+        // The worker's base; its `CancelFunc` outlives the task (dropping
+        // the last handle cancels it, which is a shutdown).
+        let (worker_base, stop) = goctx::with_cancel(&goctx::background());
+        let d = process(&worker_base, &client, &msg, Duration::from_secs(5), {
+            let (subject, stop) = (subject.clone(), stop.clone());
+            move |task| async move {
+                match (subject.as_str(), first) {
+                    ("tasks.retry", true) => Err(Cause::from("flaky")),
+                    ("tasks.fatal", _) => Err(Cause::new(Permanent(Cause::from("bad input")))),
+                    ("tasks.shutdown", true) => {
+                        // The worker shuts down while the task runs.
+                        stop.cancel();
+                        task.done().await;
+                        Err(Cause::from(task.err().unwrap()))
+                    }
+                    _ => Ok(()),
+                }
+            }
         })
         .await
         .unwrap();
+        drop(stop);
+        seen.push((subject, d));
     }
-    again.sort();
-    assert!(again.iter().all(|s| s != "tasks.fatal"), "{again:?}");
+    let of = |subject: &str| -> Vec<Disposition> {
+        seen.iter()
+            .filter(|(s, _)| s == subject)
+            .map(|(_, d)| *d)
+            .collect()
+    };
+    assert_eq!(
+        of("tasks.retry"),
+        [Disposition::Nak, Disposition::Ack],
+        "{seen:?}"
+    );
+    assert_eq!(of("tasks.fatal"), [Disposition::Term], "{seen:?}");
+    assert_eq!(
+        of("tasks.shutdown"),
+        [Disposition::Nak, Disposition::Ack],
+        "{seen:?}"
+    );
     assert!(nothing_left(&consumer, Duration::from_millis(300)).await);
 }
 
