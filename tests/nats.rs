@@ -52,32 +52,11 @@ async fn setup(
     (server, client, js, consumer)
 }
 
-/// The next message of the consumer, waited for at most `LIMIT`.
-async fn next_message(
-    consumer: &jetstream::consumer::Consumer<pull::Config>,
-) -> jetstream::Message {
-    let mut batch = consumer
-        .fetch()
-        .max_messages(1)
-        .expires(LIMIT)
-        .messages()
-        .await
-        .expect("fetch");
-    let next = std::future::poll_fn(|cx| {
-        futures_core::Stream::poll_next(std::pin::Pin::new(&mut batch), cx)
-    });
-    tokio::time::timeout(LIMIT, next)
-        .await
-        .expect("a message in time")
-        .expect("a message")
-        .expect("no error")
-}
-
-/// Whether the consumer has nothing left to deliver (within `wait`).
-async fn nothing_left(
+/// The consumer's next message, if one comes within `wait`.
+async fn fetch_one(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     wait: Duration,
-) -> bool {
+) -> Option<jetstream::Message> {
     let mut batch = consumer
         .fetch()
         .max_messages(1)
@@ -88,10 +67,25 @@ async fn nothing_left(
     let next = std::future::poll_fn(|cx| {
         futures_core::Stream::poll_next(std::pin::Pin::new(&mut batch), cx)
     });
-    matches!(
-        tokio::time::timeout(wait * 3, next).await,
-        Ok(None) | Err(_)
-    )
+    match tokio::time::timeout(wait * 3, next).await {
+        Ok(Some(msg)) => Some(msg.expect("no error")),
+        Ok(None) | Err(_) => None,
+    }
+}
+
+/// The next message of the consumer, waited for at most `LIMIT`.
+async fn next_message(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+) -> jetstream::Message {
+    fetch_one(consumer, LIMIT).await.expect("a message in time")
+}
+
+/// Whether the consumer has nothing left to deliver (within `wait`).
+async fn nothing_left(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    wait: Duration,
+) -> bool {
+    fetch_one(consumer, wait).await.is_none()
 }
 
 fn producer_ctx(timeout: Duration) -> (Ctx, goctx::CancelFunc) {
@@ -277,6 +271,35 @@ async fn the_cause_picks_the_disposition() {
         [Disposition::Nak, Disposition::Ack],
         "{seen:?}"
     );
+    assert!(nothing_left(&consumer, Duration::from_millis(300)).await);
+}
+
+// A task that returned `Ok` is done: acked even if its worker began
+// shutting down meanwhile (only unfinished work is handed back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_task_is_acked_during_a_shutdown() {
+    let (_server, client, js, consumer) = setup(Duration::from_secs(5)).await;
+    let (ctx, _cancel) = producer_ctx(Duration::from_secs(30));
+    publish(&ctx, &js, "tasks.done", Bytes::new(), None)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let msg = next_message(&consumer).await;
+    let (worker_base, stop) = goctx::with_cancel(&goctx::background());
+    let d = process(
+        &worker_base,
+        &client,
+        &msg,
+        Duration::from_secs(5),
+        move |_| async move {
+            stop.cancel();
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(d, Disposition::Ack);
     assert!(nothing_left(&consumer, Duration::from_millis(300)).await);
 }
 

@@ -129,8 +129,9 @@ where
     let empty = HeaderMap::new();
     let headers = msg.headers.as_ref().unwrap_or(&empty);
     let (ctx, cancel) = propagator().extract(base, headers);
-    let disposition = if ctx.err().is_some() {
-        decide(base, &ctx, None)
+    let disposition = if let Some(err) = ctx.err() {
+        // Born done: never run, ended by its context.
+        decide(base, &ctx, Some(Cause::from(err)))
     } else {
         // The producer's cancel, heard while the task runs.
         if let Some(subject) = Carrier::get(headers, CANCEL_SUBJECT) {
@@ -170,22 +171,23 @@ where
     Ok(disposition)
 }
 
-/// The disposition table of [`process`].
+/// The disposition table of [`process`]: `failure` is `None` for a task
+/// that returned `Ok` (done, whatever happened to its context since).
 fn decide(base: &Ctx, ctx: &Ctx, failure: Option<Cause>) -> Disposition {
+    let Some(failure) = failure else {
+        return Disposition::Ack;
+    };
     if base.err().is_some() {
-        return Disposition::Nak;
-    }
-    if ctx.err() == Some(Error::DeadlineExceeded)
+        Disposition::Nak
+    } else if ctx.err() == Some(Error::DeadlineExceeded)
         || ctx
             .cause()
             .is_some_and(|cause| cause.is::<CanceledByProducer>())
+        || failure.is::<Permanent>()
     {
-        return Disposition::Term;
-    }
-    match failure {
-        None => Disposition::Ack,
-        Some(cause) if cause.is::<Permanent>() => Disposition::Term,
-        Some(_) => Disposition::Nak,
+        Disposition::Term
+    } else {
+        Disposition::Nak
     }
 }
 
