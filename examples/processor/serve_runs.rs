@@ -64,6 +64,8 @@ pub struct TaskRecord {
     pub priority: u32,
     /// The peer that runs it, for a remote task.
     pub peer: Option<String>,
+    /// The worker process that runs it (broker mode, `processor worker`).
+    pub worker: Option<String>,
     pub state: TaskState,
     /// 0–100, of the current attempt.
     pub progress: u8,
@@ -181,6 +183,7 @@ fn records(
             parent: parent.map(str::to_owned),
             priority: t.priority,
             peer: peers.get(&t.id).cloned(),
+            worker: None,
             state: TaskState::Queued,
             progress: 0,
             attempts: 0,
