@@ -329,6 +329,11 @@ fn every_route_answers_with_its_documented_shape() {
         finished.status, 202,
         "DELETE of a finished run changes nothing"
     );
+    assert_eq!(
+        finished.json()["state"],
+        "finished",
+        "nothing was asked of it"
+    );
     assert_eq!(server.run(&id)["cause"], Value::Null);
 
     let page = server.request("GET", "/", &[], "");
@@ -517,6 +522,23 @@ fn delete_cancels_a_run_within_a_second() {
     let res = server.request("DELETE", &format!("/runs/{id}"), &[], "");
     assert_eq!(res.status, 202);
     let canceled_at = Instant::now();
+    // The answer says what was asked, in the run's usual shape.
+    let answer = res.json();
+    assert_eq!(answer["state"], "cancel_requested", "{answer:#}");
+    assert_eq!(answer["id"], id.as_str());
+    assert_eq!(
+        answer["tasks"].as_array().map(Vec::len),
+        Some(4),
+        "{answer:#}"
+    );
+    // Asked again while it ends: the same answer, or the finished run.
+    let again = server.request("DELETE", &format!("/runs/{id}"), &[], "");
+    assert_eq!(again.status, 202);
+    let state = again.json()["state"].clone();
+    assert!(
+        state == "cancel_requested" || state == "finished",
+        "{state}"
+    );
     let run = server.run_until(&id, Duration::from_secs(1), |r| r["state"] == "finished");
     assert!(canceled_at.elapsed() < Duration::from_secs(1));
     assert_eq!(run["cause"], "canceled via API");
@@ -591,6 +613,11 @@ fn a_remote_task_runs_on_the_peer_in_the_same_trace() {
         r["tasks"][0]["state"] == "running"
     });
     assert_eq!(a_run["tasks"][0]["peer"], b.url());
+    // A's task shows the progress B reports (1% per 200 ms of 20 s).
+    let moving = a.run_until(&id, Duration::from_secs(10), |r| {
+        r["tasks"][0]["progress"].as_u64().is_some_and(|p| p > 0)
+    });
+    assert!(moving["tasks"][0]["progress"].as_u64().unwrap() < 100);
 
     // B's run: same trace and request id, a deadline no later than A's.
     let start = Instant::now();
@@ -849,4 +876,87 @@ fn a_markup_name_is_served_as_data() {
         "{}",
         server.logs()
     );
+}
+
+#[test]
+fn a_wrong_method_gets_a_json_405_naming_the_allowed_ones() {
+    let server = Server::start(&[]);
+    let cases = [
+        ("PUT", "/runs", &["GET", "POST"][..]),
+        ("DELETE", "/runs", &["GET", "POST"]),
+        ("PATCH", "/runs/run-1", &["GET", "DELETE"]),
+        ("POST", "/runs/run-1", &["GET", "DELETE"]),
+        ("POST", "/metrics", &["GET"]),
+        ("DELETE", "/events", &["GET"]),
+        ("POST", "/", &["GET"]),
+    ];
+    for (method, path, allowed) in cases {
+        let res = server.request(method, path, &[("content-type", "application/json")], "{}");
+        assert_eq!(res.status, 405, "{method} {path}: {res:?}");
+        assert!(
+            res.header("content-type")
+                .is_some_and(|t| t.starts_with("application/json")),
+            "{method} {path}: {res:?}"
+        );
+        let allow: Vec<&str> = res
+            .header("allow")
+            .unwrap_or_else(|| panic!("{method} {path}: no allow header: {res:?}"))
+            .split(',')
+            .map(str::trim)
+            .collect();
+        for m in allowed {
+            assert!(allow.contains(m), "{method} {path}: allow {allow:?}");
+        }
+        assert!(!allow.contains(&method), "{method} {path}: allow {allow:?}");
+        let error = res.json();
+        assert_eq!(error["field"], "method", "{method} {path}: {error:#}");
+        let message = error["error"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with(method) && allowed.iter().all(|m| message.contains(m)),
+            "{method} {path}: {message:?}"
+        );
+        assert!(res.header("x-request-id").is_some(), "{res:?}");
+    }
+    // Nothing was started by them.
+    let list = server.request("GET", "/runs", &[], "").json();
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list:#}");
+}
+
+#[test]
+fn a_parents_progress_includes_its_subtasks_and_an_ended_task_is_never_full() {
+    let server = Server::start(&[]);
+    let body = json!({"tasks": [{"id": "p", "name": "P", "duration": "100ms",
+        "subtasks": [task("s1", "S1", "20s"), task("s2", "S2", "20s")]}]});
+    let id = created_id(&server.post_json("/runs", &body));
+    // Each GET is one snapshot: the parent's own work (done, 100) is one
+    // share of three.
+    let run = server.run_until(&id, Duration::from_secs(10), |r| {
+        let subtasks = r["tasks"][0]["subtasks"].as_array().unwrap();
+        subtasks
+            .iter()
+            .all(|s| s["state"] == "running" && s["progress"].as_u64() >= Some(2))
+    });
+    let parent = &run["tasks"][0];
+    let share = |r: &Value| r["progress"].as_u64().unwrap();
+    let subtasks = parent["subtasks"].as_array().unwrap();
+    assert_eq!(
+        share(parent),
+        (100 + share(&subtasks[0]) + share(&subtasks[1])) / 3,
+        "{run:#}"
+    );
+    assert!(share(parent) < 50, "{run:#}");
+
+    server.request("DELETE", &format!("/runs/{id}"), &[], "");
+    let run = server.run_until(&id, Duration::from_secs(2), |r| r["state"] == "finished");
+    let parent = &run["tasks"][0];
+    assert_eq!(parent["state"], "canceled");
+    let subtasks = parent["subtasks"].as_array().unwrap();
+    assert_eq!(
+        share(parent),
+        (100 + share(&subtasks[0]) + share(&subtasks[1])) / 3,
+        "{run:#}"
+    );
+    for t in [parent, &subtasks[0], &subtasks[1]] {
+        assert!((1..100).contains(&share(t)), "{t:#}");
+    }
 }

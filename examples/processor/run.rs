@@ -223,8 +223,30 @@ pub type Work = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
 /// service's remote tasks (`serve_remote.rs`) run on a peer.
 pub trait Executor: Send + Sync {
     /// The work of one attempt of `task` under `ctx`, or `None` for a task
-    /// this executor does not take (it is then simulated as usual).
-    fn work(&self, ctx: &Ctx, task: &Task, attempt: u32) -> Option<Work>;
+    /// this executor does not take (it is then simulated as usual). The
+    /// run reports 0 % when the work starts and 100 % when it succeeds;
+    /// `progress` is for what the work learns in between.
+    fn work(&self, ctx: &Ctx, task: &Task, attempt: u32, progress: Progress) -> Option<Work>;
+}
+
+/// Reports the progress of one attempt whose work an [`Executor`] does
+/// (a remote task: what its peer says), as [`Event::Progress`].
+#[derive(Clone, Debug)]
+pub struct Progress {
+    events: Emitter,
+    task: TaskRef,
+    attempt: u32,
+}
+
+impl Progress {
+    /// `percent` of the attempt's work is done (more than 100 counts as 100).
+    pub fn report(&self, percent: u8) {
+        self.events.send(Event::Progress {
+            task: self.task.clone(),
+            percent: percent.min(100),
+            attempt: self.attempt,
+        });
+    }
 }
 
 /// [`run`], with an [`Executor`] that may take over tasks' work.
@@ -511,7 +533,16 @@ async fn body(node: &Node, shared: &Arc<Shared>) -> (Result<(), TaskError>, u32)
 /// machine does not make the work longer than `duration`.
 async fn work(node: &Node, shared: &Shared, attempt: u32) -> Result<(), TaskError> {
     if let Some(executor) = &shared.executor
-        && let Some(elsewhere) = executor.work(&node.ctx, &node.task, attempt)
+        && let Some(elsewhere) = executor.work(
+            &node.ctx,
+            &node.task,
+            attempt,
+            Progress {
+                events: shared.events.clone(),
+                task: node.tref.clone(),
+                attempt,
+            },
+        )
     {
         let progress = |percent| Event::Progress {
             task: node.tref.clone(),

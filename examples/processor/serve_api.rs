@@ -4,14 +4,15 @@
 //! |---|---|
 //! | `POST /runs[?wait=true]` | `201` `{id, request_id, trace_id}`, or the finished run |
 //! | `GET /runs`, `GET /runs/{id}` | runs, newest first; one run (`404` if unknown) |
-//! | `DELETE /runs/{id}` | `202`, the run's context canceled: "canceled via API" |
+//! | `DELETE /runs/{id}` | `202`, the run (`"state": "cancel_requested"`), its context canceled: "canceled via API" |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /events` | server-sent events: `run` and `task` |
 //! | `GET /` | the dashboard |
 //!
 //! Errors are JSON, `{"error": "...", "field": "..."}`: `400` for a bad
 //! body (naming the field), `404`, `413` over [`MAX_BODY`], `415` for a
-//! body that is not `application/json`, `503` while shutting down.
+//! body that is not `application/json`, `405` (with `allow`) for a
+//! method a route does not take, `503` while shutting down.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -64,7 +65,7 @@ pub struct App {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(crate::dashboard::page))
         .route("/runs", get(list_runs).post(create_run))
         .route("/runs/{id}", get(get_run).delete(cancel_run))
@@ -73,7 +74,12 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(RequestContextLayer::new(&app.base))
-        .with_state(app)
+        .with_state(app);
+    // Around the whole router: axum adds a 405's `allow` header outside
+    // any layer of the routes themselves.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn(method_not_allowed))
 }
 
 /// An error answer: `{"error": ..., "field": ...}`.
@@ -107,6 +113,38 @@ impl IntoResponse for ApiError {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such route")
+}
+
+/// A method a route does not take: axum answers `405` with the route's
+/// methods in `allow` and no body; this gives it the JSON error every
+/// other answer has, `allow` kept.
+async fn method_not_allowed(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let res = next.run(req).await;
+    if res.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return res;
+    }
+    let (mut parts, _) = res.into_parts();
+    let allowed = parts
+        .headers
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut answer = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed here; this route takes {allowed}"),
+    )
+    .field("method")
+    .into_response();
+    // The other headers (`allow`, `x-request-id`) stay; the body's are new.
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    answer.headers_mut().extend(parts.headers);
+    answer
 }
 
 /// `415` unless the body is JSON; an empty body passes when `empty_ok`.

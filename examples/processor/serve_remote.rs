@@ -3,6 +3,11 @@
 //! the task's deadline (`grpc-timeout`), the request id and the trace, so
 //! the peer's run lives in the same context tree, across the wire.
 //!
+//! While the call is in flight, the peer's run is read every
+//! [`POLL_EVERY`] (`GET /runs/{id}`, the id the caller chose) and its
+//! task's progress reported here as the task's own: progress comes from
+//! where the work runs. The reads stop when the call ends.
+//!
 //! When the task's context is canceled (DELETE, the server's shutdown, a
 //! failed sibling), the peer first hears why (`DELETE /runs/{id}` with the
 //! cause, so its record says the same), then the call is dropped, which
@@ -22,13 +27,19 @@ use serde_json::Value;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::retry::TaskError;
-use crate::run::{Executor, Work};
+use crate::run::{Executor, Progress, Work};
 use crate::serve_body::PeerTask;
 use crate::task::Task;
 
 /// The header that names the run a caller creates on its peer, so it can
 /// cancel that run with a cause.
 pub const X_RUN_ID: &str = "x-run-id";
+
+/// How often a remote task's progress is read from its peer.
+const POLL_EVERY: Duration = Duration::from_millis(250);
+/// The longest one read may take; a slower one is given up (the next
+/// tick tries again).
+const POLL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Request bodies are `String`s, watched by their context through
 /// `PropagateLayer`.
@@ -48,7 +59,7 @@ pub struct Remote {
 }
 
 impl Executor for Remote {
-    fn work(&self, ctx: &Ctx, task: &Task, attempt: u32) -> Option<Work> {
+    fn work(&self, ctx: &Ctx, task: &Task, attempt: u32, progress: Progress) -> Option<Work> {
         let peer = self.peers.get(&task.id)?.clone();
         // Ids are the run's and a counter: never user text in a URL.
         let index = self.peers.keys().filter(|k| **k < task.id).count();
@@ -58,6 +69,7 @@ impl Executor for Remote {
             ctx.clone(),
             peer,
             remote_id,
+            progress,
         )))
     }
 }
@@ -67,6 +79,7 @@ async fn call(
     ctx: Ctx,
     peer: PeerTask,
     remote_id: String,
+    progress: Progress,
 ) -> Result<(), TaskError> {
     // The call's own context: the task's values and deadline, but canceled
     // only here, after the peer was told why.
@@ -101,6 +114,7 @@ async fn call(
     tokio::pin!(exchange);
     let outcome = tokio::select! {
         outcome = &mut exchange => outcome,
+        never = follow_progress(&client, &peer.url, &remote_id, &progress) => match never {},
         _ = ctx.done() => {
             let err = ctx.err().unwrap_or(goctx::Error::Canceled);
             if err == goctx::Error::Canceled {
@@ -141,6 +155,46 @@ async fn call(
         Some("failed") => Err(TaskError::Failed(format!("on the peer: {}", text("error")))),
         other => Err(TaskError::Failed(format!("peer's task ended as {other:?}"))),
     }
+}
+
+/// Reads the peer's run every [`POLL_EVERY`] and reports its task's
+/// progress when it changes. Never returns: it ends when the call does
+/// (the `select!` drops it).
+async fn follow_progress(
+    client: &HttpClient,
+    peer: &str,
+    remote_id: &str,
+    progress: &Progress,
+) -> std::convert::Infallible {
+    let mut tick = tokio::time::interval(POLL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = None;
+    loop {
+        tick.tick().await;
+        // `None` while the peer has not made the run yet, or did not answer.
+        let read = tokio::time::timeout(POLL_TIMEOUT, peer_progress(client, peer, remote_id));
+        if let Ok(Some(percent)) = read.await
+            && reported != Some(percent)
+        {
+            reported = Some(percent);
+            progress.report(percent);
+        }
+    }
+}
+
+/// The progress of the one task of run `remote_id` on `peer`.
+async fn peer_progress(client: &HttpClient, peer: &str, remote_id: &str) -> Option<u8> {
+    let req = http::Request::get(format!("{peer}/runs/{remote_id}"))
+        .body(PropagateBody::new(String::new()))
+        .ok()?;
+    let res = client.request(req).await.ok()?;
+    if !res.status().is_success() {
+        return None;
+    }
+    let bytes = res.into_body().collect().await.ok()?.to_bytes();
+    let run: Value = serde_json::from_slice(&bytes).ok()?;
+    let percent = run["tasks"][0]["progress"].as_u64()?;
+    Some(u8::try_from(percent.min(100)).unwrap_or(100))
 }
 
 /// How a call to a peer failed: its context ended, or the connection did.

@@ -67,7 +67,9 @@ pub struct TaskRecord {
     /// The worker process that runs it (broker mode, `processor worker`).
     pub worker: Option<String>,
     pub state: TaskState,
-    /// 0–100, of the current attempt.
+    /// 0–100: the mean of its own work's progress (one share, of the
+    /// current attempt) and each subtask's (one share each); 100 only once
+    /// it completed. See [`roll_up`].
     pub progress: u8,
     pub attempts: u32,
     pub retries: u32,
@@ -83,12 +85,18 @@ pub struct TaskRecord {
     pub subtasks: Vec<TaskRecord>,
     #[serde(skip)]
     started: Option<Instant>,
+    /// Its own work's progress, of the current attempt: the last
+    /// `Event::Progress` (for a remote task, what its peer said).
+    #[serde(skip)]
+    work_progress: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     Running,
+    /// Canceled via the API, still ending (its tasks are being told).
+    CancelRequested,
     Finished,
 }
 
@@ -126,7 +134,7 @@ impl RunRecord {
     /// The record with durations of running tasks brought up to now.
     fn snapshot(&self) -> RunRecord {
         let mut copy = self.clone();
-        if copy.state == RunState::Running {
+        if copy.state != RunState::Finished {
             copy.duration_ms = Some(millis(self.started.elapsed()));
         }
         fn tick(tasks: &mut [TaskRecord]) {
@@ -195,6 +203,7 @@ fn records(
             cause: None,
             subtasks: records(&t.subtasks, Some(&t.id), peers),
             started: None,
+            work_progress: 0,
         })
         .collect()
 }
@@ -289,10 +298,12 @@ impl Runs {
         self.lock().runs.get(id).map(|e| e.record.snapshot())
     }
 
-    /// Cancels a running run with `cause`.
+    /// Cancels a running run with `cause`; its state is `cancel_requested`
+    /// until it has finished. A second request changes nothing (the first
+    /// cause stays) and answers the same.
     pub fn cancel(&self, id: &str, cause: String) -> CancelResult {
-        let inner = self.lock();
-        let Some(entry) = inner.runs.get(id) else {
+        let mut inner = self.lock();
+        let Some(entry) = inner.runs.get_mut(id) else {
             return CancelResult::Unknown;
         };
         match &entry.cancel {
@@ -305,6 +316,12 @@ impl Runs {
                     "run canceled via the API"
                 );
                 cancel.cancel_with_cause(run::Cause(cause));
+                entry.record.state = RunState::CancelRequested;
+                let snapshot = entry.record.snapshot();
+                self.publish("run", &snapshot);
+                CancelResult::Canceled(snapshot)
+            }
+            Some(_) if entry.record.state == RunState::CancelRequested => {
                 CancelResult::Canceled(entry.record.snapshot())
             }
             _ => CancelResult::AlreadyFinished(entry.record.snapshot()),
@@ -439,7 +456,7 @@ impl Runs {
                 let Some(t) = record.task_mut(&task.id) else {
                     return;
                 };
-                t.progress = *percent;
+                t.work_progress = *percent;
                 t.attempts = t.attempts.max(*attempt);
                 task.id.clone()
             }
@@ -496,17 +513,28 @@ impl Runs {
             }
             Event::RunStarted { .. } | Event::Queued { .. } | Event::Shutdown { .. } => return,
         };
-        if let Some(t) = record.task_mut(&task_id) {
-            let mut view = t.clone();
-            view.subtasks.clear();
-            // As in `snapshot`: a running task's duration is up to now (the
-            // dashboard showed none until the task ended).
-            if view.state == TaskState::Running
-                && let Some(started) = view.started
-            {
-                view.duration_ms = Some(millis(started.elapsed()));
+        // The task, then each of its parents whose progress it moved.
+        let mut chain = vec![(task_id.to_string(), None)];
+        while let Some(parent) = chain
+            .last()
+            .and_then(|(id, _)| record.task_mut(id))
+            .and_then(|t| t.parent.clone())
+        {
+            let before = record.task_mut(&parent).map(|p| p.progress);
+            chain.push((parent, before));
+        }
+        roll_up(&mut record.tasks);
+        for (task_id, before) in chain {
+            let Some(t) = record.task_mut(&task_id) else {
+                continue;
+            };
+            if before.is_some_and(|before| before == t.progress) {
+                continue;
             }
-            self.publish("task", &serde_json::json!({ "run_id": id, "task": view }));
+            self.publish(
+                "task",
+                &serde_json::json!({ "run_id": id, "task": view(t) }),
+            );
         }
     }
 
@@ -516,7 +544,7 @@ impl Runs {
         inner
             .runs
             .iter()
-            .filter(|(_, e)| e.record.state == RunState::Running)
+            .filter(|(_, e)| e.record.state != RunState::Finished)
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -537,8 +565,40 @@ fn finish_task(t: &mut TaskRecord, report: &TaskReport) {
     if let Outcome::Canceled(err) = &report.outcome {
         t.cause = Some(report.cause.clone().unwrap_or_else(|| err.to_string()));
     }
-    if t.state == TaskState::Completed {
-        t.progress = 100;
+}
+
+/// A task as the live feed sends it: without its subtasks, and, as in
+/// `snapshot`, a running task's duration up to now.
+fn view(t: &TaskRecord) -> TaskRecord {
+    let mut view = t.clone();
+    view.subtasks.clear();
+    if view.state == TaskState::Running
+        && let Some(started) = view.started
+    {
+        view.duration_ms = Some(millis(started.elapsed()));
+    }
+    view
+}
+
+/// Brings every task's `progress` up to date from its own work and its
+/// subtasks, deepest first. The task's own work is one share and each
+/// subtask another, so a parent whose work is done but whose subtasks have
+/// not started shows 1/(n+1), not a full bar. A completed task shows 100;
+/// one that did not complete keeps the share it reached, below 100.
+fn roll_up(tasks: &mut [TaskRecord]) {
+    for t in tasks {
+        roll_up(&mut t.subtasks);
+        if t.state == TaskState::Completed {
+            t.progress = 100;
+            continue;
+        }
+        let shares = 1 + t.subtasks.len() as u64;
+        let done = u64::from(t.work_progress)
+            + t.subtasks
+                .iter()
+                .map(|s| u64::from(s.progress))
+                .sum::<u64>();
+        t.progress = u8::try_from(done / shares).map_or(99, |p| p.min(99));
     }
 }
 
