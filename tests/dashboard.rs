@@ -1,7 +1,10 @@
 //! The dashboard (`GET /` of `processor serve`) as a person sees it: the
 //! page in Debian's headless Chromium, driven over W3C WebDriver
 //! (fantoccini talking to Debian's chromedriver), while runs start,
-//! progress, time out and are canceled, all without a reload.
+//! progress, time out and are canceled, all without a reload. What is
+//! checked is what is drawn: bars by their drawn width and colour,
+//! placeholders and summaries by whether they are laid out, columns by
+//! their positions.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's
 //! `chromium` and `chromium-driver`, which `.ci/run` installs); without
@@ -22,6 +25,8 @@ mod browser;
 mod common;
 #[path = "dashboard/page.rs"]
 mod page;
+#[path = "dashboard/proxy.rs"]
+mod proxy;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -36,9 +41,10 @@ use serde_json::{Value, json};
 
 use browser::{save_screenshot, with_browser};
 use page::{
-    ROW, RUN, assert_not_reloaded, assert_text_matches_state, open, states, wait, wait_run,
-    wait_task,
+    ROW, RUN, assert_bar_matches_progress, assert_not_reloaded, assert_text_matches_state, millis,
+    open, progress, progresses, states, wait, wait_run, wait_task,
 };
+use proxy::GatedProxy;
 
 /// The longest any one wait may take.
 const WAIT: Duration = Duration::from_secs(20);
@@ -66,8 +72,15 @@ struct Server(ExampleServer);
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// With more flags (`--peer`).
+    fn start_with(extra: &[&str]) -> Server {
         let mut command = Command::new(processor());
-        command.args(["serve", "--addr", "127.0.0.1:0", "--time-scale", TIME_SCALE]);
+        command
+            .args(["serve", "--addr", "127.0.0.1:0", "--time-scale", TIME_SCALE])
+            .args(extra);
         Server(ExampleServer::start(
             command,
             Stderr::Capture,
@@ -79,13 +92,32 @@ impl Server {
         format!("http://{}/", self.0.addr)
     }
 
+    /// The base URL, as `--peer` and a task's `peer` take it.
+    fn origin(&self) -> String {
+        format!("http://{}", self.0.addr)
+    }
+
     /// `POST /runs` with `body`; the new run's id.
     fn start_run(&self, body: &Value) -> String {
-        let body = body.to_string();
+        let (status, json) = self.request("POST", "/runs", &body.to_string());
+        assert_eq!(status, 201, "POST /runs: {json:#}");
+        json["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// `DELETE /runs/{id}`: the answer, a `202` with the run.
+    fn cancel_run(&self, id: &str) -> Value {
+        let (status, json) = self.request("DELETE", &format!("/runs/{id}"), "");
+        assert_eq!(status, 202, "DELETE /runs/{id}: {json:#}");
+        json
+    }
+
+    /// One request with a JSON body on a new connection: the status and
+    /// the JSON answer.
+    fn request(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
         let mut stream = TcpStream::connect(&self.0.addr).expect("connect");
         stream.set_read_timeout(Some(WAIT)).expect("read timeout");
         let head = format!(
-            "POST /runs HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\
              content-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
@@ -93,10 +125,14 @@ impl Server {
         stream.write_all(body.as_bytes()).expect("send body");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("read response");
-        let (status, json) = response.split_once("\r\n\r\n").expect("a response");
-        assert!(status.starts_with("HTTP/1.1 201"), "POST /runs: {response}");
-        let json: Value = serde_json::from_str(json).expect("JSON body");
-        json["id"].as_str().expect("an id").to_owned()
+        let (head, json) = response.split_once("\r\n\r\n").expect("a response");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status: {response}"));
+        let json = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {response}"));
+        (status, json)
     }
 
     fn logs(&self) -> String {
@@ -107,14 +143,66 @@ impl Server {
 // ---------------------------------------------------------------------------
 // The tests
 
+/// What `#placeholder` shows: its state, its text, and whether it is laid
+/// out on the page.
+const PLACEHOLDER: &str = r##"
+const p = document.getElementById("placeholder");
+return { state: p.getAttribute("data-state"), text: p.textContent,
+  shown: !p.hidden && p.getClientRects().length > 0,
+  runs: document.querySelectorAll("#runs section.run").length };
+"##;
+
+async fn placeholder(page: &fantoccini::Client) -> Value {
+    page.execute(PLACEHOLDER, vec![])
+        .await
+        .expect("read #placeholder")
+}
+
+/// Where each column of run `run`'s table is drawn: `[left, width]` of
+/// each header cell, and of each cell of its first task row.
+const COLUMNS: &str = r##"
+const section = document.getElementById("run-" + arguments[0]);
+const rect = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.width]; };
+return { head: [...section.querySelectorAll("thead th")].map(rect),
+  row: [...section.querySelector("tr.task").children].map(rect) };
+"##;
+
 /// The seed's run started with the button: one task seen running then
-/// completed, Send Emails running then timed out with its cause; a second
-/// run canceled with its own button; the page never reloaded.
+/// completed, Send Emails running then timed out with its cause and its
+/// bar where it stopped; the finished run's summary; a second run whose
+/// durations tick, canceled with its own button, its bars short of full
+/// and coloured as canceled; the columns of both cards in line; the
+/// empty state before the first run; the page never reloaded.
 #[tokio::test]
 async fn runs_start_progress_time_out_and_cancel_live() {
     let server = Server::start();
     with_browser(|page| async move {
         let loaded_at = open(&page, &server.url()).await;
+
+        // A new server has no runs, and the page says so.
+        let empty = wait(
+            &page,
+            "the empty state",
+            &format!(
+                "const p = (() => {{ {PLACEHOLDER} }})(); \
+                 return p.state === \"empty\" ? p : null;"
+            ),
+            vec![],
+        )
+        .await;
+        assert_eq!(empty["shown"], true, "{empty:#}");
+        assert!(
+            empty["text"].as_str().unwrap().starts_with("No runs yet"),
+            "{empty:#}"
+        );
+        let shown = page
+            .find(Locator::Css("#placeholder"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap();
+        assert!(shown, "the empty state is not on screen");
 
         // The seed's run, from the button.
         page.find(Locator::Css("button#start-seed"))
@@ -142,8 +230,11 @@ async fn runs_start_progress_time_out_and_cancel_live() {
         assert_eq!(run["id"], seed);
         assert_eq!(run["text"], "running", "{run:#}");
         assert_eq!(run["cancel_hidden"], false, "{run:#}");
+        assert_eq!(run["summary"], Value::Null, "no summary while it runs: {run:#}");
         assert_eq!(run["request_id"].as_str().unwrap().len(), 32, "{run:#}");
         assert_eq!(run["trace_id"].as_str().unwrap().len(), 32, "{run:#}");
+        let gone = placeholder(&page).await;
+        assert_eq!(gone["shown"], false, "the empty state stays with a run: {gone:#}");
 
         // Update Database: running, then completed at 100%.
         let db = wait_task(&page, &seed, "db", "completed").await;
@@ -156,13 +247,15 @@ async fn runs_start_progress_time_out_and_cancel_live() {
         assert_eq!(db["text"], "completed");
         assert_eq!(db["progress"], "100");
         assert_eq!(db["percent"], "100%");
-        assert_eq!(db["bar"], 100.0);
+        assert_bar_matches_progress(&db);
         assert_eq!(db["attempts"], "1");
         assert_eq!(db["cause"], "");
         assert!(db["duration"].as_str().unwrap().ends_with('s'), "{db:#}");
         assert_text_matches_state(&db);
+        let completed_colour = db["colour"].clone();
 
-        // Send Emails: waits for a worker, runs, times out with its cause.
+        // Send Emails: waits for a worker, runs, times out with its cause;
+        // its bar stops where its work did, in the colour of a timeout.
         let email = wait_task(&page, &seed, "email", "timed_out").await;
         let seen = states(&email);
         let running = seen.iter().position(|s| s == "running");
@@ -175,13 +268,39 @@ async fn runs_start_progress_time_out_and_cancel_live() {
         assert_eq!(email["cause"], "context deadline exceeded");
         assert_eq!(email["deadline"], "2.50s", "the 5 s task timeout, scaled");
         assert_text_matches_state(&email);
+        // 4 s of work with 2.5 s to do it: about 62%, never a full bar.
+        let stopped = progress(&email);
+        assert!(
+            0 < stopped && stopped < 100,
+            "a timed-out task shows {stopped}%: {email:#}"
+        );
+        assert_bar_matches_progress(&email);
+        assert_ne!(
+            email["colour"], completed_colour,
+            "a timed-out bar looks like a completed one"
+        );
 
+        // The finished run's summary, on its card.
         let run = wait_run(&page, &seed, "finished").await;
         assert_eq!(run["text"], "finished");
         assert_eq!(run["cancel_hidden"], true, "no cancel button once finished");
+        assert!(run["summary"].is_string(), "no summary drawn: {run:#}");
+        assert_eq!(
+            run["counts"],
+            json!({"completed": "3 completed", "timed_out": "1 timed out",
+                   "canceled": "0 canceled", "failed": "0 failed"}),
+            "{run:#}"
+        );
+        assert_eq!(run["cause"], "", "the seed's run ended by itself: {run:#}");
+        // Send Emails started at 0.75 s and had 2.5 s.
+        let took = run["summary_duration"].as_str().unwrap();
+        let took_ms = millis(took.strip_prefix("took ").expect("took ..."));
+        assert!(took_ms >= 3_000.0, "{run:#}");
+        assert_eq!(run["duration"], took.strip_prefix("took ").unwrap(), "{run:#}");
         for task in ["img", "report"] {
             let row = wait_task(&page, &seed, task, "completed").await;
             assert_eq!(states(&row).last().unwrap(), "completed", "{row:#}");
+            assert_bar_matches_progress(&row);
         }
         let cancel = page
             .find(Locator::Css(&format!(
@@ -196,6 +315,7 @@ async fn runs_start_progress_time_out_and_cancel_live() {
             {"id": "a", "name": "Long A", "duration": "30s", "timeout": "60s"},
             {"id": "b", "name": "Long B", "duration": "30s", "timeout": "60s"}]});
         let second = server.start_run(&long);
+        let mut running_colour = Value::Null;
         for task in ["a", "b"] {
             let row = wait(
                 &page,
@@ -214,7 +334,25 @@ async fn runs_start_progress_time_out_and_cancel_live() {
                 "a running task shows no duration: {row:#}"
             );
             assert_eq!(row["deadline"], "30.00s", "its own 60 s timeout, scaled");
+            running_colour = row["colour"].clone();
         }
+        // A running task's duration goes on between the server's updates.
+        let before = wait_task(&page, &second, "a", "running").await;
+        let ticked = wait(
+            &page,
+            "the duration of a running task ticks",
+            &format!(
+                "const row = (() => {{ {ROW} }})();\n\
+                 return row.state === \"running\" && row.duration !== arguments[2] ? row : null;"
+            ),
+            vec![json!(second), json!("a"), before["duration"].clone()],
+        )
+        .await;
+        assert!(
+            millis(ticked["duration"].as_str().unwrap())
+                > millis(before["duration"].as_str().unwrap()),
+            "{before:#} then {ticked:#}"
+        );
         let order = page
             .execute(
                 r##"return [...document.querySelectorAll("#runs section.run")]
@@ -236,6 +374,7 @@ async fn runs_start_progress_time_out_and_cancel_live() {
         assert!(button.is_displayed().await.unwrap());
         assert_eq!(button.text().await.unwrap(), "Cancel");
         button.click().await.expect("click cancel");
+        let mut canceled_colour = Value::Null;
         for task in ["a", "b"] {
             let row = wait_task(&page, &second, task, "canceled").await;
             assert!(
@@ -245,9 +384,29 @@ async fn runs_start_progress_time_out_and_cancel_live() {
             assert_eq!(row["text"], "canceled");
             assert_eq!(row["cause"], "canceled via API");
             assert_text_matches_state(&row);
+            // Canceled a few % in: the bar stays there, in another colour.
+            let stopped = progress(&row);
+            assert!(
+                (3..100).contains(&stopped),
+                "a canceled task shows {stopped}%: {row:#}"
+            );
+            assert_bar_matches_progress(&row);
+            assert_ne!(row["colour"], running_colour, "{row:#}");
+            assert_ne!(row["colour"], completed_colour, "{row:#}");
+            assert_ne!(row["colour"], email["colour"], "{row:#}");
+            canceled_colour = row["colour"].clone();
         }
+        assert_ne!(canceled_colour, Value::Null);
         let run = wait_run(&page, &second, "finished").await;
         assert_eq!(run["cause"], "cause: canceled via API");
+        assert!(
+            run["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("cause: canceled via API")),
+            "the cause is not in the drawn summary: {run:#}"
+        );
+        assert_eq!(run["counts"]["canceled"], "2 canceled", "{run:#}");
+        assert_eq!(run["counts"]["completed"], "0 completed", "{run:#}");
         assert_eq!(run["cancel_hidden"], true);
         assert!(!button.is_displayed().await.unwrap());
         wait(
@@ -258,6 +417,11 @@ async fn runs_start_progress_time_out_and_cancel_live() {
         )
         .await;
 
+        // The two cards' columns line up, whatever their names and causes.
+        let seed_columns = page.execute(COLUMNS, vec![json!(seed)]).await.unwrap();
+        let second_columns = page.execute(COLUMNS, vec![json!(second)]).await.unwrap();
+        assert_columns_line_up(&seed_columns, &second_columns);
+
         assert_not_reloaded(&page, loaded_at).await;
         let connection = page
             .find(Locator::Css("#connection"))
@@ -267,6 +431,209 @@ async fn runs_start_progress_time_out_and_cancel_live() {
             .await
             .unwrap();
         assert_eq!(connection.as_deref(), Some("open"), "{}", server.logs());
+    })
+    .await;
+}
+
+/// Each column starts at the same x and has the same width in both
+/// tables, and each table's first row lines up with its header.
+fn assert_columns_line_up(a: &Value, b: &Value) {
+    let cells = |v: &Value, part: &str| -> Vec<(f64, f64)> {
+        v[part]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_f64().unwrap(), r[1].as_f64().unwrap()))
+            .collect()
+    };
+    let same = |x: &[(f64, f64)], y: &[(f64, f64)]| {
+        x.len() == y.len()
+            && x.iter()
+                .zip(y)
+                .all(|(p, q)| (p.0 - q.0).abs() < 0.5 && (p.1 - q.1).abs() < 0.5)
+    };
+    assert_eq!(cells(a, "head").len(), 7, "{a:#}");
+    assert!(
+        same(&cells(a, "head"), &cells(b, "head")),
+        "the columns differ from card to card:\n{a:#}\n{b:#}"
+    );
+    for v in [a, b] {
+        assert!(
+            same(&cells(v, "head"), &cells(v, "row")),
+            "a row's cells are not under its header: {v:#}"
+        );
+    }
+}
+
+/// A remote task's bar moves with its peer's progress and its duration
+/// ticks; a parent's bar is its own work's share plus its subtasks',
+/// never near full while they have not begun; canceled, both stop short
+/// of full.
+#[tokio::test]
+async fn progress_comes_from_where_the_work_runs() {
+    let peer = Server::start();
+    let server = Server::start_with(&["--peer", &peer.origin()]);
+    with_browser(|page| async move {
+        let loaded_at = open(&page, &server.url()).await;
+        // At the time scale of 0.5: Far works 6 s on the peer; Parent
+        // works 1 s itself, then its two subtasks 6 s each.
+        let run = server.start_run(&json!({"tasks": [
+            {"id": "far", "name": "Far", "duration": "12s", "timeout": "60s",
+             "peer": peer.origin()},
+            {"id": "parent", "name": "Parent", "duration": "2s", "timeout": "60s",
+             "subtasks": [{"id": "s1", "name": "S1", "duration": "12s"},
+                          {"id": "s2", "name": "S2", "duration": "12s"}]}]}));
+
+        // The remote task: the peer's progress, several steps of it, while
+        // it runs.
+        let far = wait(
+            &page,
+            "the remote task shows its peer's progress",
+            &format!(
+                "const row = (() => {{ {ROW} }})();\n\
+                 const moving = row && row.progresses.filter(p => p > 0 && p < 100);\n\
+                 return row && row.state === \"running\" && new Set(moving).size >= 3 \
+                   ? row : null;"
+            ),
+            vec![json!(run), json!("far")],
+        )
+        .await;
+        assert_eq!(far["name"], format!("Far → {}", peer.origin()), "{far:#}");
+        let steps = progresses(&far);
+        assert!(
+            steps.windows(2).all(|w| w[0] <= w[1]),
+            "the remote task's progress went back: {steps:?}"
+        );
+        assert_bar_matches_progress(&far);
+        // Its duration goes on while it runs (it used to freeze).
+        let ticked = wait(
+            &page,
+            "the remote task's duration ticks",
+            &format!(
+                "const row = (() => {{ {ROW} }})();\n\
+                 return row.state === \"running\" && row.duration !== arguments[2] ? row : null;"
+            ),
+            vec![json!(run), json!("far"), far["duration"].clone()],
+        )
+        .await;
+        assert!(
+            millis(ticked["duration"].as_str().unwrap())
+                > millis(far["duration"].as_str().unwrap()),
+            "{far:#} then {ticked:#}"
+        );
+
+        // The parent: well into its subtasks, its bar is the mean of its
+        // own work (done) and theirs.
+        let parent = wait(
+            &page,
+            "the parent and its subtasks run, the subtasks past 20%",
+            &format!(
+                "const row = (() => {{ {ROW} }})();\n\
+                 const last = row && row.family[row.family.length - 1];\n\
+                 return last && last[0] === \"running\" \
+                   && last[2].every(([s, p]) => s === \"running\" && p >= 20) ? row : null;"
+            ),
+            vec![json!(run), json!("parent")],
+        )
+        .await;
+        let family = parent["family"].as_array().unwrap().clone();
+        let mut while_queued = 0;
+        for frame in &family {
+            let (state, shown) = (frame[0].as_str().unwrap(), frame[1].as_u64().unwrap());
+            let subtasks = frame[2].as_array().unwrap();
+            let sum: u64 = subtasks.iter().map(|s| s[1].as_u64().unwrap()).sum();
+            // Its own work counts at most 100 of (1 + subtasks) shares; the
+            // subtasks' rows may be a step ahead of it, never behind.
+            let most = (100 + sum) / (1 + subtasks.len() as u64);
+            assert!(
+                shown <= most,
+                "the parent shows {shown}% with its subtasks at {subtasks:?}: {parent:#}"
+            );
+            if state == "running" && subtasks.iter().any(|s| s[0] == "queued") {
+                while_queued += 1;
+                assert!(
+                    shown <= 34,
+                    "the parent shows {shown}% while a subtask waits: {parent:#}"
+                );
+            }
+        }
+        assert!(
+            while_queued > 0,
+            "the parent was never seen running before its subtasks: {parent:#}"
+        );
+        assert!(
+            progress(&parent) > 34,
+            "the subtasks' progress is not in the parent's: {parent:#}"
+        );
+        assert_bar_matches_progress(&parent);
+
+        // Canceled, neither bar is full, and both look ended.
+        let answer = server.cancel_run(&run);
+        assert_eq!(answer["state"], "cancel_requested", "{answer:#}");
+        for task in ["far", "parent", "s1", "s2"] {
+            let row = wait_task(&page, &run, task, "canceled").await;
+            let stopped = progress(&row);
+            assert!(
+                0 < stopped && stopped < 100,
+                "canceled {task} shows {stopped}%: {row:#}"
+            );
+            assert_bar_matches_progress(&row);
+        }
+        let run_shown = wait_run(&page, &run, "finished").await;
+        assert_eq!(
+            run_shown["counts"]["canceled"], "2 canceled",
+            "{run_shown:#}"
+        );
+        assert_not_reloaded(&page, loaded_at).await;
+    })
+    .await;
+}
+
+/// Until `GET /runs` answers, the page says it is loading; then that
+/// there are no runs; then it shows the first run. `GET /runs` is held
+/// by a proxy until the test has seen the loading state.
+#[tokio::test]
+async fn loading_then_empty_then_a_run() {
+    let server = Server::start();
+    let mut proxy = GatedProxy::start(&server.0.addr).await;
+    with_browser(|page| async move {
+        let loaded_at = open(&page, &proxy.url()).await;
+        proxy.runs_asked().await;
+        let loading = placeholder(&page).await;
+        assert_eq!(
+            loading,
+            json!({"state": "loading", "text": "Loading…", "shown": true, "runs": 0}),
+            "while GET /runs is held"
+        );
+        let element = page.find(Locator::Css("#placeholder")).await.unwrap();
+        assert!(element.is_displayed().await.unwrap());
+        assert_eq!(element.text().await.unwrap(), "Loading…");
+
+        proxy.release();
+        let empty = wait(
+            &page,
+            "the empty state once GET /runs answered",
+            &format!(
+                "const p = (() => {{ {PLACEHOLDER} }})(); \
+                 return p.state === \"empty\" ? p : null;"
+            ),
+            vec![],
+        )
+        .await;
+        assert_eq!(empty["shown"], true, "{empty:#}");
+        assert_eq!(
+            empty["text"],
+            "No runs yet. Start one with the button above, or POST /runs."
+        );
+        assert!(element.is_displayed().await.unwrap());
+
+        let run = server.start_run(&json!({"tasks": [
+            {"id": "t", "name": "T", "duration": "10s"}]}));
+        wait_task(&page, &run, "t", "running").await;
+        let after = placeholder(&page).await;
+        assert_eq!(after["shown"], false, "{after:#}");
+        assert!(!element.is_displayed().await.unwrap());
+        assert_not_reloaded(&page, loaded_at).await;
     })
     .await;
 }

@@ -10,20 +10,38 @@ use serde_json::{Value, json};
 use super::WAIT;
 
 /// Set on the page once it has loaded: `__loadedAt` (the navigation's
-/// start time; a reload changes it and drops the variable) and `__seen`,
+/// start time; a reload changes it and drops the variable); `__seen`,
 /// every (state, shown state text) each task row went through, in order,
-/// keyed `"run/task"`, recorded by a `MutationObserver` on `#runs`.
+/// keyed `"run/task"`; `__progress`, each row's progress values in order;
+/// and `__family`, keyed `"run/parent"`, every `[state, progress,
+/// [[state, progress] of each subtask]]` a parent and its subtasks showed
+/// together. A `MutationObserver` on `#runs` records them all.
 const INSTRUMENT: &str = r##"
 window.__loadedAt = performance.timeOrigin;
 window.__seen = {};
+window.__progress = {};
+window.__family = {};
+const push = (map, key, value) => {
+  const list = map[key] || (map[key] = []);
+  const last = list[list.length - 1];
+  if (last === undefined || JSON.stringify(last) !== JSON.stringify(value)) list.push(value);
+};
 const record = () => {
-  for (const row of document.querySelectorAll("#runs tr.task")) {
-    const key = row.getAttribute("data-run-id") + "/" + row.getAttribute("data-task-id");
+  const rows = [...document.querySelectorAll("#runs tr.task")];
+  for (const row of rows) {
+    const run = row.getAttribute("data-run-id");
+    const id = row.getAttribute("data-task-id");
+    const key = run + "/" + id;
     const state = row.getAttribute("data-state");
-    const text = row.querySelector(".task-state").textContent;
-    const list = window.__seen[key] || (window.__seen[key] = []);
-    const last = list[list.length - 1];
-    if (!last || last[0] !== state || last[1] !== text) list.push([state, text]);
+    const progress = Number(row.getAttribute("data-progress"));
+    push(window.__seen, key, [state, row.querySelector(".task-state").textContent]);
+    push(window.__progress, key, progress);
+    const children = rows.filter(r => r.getAttribute("data-run-id") === run
+                                   && r.getAttribute("data-parent-id") === id);
+    if (children.length > 0) {
+      push(window.__family, key, [state, progress, children.map(
+        c => [c.getAttribute("data-state"), Number(c.getAttribute("data-progress"))])]);
+    }
   }
 };
 new MutationObserver(record).observe(document.getElementById("runs"),
@@ -81,6 +99,7 @@ async fn page_state(page: &Client) -> String {
     let script = r##"return JSON.stringify({
         connection: document.getElementById("connection").getAttribute("data-state"),
         message: document.getElementById("message").textContent,
+        placeholder: document.getElementById("placeholder").textContent,
         runs: [...document.querySelectorAll("#runs section.run")].map(s => ({
           id: s.getAttribute("data-run-id"), state: s.getAttribute("data-state"),
           tasks: [...s.querySelectorAll("tr.task")].map(r => r.textContent) })),
@@ -91,8 +110,10 @@ async fn page_state(page: &Client) -> String {
     }
 }
 
-/// What the row of task `task` in run `run` shows: its `data-*` states and
-/// each cell's text, or `null` while there is no such row.
+/// What the row of task `task` in run `run` shows: its `data-*` states,
+/// each cell's text, and its progress bar as drawn (`bar`: the filled
+/// part's width in % of the bar's, `colour`: the fill's computed colour),
+/// or `null` while there is no such row.
 pub const ROW: &str = r##"
 const [run, task] = arguments;
 const section = document.getElementById("run-" + run);
@@ -101,12 +122,18 @@ const row = [...section.querySelectorAll("tr.task")]
   .find(r => r.getAttribute("data-task-id") === task);
 if (!row) return null;
 const cell = (c) => row.querySelector(c).textContent;
+const bar = row.querySelector(".task-progress .bar");
+const fill = bar.querySelector(".bar-fill");
+const drawn = fill.getBoundingClientRect().width / bar.getBoundingClientRect().width * 100;
 return { state: row.getAttribute("data-state"), progress: row.getAttribute("data-progress"),
   depth: row.getAttribute("data-depth"), run: row.getAttribute("data-run-id"),
   name: cell(".task-name"), text: cell(".task-state"), percent: cell(".task-percent"),
-  bar: row.querySelector(".task-progress progress").value, attempts: cell(".task-attempts"),
+  bar: Math.round(drawn * 10) / 10, colour: getComputedStyle(fill).backgroundColor,
+  aria: bar.getAttribute("aria-valuenow"), attempts: cell(".task-attempts"),
   duration: cell(".task-duration"), deadline: cell(".task-deadline"), cause: cell(".task-cause"),
-  seen: (window.__seen || {})[run + "/" + task] || [] };
+  seen: (window.__seen || {})[run + "/" + task] || [],
+  progresses: (window.__progress || {})[run + "/" + task] || [],
+  family: (window.__family || {})[run + "/" + task] || [] };
 "##;
 
 /// Waits until task `task` of run `run` shows `state`; the row.
@@ -124,15 +151,25 @@ pub async fn wait_task(page: &Client, run: &str, task: &str, state: &str) -> Val
     .await
 }
 
-/// What the section of run `run` shows, or `null`.
+/// What the section of run `run` shows, or `null`. `summary` is the
+/// finished run's summary line as laid out (`null` while it is not
+/// drawn), `counts` its count per outcome.
 pub const RUN: &str = r##"
 const section = document.getElementById("run-" + arguments[0]);
 if (!section) return null;
 const text = (c) => section.querySelector(c).textContent;
+const summary = section.querySelector(".run-summary");
+const drawn = summary.getClientRects().length > 0 && !summary.hidden;
+const counts = {};
+for (const c of summary.querySelectorAll(".summary-count")) {
+  counts[c.getAttribute("data-outcome")] = c.textContent;
+}
 return { state: section.getAttribute("data-state"), id: text(".run-id"),
-  text: text(".run-state"), cause: text(".run-cause"),
+  text: text(".run-state"), cause: text(".run-cause"), duration: text(".run-duration"),
   request_id: text(".run-request-id"), trace_id: text(".run-trace-id"),
   cancel_hidden: section.querySelector("button.cancel-run").hidden,
+  summary: drawn ? summary.innerText : null, counts,
+  summary_duration: text(".summary-duration"),
   tasks: section.querySelectorAll("tr.task").length };
 "##;
 
@@ -185,4 +222,49 @@ pub async fn assert_not_reloaded(page: &Client, loaded_at: f64) {
         .await
         .expect("read the load marker");
     assert_eq!(same, json!(true), "the page was reloaded");
+}
+
+/// A duration as the page shows it (`850ms`, `1.25s`), in milliseconds.
+pub fn millis(shown: &str) -> f64 {
+    if let Some(ms) = shown.strip_suffix("ms") {
+        ms.parse()
+            .unwrap_or_else(|_| panic!("not a duration: {shown:?}"))
+    } else if let Some(s) = shown.strip_suffix('s') {
+        s.parse::<f64>()
+            .unwrap_or_else(|_| panic!("not a duration: {shown:?}"))
+            * 1000.0
+    } else {
+        panic!("not a duration: {shown:?}")
+    }
+}
+
+/// The progress values a row showed, in order.
+pub fn progresses(row: &Value) -> Vec<u64> {
+    row["progresses"]
+        .as_array()
+        .expect("progresses")
+        .iter()
+        .map(|p| p.as_u64().expect("a whole percentage"))
+        .collect()
+}
+
+/// The row's progress as its `data-progress` says.
+pub fn progress(row: &Value) -> u64 {
+    row["progress"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no progress: {row:#}"))
+}
+
+/// The bar as drawn agrees with the progress the row states, in its
+/// `data-progress`, its text and its `aria-valuenow`.
+pub fn assert_bar_matches_progress(row: &Value) {
+    let progress = progress(row);
+    assert_eq!(row["percent"], format!("{progress}%"), "{row:#}");
+    assert_eq!(row["aria"], progress.to_string(), "{row:#}");
+    let drawn = row["bar"].as_f64().expect("a drawn width");
+    assert!(
+        (drawn - progress as f64).abs() <= 1.0,
+        "the bar is drawn {drawn}% full for {progress}%: {row:#}"
+    );
 }
