@@ -17,6 +17,7 @@
 //! (SIGINT) stopped the run, 143 for SIGTERM, so that `processor && next`
 //! stops there. See `docs/processor.md` for the design.
 
+mod broker;
 mod console;
 mod duration;
 mod metrics;
@@ -30,10 +31,12 @@ mod dashboard;
 mod serve;
 mod serve_api;
 mod serve_body;
+mod serve_broker;
 mod serve_metrics;
 mod serve_remote;
 mod serve_runs;
 mod text;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,7 +59,9 @@ use crate::task::{InputError, Task, parse_duration};
     name = "processor",
     version,
     after_help = "Service mode: `processor serve --addr 127.0.0.1:8080` serves the same runs over HTTP, \
-                  with a live dashboard (`processor serve --help`, docs/processor.md)."
+                  with a live dashboard (`processor serve --help`, docs/processor.md). With \
+                  `--broker nats://...`, its tasks run on `processor worker --broker nats://...` \
+                  processes (`processor worker --help`)."
 )]
 struct Cli {
     /// Task set to run, TOML or JSON by extension [default: the seed's four tasks]
@@ -231,6 +236,12 @@ impl Setup {
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|arg| arg == "serve") {
         return serve::main(std::env::args_os().skip(1));
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "worker")
+    {
+        return worker::main(std::env::args_os().skip(1));
     }
     // clap reports its own usage errors and exits with code 2.
     let cli = Cli::parse();

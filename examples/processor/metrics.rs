@@ -91,7 +91,9 @@ impl Metrics {
                         report: None,
                     });
                 }
-                if let Event::Started { task, deadline_in } = event
+                if let Event::Started {
+                    task, deadline_in, ..
+                } = event
                     && let Some(row) = self.row(&task.id)
                 {
                     row.deadline = *deadline_in;

@@ -25,7 +25,7 @@ impl From<goctx::Error> for TaskError {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RetryPolicy {
     /// Attempts after the first one.
     pub max_retries: u32,

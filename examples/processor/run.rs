@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use goctx::tokio::Group;
 use goctx::{CancelFunc, Ctx};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::queue::PriorityQueue;
@@ -65,7 +66,7 @@ impl fmt::Display for Cause {
 
 impl std::error::Error for Cause {}
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunConfig {
     /// Tasks running at once (at least 1).
     pub workers: usize,
@@ -80,7 +81,7 @@ pub struct RunConfig {
 }
 
 /// Which task an event is about.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskRef {
     /// Read from the task's own context, where it arrived by `with_value`.
     pub request_id: Arc<str>,
@@ -92,17 +93,17 @@ pub struct TaskRef {
     pub parent: Option<Arc<str>>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     Completed,
     /// Ended by its context: [`goctx::Error::DeadlineExceeded`] for a
     /// timeout, [`goctx::Error::Canceled`] otherwise.
-    Canceled(goctx::Error),
+    Canceled(#[serde(with = "error_name")] goctx::Error),
     /// Gave up after the last retry, or a subtask did not complete.
     Failed(String),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskReport {
     pub task: TaskRef,
     pub outcome: Outcome,
@@ -118,8 +119,9 @@ pub struct TaskReport {
     pub deadline: Option<Duration>,
 }
 
-/// Everything a run reports, in order.
-#[derive(Clone, Debug)]
+/// Everything a run reports, in order. Serializable: a worker process
+/// sends its tasks' events to the service (broker mode).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Event {
     RunStarted {
         request_id: Arc<str>,
@@ -134,6 +136,13 @@ pub enum Event {
     Started {
         task: TaskRef,
         deadline_in: Option<Duration>,
+        /// The worker process that runs it (broker mode); `None` here.
+        #[serde(default)]
+        worker: Option<Arc<str>>,
+        /// How long a top-level task waited for a worker, from the time it
+        /// was queued (published, in broker mode).
+        #[serde(default)]
+        queued: Option<Duration>,
     },
     /// Work done in the current attempt; an attempt starts at 0.
     Progress {
@@ -186,7 +195,7 @@ impl Emitter {
 }
 
 /// Counts over the top-level tasks.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub tasks: usize,
     pub completed: usize,
@@ -198,7 +207,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, report: &TaskReport) {
+    pub fn add(&mut self, report: &TaskReport) {
         self.tasks += 1;
         match report.outcome {
             Outcome::Completed => self.completed += 1,
@@ -261,6 +270,7 @@ pub async fn run_with(
         config,
         events,
         executor,
+        queued_at: Instant::now(),
     });
     let request_id = request_id(&ctx);
     shared.events.send(Event::RunStarted {
@@ -335,10 +345,60 @@ pub async fn run_with(
     summary
 }
 
+/// Runs one top-level task under `ctx` at once, as a worker of the
+/// run's pool would (its timeout, retries, subtasks, deadline extensions),
+/// and returns its report (`queued`: how long it waited before this); a worker process of broker mode runs each task
+/// it takes this way. A panic in the task comes back as `None`.
+pub async fn run_task(
+    ctx: &Ctx,
+    config: RunConfig,
+    task: Task,
+    queued: Duration,
+    events: Emitter,
+) -> Option<TaskReport> {
+    let shared = Arc::new(Shared {
+        config,
+        events,
+        executor: None,
+        queued_at: Instant::now()
+            .checked_sub(queued)
+            .unwrap_or_else(Instant::now),
+    });
+    let node = start_task(ctx, task, &shared);
+    AssertUnwindSafe(execute(node, shared))
+        .catch_unwind()
+        .await
+        .ok()
+}
+
+/// The (de)serialized form of [`goctx::Error`]: Go's wording.
+mod error_name {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(err: &goctx::Error, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match err {
+            goctx::Error::DeadlineExceeded => "deadline exceeded",
+            _ => "canceled",
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<goctx::Error, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "deadline exceeded" => Ok(goctx::Error::DeadlineExceeded),
+            "canceled" => Ok(goctx::Error::Canceled),
+            other => Err(de::Error::custom(format!(
+                "unknown context error {other:?}"
+            ))),
+        }
+    }
+}
+
 struct Shared {
     config: RunConfig,
     events: Emitter,
     executor: Option<Arc<dyn Executor>>,
+    /// When the run's tasks were queued.
+    queued_at: Instant,
 }
 
 /// A task with its contexts, started but not yet run.
@@ -351,6 +411,8 @@ struct Node {
     timeout: Option<Duration>,
     critical: Option<HardLimit>,
     started_at: Instant,
+    /// When a top-level task was queued.
+    queued_since: Option<Instant>,
 }
 
 /// The upper bound of a critical task: a parent context whose deadline
@@ -406,6 +468,7 @@ fn start_task(run_ctx: &Ctx, task: Task, shared: &Shared) -> Node {
             timeout: Some(timeout),
             critical,
             started_at,
+            queued_since: Some(shared.queued_at),
         },
         shared,
     )
@@ -427,6 +490,7 @@ fn start_subtask(group: &Ctx, task: Task, parent: &TaskRef, shared: &Shared) -> 
             cancel,
             critical: None,
             started_at,
+            queued_since: None,
         },
         shared,
     )
@@ -440,6 +504,10 @@ fn announce(node: Node, shared: &Shared) -> Node {
     shared.events.send(Event::Started {
         task: node.tref.clone(),
         deadline_in,
+        worker: None,
+        queued: node
+            .queued_since
+            .map(|at| node.started_at.saturating_duration_since(at)),
     });
     node
 }

@@ -23,6 +23,7 @@ use clap::Parser;
 
 use crate::serve_api::{self, App};
 use crate::serve_body::{PeerPolicy, normalize_peer};
+use crate::serve_broker::Broker;
 use crate::serve_runs::Runs;
 use crate::{Cli, Setup, next_signal, received};
 
@@ -46,12 +47,20 @@ struct ServeCli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
+    /// A NATS server with JetStream: runs' tasks go there, for `processor worker` processes [default: run them here]
+    #[arg(long, value_name = "URL")]
+    broker: Option<String>,
+
+    /// With --broker: a task whose worker goes silent this long goes to another worker
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    ack_wait: String,
+
     #[command(flatten)]
     run: Cli,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
+pub enum LogFormat {
     Text,
     Json,
 }
@@ -74,6 +83,11 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
             Err(e) => return fail(format!("--peer: {e}")),
         }
     }
+    let ack_wait = match crate::task::parse_duration(&cli.ack_wait) {
+        Ok(d) if d >= Duration::from_millis(100) => d,
+        Ok(_) => return fail("--ack-wait must be at least 100ms".into()),
+        Err(e) => return fail(format!("--ack-wait: {e}")),
+    };
     let time_scale = cli.run.time_scale;
     let setup = match Setup::from_cli(cli.run) {
         Ok(setup) => setup,
@@ -84,16 +98,30 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    runtime.block_on(serve(
-        cli.addr,
-        grace,
-        setup,
-        time_scale,
-        PeerPolicy { allowed },
-    ))
+    runtime.block_on(async {
+        let broker = match &cli.broker {
+            Some(url) => match Broker::connect(url, ack_wait).await {
+                Ok(broker) => Some(Arc::new(broker)),
+                Err(e) => {
+                    eprintln!("processor: error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        serve(
+            cli.addr,
+            grace,
+            setup,
+            time_scale,
+            PeerPolicy { allowed },
+            broker,
+        )
+        .await
+    })
 }
 
-fn init_logs(format: LogFormat) {
+pub fn init_logs(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false);
@@ -109,6 +137,7 @@ async fn serve(
     setup: Setup,
     time_scale: f64,
     peers: PeerPolicy,
+    broker: Option<Arc<Broker>>,
 ) -> ExitCode {
     // Listen for signals before anything can run.
     let (signaled, _stop_listening) = goctx::tokio::signal_context(&goctx::background());
@@ -131,7 +160,8 @@ async fn serve(
     let (base, stop_base) = goctx::with_cancel_cause(&goctx::background());
     let server_ctx = base.clone();
     let (draining_tx, draining) = serve_api::draining();
-    let runs = Arc::new(Runs::new());
+    let on_broker = broker.as_ref().map(|b| b.url.clone());
+    let runs = Arc::new(Runs::new(broker));
     let app = Arc::new(App {
         runs: runs.clone(),
         base,
@@ -145,7 +175,7 @@ async fn serve(
         next_run: AtomicU64::new(0),
         instance: format!("run-{}", local.port()),
     });
-    tracing::info!(request_id = "-", trace_id = "-", addr = %local, "listening");
+    tracing::info!(request_id = "-", trace_id = "-", addr = %local, broker = on_broker.as_deref(), "listening");
 
     let shutdown = shutdown(signaled, grace, stop_base, draining_tx, runs.clone());
     let served = axum::serve(

@@ -24,6 +24,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::run::{self, Emitter, Event, Executor, Outcome, RunConfig, Summary, TaskReport};
+use crate::serve_broker::Broker;
 use crate::serve_metrics::Metrics;
 use crate::task::Task;
 
@@ -66,6 +67,8 @@ pub struct TaskRecord {
     pub peer: Option<String>,
     /// The worker process that runs it (broker mode, `processor worker`).
     pub worker: Option<String>,
+    /// How long it waited for a worker (top-level tasks).
+    pub queued_ms: Option<u64>,
     pub state: TaskState,
     /// 0–100: the mean of its own work's progress (one share, of the
     /// current attempt) and each subtask's (one share each); 100 only once
@@ -192,6 +195,7 @@ fn records(
             priority: t.priority,
             peer: peers.get(&t.id).cloned(),
             worker: None,
+            queued_ms: None,
             state: TaskState::Queued,
             progress: 0,
             attempts: 0,
@@ -238,6 +242,8 @@ pub struct Runs {
     inner: Mutex<Inner>,
     feed: broadcast::Sender<Published>,
     pub metrics: Metrics,
+    /// Broker mode: runs without remote tasks go to the workers.
+    broker: Option<Arc<Broker>>,
 }
 
 #[derive(Default)]
@@ -255,11 +261,12 @@ pub enum CancelResult {
 }
 
 impl Runs {
-    pub fn new() -> Runs {
+    pub fn new(broker: Option<Arc<Broker>>) -> Runs {
         Runs {
             inner: Mutex::new(Inner::default()),
             feed: broadcast::channel(4096).0,
             metrics: Metrics::new(),
+            broker,
         }
     }
 
@@ -408,6 +415,7 @@ impl Runs {
 
         let (events, mut received) = Emitter::channel();
         let runs = self.clone();
+        let run_id_copy = ids.run_id.clone();
         let run_id = ids.run_id;
         tokio::spawn(async move {
             while let Some(event) = received.recv().await {
@@ -421,7 +429,20 @@ impl Runs {
             drop(run_deadline);
             let _ = finished_tx.send(true);
         });
-        tokio::spawn(run::run_with(ctx, config, tasks, events, executor));
+        match (&self.broker, executor) {
+            (Some(broker), None) => {
+                let broker = broker.clone();
+                tokio::spawn(crate::serve_broker::run(
+                    broker,
+                    ctx,
+                    run_id_copy,
+                    config,
+                    tasks,
+                    events,
+                ))
+            }
+            (_, executor) => tokio::spawn(run::run_with(ctx, config, tasks, events, executor)),
+        };
     }
 
     /// Brings run `id`'s record up to date with `event`.
@@ -433,11 +454,18 @@ impl Runs {
         let record = &mut entry.record;
         let (request_id, trace_id) = (record.request_id.clone(), record.trace_id.clone());
         let task_id = match event {
-            Event::Started { task, deadline_in } => {
+            Event::Started {
+                task,
+                deadline_in,
+                worker,
+                queued,
+            } => {
                 let Some(t) = record.task_mut(&task.id) else {
                     return;
                 };
                 t.state = TaskState::Running;
+                t.worker = worker.as_deref().map(str::to_owned);
+                t.queued_ms = queued.map(millis);
                 t.started = Some(Instant::now());
                 t.deadline_ms = deadline_in.map(millis);
                 // User text (names, causes, errors) goes in as `str`: the

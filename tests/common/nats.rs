@@ -36,12 +36,17 @@ impl Nats {
                 port
             ));
             std::fs::create_dir_all(&dir).expect("the server's directory");
+            // The server runs under a watchdog shell; `restart` asks it
+            // for a new server on the same port and store (a file
+            // `restart`), after `stop` killed the last one (its pid is in
+            // the file `pid`).
             let script = format!(
-                "'{bin}' -a 127.0.0.1 -p {port} -js -sd '{store}' >'{log}' 2>&1 & pid=$!; \
-                 cat >/dev/null; kill $pid; wait $pid; rm -rf '{dir}'",
+                "d='{dir}'; start() {{ '{bin}' -a 127.0.0.1 -p {port} -js -sd \"$d/store\" >>\"$d/server.log\" 2>&1 & echo $! >\"$d/pid\"; }}; \
+                 start; \
+                 ( while :; do if [ -e \"$d/restart\" ]; then rm -f \"$d/restart\"; start; fi; sleep 0.05; done ) & loop=$!; \
+                 cat >/dev/null; kill $loop; pid=$(cat \"$d/pid\"); kill $pid; \
+                 while kill -0 $pid 2>/dev/null; do sleep 0.05; done; rm -rf \"$d\"",
                 bin = bin.display(),
-                store = dir.join("store").display(),
-                log = dir.join("server.log").display(),
                 dir = dir.display(),
             );
             let mut child = Command::new("sh")
@@ -69,6 +74,45 @@ impl Nats {
             let _ = child.wait();
         }
         panic!("nats-server did not start: {last}");
+    }
+
+    /// Stops the server (SIGTERM, as an operator would) and waits until
+    /// its port is closed; the store stays. [`Nats::restart`] starts it
+    /// again.
+    pub fn stop(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("pid")).expect("the server's pid");
+        let status = Command::new("kill").arg(pid.trim()).status().expect("kill");
+        assert!(status.success(), "kill the server");
+        let started = Instant::now();
+        while started.elapsed() < START_PATIENCE {
+            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port())).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nats-server still listening {START_PATIENCE:?} after SIGTERM");
+    }
+
+    /// Starts the server stopped by [`Nats::stop`] again, on the same port
+    /// and store, and waits until it accepts connections.
+    pub fn restart(&self) {
+        std::fs::write(self.dir.join("restart"), b"").expect("ask the watchdog");
+        let started = Instant::now();
+        while started.elapsed() < START_PATIENCE {
+            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port())).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nats-server did not start again: {}", self.log());
+    }
+
+    fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the url")
     }
 
     /// The server's log so far.

@@ -46,7 +46,41 @@ impl ExampleServer {
     /// input closed and standard output piped, and waits for its
     /// `listening on http://…` first line. Fails, with the captured
     /// standard error if any, when that line does not come in time.
-    pub fn start(mut command: Command, stderr: Stderr, lines: Lines) -> ExampleServer {
+    pub fn start(command: Command, stderr: Stderr, lines: Lines) -> ExampleServer {
+        Self::start_until(command, stderr, lines, "listening on http://...", |first| {
+            first
+                .strip_prefix("listening on http://")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        })
+    }
+
+    /// [`ExampleServer::start`] for a process whose first line is
+    /// `worker NAME ready` (`processor worker`); `addr` holds the name.
+    pub fn start_worker(command: Command, stderr: Stderr) -> ExampleServer {
+        Self::start_until(
+            command,
+            stderr,
+            Lines::Discard,
+            "worker NAME ready",
+            |first| {
+                first
+                    .strip_prefix("worker ")
+                    .and_then(|rest| rest.strip_suffix(" ready"))
+                    .map(str::to_owned)
+            },
+        )
+    }
+
+    /// Starts `command` and waits for its first line, which `parse` turns
+    /// into `addr` (`expected` describes it in failures).
+    fn start_until(
+        mut command: Command,
+        stderr: Stderr,
+        lines: Lines,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<String>,
+    ) -> ExampleServer {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -76,15 +110,11 @@ impl ExampleServer {
             thread::sleep(Duration::from_millis(50));
             let logs = stderr.map(|s| s.lock().unwrap().clone());
             panic!(
-                "no 'listening on' line; stderr: {}",
+                "no '{expected}' line; stderr: {}",
                 logs.as_deref().unwrap_or("(inherited)")
             );
         };
-        let addr = first
-            .strip_prefix("listening on http://")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("first line was {first:?}"))
-            .to_owned();
+        let addr = parse(&first).unwrap_or_else(|| panic!("first line was {first:?}"));
         let lines = match lines {
             Lines::Discard => None,
             Lines::Keep => Some(Mutex::new(rx)),

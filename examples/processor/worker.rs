@@ -1,0 +1,409 @@
+//! `processor worker --broker URL`: runs the tasks a `processor serve
+//! --broker URL` puts on the broker, any number of these processes on any
+//! machine.
+//!
+//! ```text
+//! cargo run --example processor -- worker --broker nats://127.0.0.1:4222 --workers 4
+//! ```
+//!
+//! The first line on stdout is `worker NAME ready`; logs go to stderr,
+//! each with the request id and trace id the task brought, so the logs of
+//! the service and of every worker join by trace id.
+//!
+//! Each task runs under the context its message carries
+//! (`goctx::nats::process`): its run's deadline (time in the stream
+//! counts), trace and request id, plus the run's per-task timeout from
+//! the moment it starts here. Its lease is kept while it runs. The first
+//! SIGINT or SIGTERM hands every running task back (`Nak`: another worker
+//! takes it at once) and exits 0 when they are handed back; a second one
+//! exits at once.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use clap::Parser;
+use futures::StreamExt;
+use goctx::nats::{Disposition, Permanent};
+use goctx::propagation::{RequestId, TraceContext};
+use goctx::{Cause, Ctx};
+use tokio::sync::Semaphore;
+
+use crate::broker::{self, TaskMessage};
+use crate::run::{self, Emitter, Event, Outcome, TaskReport};
+use crate::serve::{LogFormat, init_logs};
+use crate::task::Task;
+use crate::{next_signal, received};
+
+/// Runs the tasks of `processor serve --broker` runs, from a NATS JetStream server.
+#[derive(Parser, Debug)]
+#[command(name = "processor worker")]
+struct WorkerCli {
+    /// The NATS server (with JetStream) the service publishes to
+    #[arg(long, value_name = "URL")]
+    broker: String,
+
+    /// Tasks this process runs at once
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    workers: usize,
+
+    /// This worker's name in the service's records [default: worker-PID]
+    #[arg(long)]
+    name: Option<String>,
+
+    /// The lease of a task, if this process creates the consumer: a task whose
+    /// worker goes silent this long goes to another one
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    ack_wait: String,
+
+    /// Log lines on stderr: text or JSON
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `processor worker ...`: `args` starts with `worker`.
+pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = WorkerCli::parse_from(args);
+    let fail = |message: String| {
+        eprintln!("processor: error: {message}");
+        ExitCode::from(2)
+    };
+    if cli.workers == 0 || cli.workers > crate::MAX_WORKERS {
+        return fail(format!(
+            "--workers must be between 1 and {}",
+            crate::MAX_WORKERS
+        ));
+    }
+    let ack_wait = match crate::task::parse_duration(&cli.ack_wait) {
+        Ok(d) if d >= Duration::from_millis(100) => d,
+        Ok(_) => return fail("--ack-wait must be at least 100ms".into()),
+        Err(e) => return fail(format!("--ack-wait: {e}")),
+    };
+    let name = cli
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return fail("--name must be 1-64 characters, none of them control characters".into());
+    }
+    init_logs(cli.log_format);
+    let runtime = match crate::runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(serve_tasks(cli.broker, cli.workers, name.into(), ack_wait))
+}
+
+/// What every task handler of this process shares.
+struct Worker {
+    name: Arc<str>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// The consumer's lease.
+    ack_wait: Duration,
+    /// Canceled on the first signal: running tasks are handed back.
+    base: Ctx,
+}
+
+async fn serve_tasks(url: String, slots: usize, name: Arc<str>, ack_wait: Duration) -> ExitCode {
+    // Listen for signals before anything can run.
+    let (signaled, _stop_listening) = goctx::tokio::signal_context(&goctx::background());
+    let client = match broker::connect(&url).await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("processor: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let js = jetstream::new(client.clone());
+    let (consumer, ack_wait) = match broker::ensure(&js, ack_wait).await {
+        Ok((_, consumer, ack_wait)) => (consumer, ack_wait),
+        Err(e) => {
+            eprintln!("processor: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (base, stop) = goctx::with_cancel_cause(&goctx::background());
+    let worker = Arc::new(Worker {
+        name: name.clone(),
+        client,
+        js,
+        ack_wait,
+        base: base.clone(),
+    });
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "worker {name} ready");
+        let _ = out.flush();
+    }
+    tracing::info!(request_id = "-", trace_id = "-", worker = &*name, slots, broker = %url,
+        ack_wait_ms = ack_wait.as_millis() as u64, "worker ready");
+
+    // The first signal hands the running tasks back; the second exits.
+    let shutdown = {
+        tokio::spawn(async move {
+            signaled.done().await;
+            let signal = received(&signaled).map_or("shutdown", |s| s.name());
+            tracing::info!(
+                request_id = "-",
+                trace_id = "-",
+                signal,
+                "shutting down: handing running tasks back"
+            );
+            stop.cancel_with_cause(run::Cause(format!("worker shutting down ({signal})")));
+            let again = next_signal().await;
+            eprintln!("processor: second signal ({again}), exiting now");
+            std::process::exit(130);
+        })
+    };
+
+    let free = Arc::new(Semaphore::new(slots));
+    let mut running = tokio::task::JoinSet::new();
+    while base.err().is_none() {
+        // At least one free slot, then as many tasks as there are slots.
+        let Ok(Ok(first)) = base.run(free.clone().acquire_owned()).await else {
+            break;
+        };
+        let wanted = 1 + free.available_permits();
+        let batch = consumer
+            .batch()
+            .max_messages(wanted)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                // The server is away (restarting?): the client reconnects.
+                tracing::warn!(request_id = "-", trace_id = "-", error = %e, "cannot fetch tasks; retrying");
+                drop(first);
+                let _ = base
+                    .run(tokio::time::sleep(Duration::from_millis(250)))
+                    .await;
+                continue;
+            }
+        };
+        let mut first = Some(first);
+        while let Ok(Some(next)) = base.run(batch.next()).await {
+            let Ok(msg) = next else { break };
+            let permit = match first.take() {
+                Some(permit) => permit,
+                None => match free.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    // Never: the batch asked for the free slots only.
+                    Err(_) => {
+                        let _ = msg.ack_with(jetstream::AckKind::Nak(None)).await;
+                        continue;
+                    }
+                },
+            };
+            let worker = worker.clone();
+            running.spawn(async move {
+                handle(&worker, msg).await;
+                drop(permit);
+            });
+            // Reap finished handlers as we go.
+            while running.try_join_next().is_some() {}
+        }
+    }
+    // Handing back: every running task sees `base` canceled and is Nak'd.
+    let handed_back = tokio::time::timeout(Duration::from_secs(30), async {
+        while running.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    shutdown.abort();
+    tracing::info!(request_id = "-", trace_id = "-", handed_back, "stopped");
+    if handed_back {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// One message: run it under its context, tell the server how it ended.
+async fn handle(worker: &Arc<Worker>, msg: jetstream::Message) {
+    let decided =
+        goctx::nats::process(&worker.base, &worker.client, &msg, worker.ack_wait, |ctx| {
+            run_message(worker.clone(), ctx, msg.payload.clone())
+        })
+        .await;
+    match decided {
+        Ok(Disposition::Nak) if worker.base.err().is_some() => {
+            tracing::info!(request_id = "-", trace_id = "-", "task handed back (nak)");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(request_id = "-", trace_id = "-", error = %e,
+                "cannot tell the server how a task ended; it is redelivered after the lease")
+        }
+    }
+}
+
+/// The work of one message under `ctx`, the context its headers carry.
+async fn run_message(worker: Arc<Worker>, ctx: Ctx, payload: bytes::Bytes) -> Result<(), Cause> {
+    let message: TaskMessage = serde_json::from_slice(&payload).map_err(|e| {
+        tracing::error!(request_id = "-", trace_id = "-", error = %e, "malformed task message");
+        Cause::new(Permanent(Cause::from(format!(
+            "malformed task message: {e}"
+        ))))
+    })?;
+    let request_id = ctx
+        .value::<RequestId>()
+        .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned());
+    let trace_id = ctx
+        .value::<TraceContext>()
+        .map_or_else(|| "-".to_owned(), TraceContext::trace_id_hex);
+    let ctx = run::with_request_id(&ctx, &request_id);
+    let queued =
+        Duration::from_micros(broker::unix_micros().saturating_sub(message.enqueued_at_us));
+    let task = Task::from(message.task);
+    let run = message.run;
+    tracing::info!(
+        request_id,
+        trace_id,
+        worker = &*worker.name,
+        task = task.name.as_str(),
+        queued_ms = queued.as_millis() as u64,
+        "task started"
+    );
+
+    let (events, received) = Emitter::channel();
+    let forwarder = tokio::spawn(forward(worker.clone(), run.clone(), received));
+    let report = run::run_task(&ctx, message.config, task.clone(), queued, events).await;
+    // Every event of the task is out before its final report.
+    let _ = forwarder.await;
+
+    let handing_back = worker.base.err().is_some()
+        && !matches!(
+            report.as_ref().map(|r| &r.outcome),
+            Some(Outcome::Completed)
+        );
+    if handing_back {
+        tracing::info!(
+            request_id,
+            trace_id,
+            worker = &*worker.name,
+            task = task.name.as_str(),
+            "task stopped by the shutdown; handing it back"
+        );
+        return Err(Cause::from("worker shutting down"));
+    }
+    let report = report.unwrap_or_else(|| TaskReport {
+        task: run::TaskRef {
+            request_id: request_id.as_str().into(),
+            id: task.id.as_str().into(),
+            name: task.name.as_str().into(),
+            priority: task.priority,
+            parent: None,
+        },
+        outcome: Outcome::Failed("the worker's task panicked".into()),
+        started: true,
+        elapsed: Duration::ZERO,
+        attempts: 1,
+        cause: None,
+        deadline: None,
+    });
+    let outcome = report.outcome.clone();
+    tracing::info!(
+        request_id,
+        trace_id,
+        worker = &*worker.name,
+        task = task.name.as_str(),
+        outcome = outcome_name(&outcome),
+        cause = report.cause.as_deref(),
+        "task ended"
+    );
+    if !send_report(&worker, &run, Event::Finished(report)).await {
+        // No report, no acknowledgement: it runs again elsewhere.
+        return Err(Cause::from("the report could not be sent"));
+    }
+    match outcome {
+        Outcome::Completed => Ok(()),
+        // Final: the service has the report; never run it again.
+        other => Err(Cause::new(Permanent(Cause::from(outcome_name(&other))))),
+    }
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Completed => "completed",
+        Outcome::Canceled(goctx::Error::DeadlineExceeded) => "timed_out",
+        Outcome::Canceled(_) => "canceled",
+        Outcome::Failed(_) => "failed",
+    }
+}
+
+/// Sends a task's events to the service: progress over core NATS (a lost
+/// one is replaced by the next), subtasks' final reports through the
+/// results stream.
+async fn forward(
+    worker: Arc<Worker>,
+    run: String,
+    mut received: tokio::sync::mpsc::UnboundedReceiver<Event>,
+) {
+    let subject = broker::events_subject(&run);
+    while let Some(mut event) = received.recv().await {
+        match &mut event {
+            Event::Started { worker: w, .. } => *w = Some(worker.name.clone()),
+            Event::Finished(report) => {
+                // A subtask stopped by this worker's shutdown runs again
+                // elsewhere with its parent: no report.
+                if worker.base.err().is_some() && report.outcome != Outcome::Completed {
+                    continue;
+                }
+                if report.task.parent.is_some() {
+                    send_report(&worker, &run, event).await;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if let Ok(payload) = serde_json::to_vec(&event) {
+            let _ = worker.client.publish(subject.clone(), payload.into()).await;
+        }
+    }
+}
+
+/// Publishes a final report on the results stream and waits for the
+/// server to store it; tries for up to 30 s (a server restarting), less
+/// if the worker shuts down. True once stored.
+async fn send_report(worker: &Worker, run: &str, event: Event) -> bool {
+    let Ok(payload) = serde_json::to_vec(&event) else {
+        return false;
+    };
+    let payload = bytes::Bytes::from(payload);
+    let subject = broker::results_subject(run);
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let stored = async {
+            worker
+                .js
+                .publish(subject.clone(), payload.clone())
+                .await?
+                .await
+                .map_err(async_nats::Error::from)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), stored).await {
+            Ok(Ok(_)) => return true,
+            Ok(Err(e)) => {
+                tracing::warn!(request_id = "-", trace_id = "-", error = %e, "cannot store a report; retrying")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    request_id = "-",
+                    trace_id = "-",
+                    "storing a report timed out; retrying"
+                )
+            }
+        }
+        if tokio::time::Instant::now() + pause > give_up {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
