@@ -50,18 +50,15 @@ fn service(nats: &Nats, extra: &[&str]) -> ExampleServer {
 
 /// `processor worker --broker URL --name NAME --workers SLOTS`; killed on drop.
 fn worker(nats: &Nats, name: &str, slots: usize) -> ExampleServer {
+    worker_with(nats, name, slots, &["--ack-wait", "2s"])
+}
+
+fn worker_with(nats: &Nats, name: &str, slots: usize, extra: &[&str]) -> ExampleServer {
     let mut command = Command::new(processor());
-    command.args([
-        "worker",
-        "--broker",
-        &nats.url,
-        "--name",
-        name,
-        "--workers",
-        &slots.to_string(),
-        "--ack-wait",
-        "2s",
-    ]);
+    command
+        .args(["worker", "--broker", &nats.url, "--name", name])
+        .args(["--workers", &slots.to_string()])
+        .args(extra);
     ExampleServer::start_worker(command, Stderr::Capture)
 }
 
@@ -429,7 +426,12 @@ fn broker_figures() {
     println!("| path | workers × slots | tasks | tasks/s | queued p50 | queued p99 |");
     println!("|---|---|---:|---:|---:|---:|");
     for count in 1..=counts {
-        workers.push(worker_with(&nats, &format!("w{count}"), slots));
+        workers.push(worker_with(
+            &nats,
+            &format!("w{count}"),
+            slots,
+            &["--log-format", "json"],
+        ));
         let local = in_process(&["--workers", &(count * slots).to_string()]);
         for (path, server) in [("in-process", &local), ("broker", &on_broker)] {
             let (tasks, rate, p50, p99) = measure(server, runs, 250, "10ms");
@@ -441,7 +443,7 @@ fn broker_figures() {
     let wide = 256;
     drop(workers);
     let _wide_workers: Vec<_> = (0..4)
-        .map(|i| worker_with(&nats, &format!("wide{i}"), wide))
+        .map(|i| worker_with(&nats, &format!("wide{i}"), wide, &["--log-format", "json"]))
         .collect();
     let local = in_process(&["--workers", &(4 * wide).to_string()]);
     for burst in [250, 25] {
@@ -452,22 +454,6 @@ fn broker_figures() {
             );
         }
     }
-}
-
-fn worker_with(nats: &Nats, name: &str, slots: usize) -> ExampleServer {
-    let mut command = Command::new(processor());
-    command.args([
-        "worker",
-        "--broker",
-        &nats.url,
-        "--name",
-        name,
-        "--workers",
-        &slots.to_string(),
-        "--log-format",
-        "json",
-    ]);
-    ExampleServer::start_worker(command, Stderr::Capture)
 }
 
 fn in_process(extra: &[&str]) -> ExampleServer {
@@ -518,4 +504,38 @@ fn measure(
         at(0.50),
         at(0.99),
     )
+}
+
+#[test]
+fn a_client_that_leaves_cancels_its_tasks_on_the_workers() {
+    let nats = Nats::start();
+    let service = service(&nats, &[]);
+    let w = worker(&nats, "wa", 2);
+    // A `?wait=true` run is part of its request; the client then leaves,
+    // as Ctrl+C on curl would.
+    let body = tasks(&["a", "b"], "30s").to_string();
+    let mut client = TcpStream::connect(&service.addr).expect("connect");
+    let head = format!(
+        "POST /runs?wait=true HTTP/1.1\r\nhost: {}\r\nx-run-id: leaving\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        service.addr,
+        body.len()
+    );
+    client.write_all(head.as_bytes()).unwrap();
+    client.write_all(body.as_bytes()).unwrap();
+    run_until(&service, "leaving", LIMIT, |run| all_running_on(run, "wa"));
+    let left = Instant::now();
+    drop(client);
+    let run = run_until(&service, "leaving", LIMIT, finished);
+    let took = left.elapsed();
+    assert!(took < Duration::from_secs(1), "canceled after {took:?}");
+    assert_eq!(run["summary"]["canceled"], 2, "{run:#}");
+    let logs = w.logs();
+    assert_eq!(
+        logs.lines()
+            .filter(|l| l.contains("task ended") && l.contains("canceled"))
+            .count(),
+        2,
+        "{logs}"
+    );
 }

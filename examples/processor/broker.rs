@@ -55,53 +55,10 @@ pub struct TaskMessage {
     /// The run's subject token (see [`run_token`]).
     pub run: String,
     pub config: RunConfig,
-    pub task: WireTask,
+    pub task: Task,
     /// When the service published it, microseconds since the Unix epoch:
     /// the worker reports the time it waited.
     pub enqueued_at_us: u64,
-}
-
-/// [`Task`] on the wire.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct WireTask {
-    pub id: String,
-    pub name: String,
-    pub duration: Duration,
-    pub priority: u32,
-    pub timeout: Option<Duration>,
-    pub critical: bool,
-    pub fail_times: u32,
-    pub subtasks: Vec<WireTask>,
-}
-
-impl From<&Task> for WireTask {
-    fn from(t: &Task) -> WireTask {
-        WireTask {
-            id: t.id.clone(),
-            name: t.name.clone(),
-            duration: t.duration,
-            priority: t.priority,
-            timeout: t.timeout,
-            critical: t.critical,
-            fail_times: t.fail_times,
-            subtasks: t.subtasks.iter().map(WireTask::from).collect(),
-        }
-    }
-}
-
-impl From<WireTask> for Task {
-    fn from(t: WireTask) -> Task {
-        Task {
-            id: t.id,
-            name: t.name,
-            duration: t.duration,
-            priority: t.priority,
-            timeout: t.timeout,
-            critical: t.critical,
-            fail_times: t.fail_times,
-            subtasks: t.subtasks.into_iter().map(Task::from).collect(),
-        }
-    }
 }
 
 /// Microseconds since the Unix epoch, now.

@@ -22,7 +22,7 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use goctx::Ctx;
 
-use crate::broker::{self, TaskMessage, WireTask};
+use crate::broker::{self, TaskMessage};
 use crate::run::{self, Emitter, Event, Outcome, RunConfig, Summary, TaskReport};
 use crate::task::Task;
 
@@ -148,7 +148,7 @@ pub async fn run(
         let message = TaskMessage {
             run: token.clone(),
             config: config.clone(),
-            task: WireTask::from(&task),
+            task: task.clone(),
             enqueued_at_us: broker::unix_micros(),
         };
         let payload = serde_json::to_vec(&message).unwrap_or_default();

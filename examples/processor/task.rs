@@ -17,7 +17,10 @@ use crate::text::escape;
 /// `duration` is how long the work takes when nothing interrupts it. A task
 /// may own `subtasks`; they start once the task's own work is done, run
 /// concurrently, and their contexts derive from the task's context.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Serializable as it travels to a broker worker (`broker.rs`); files and
+/// request bodies have a schema of their own (`RawFile`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
 pub struct Task {
     pub id: String,
     pub name: String,

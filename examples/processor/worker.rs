@@ -33,7 +33,6 @@ use tokio::sync::Semaphore;
 use crate::broker::{self, TaskMessage};
 use crate::run::{self, Emitter, Event, Outcome, TaskReport};
 use crate::serve::{LogFormat, init_logs};
-use crate::task::Task;
 use crate::{next_signal, received};
 
 /// Runs the tasks of `processor serve --broker` runs, from a NATS JetStream server.
@@ -259,7 +258,7 @@ async fn run_message(worker: Arc<Worker>, ctx: Ctx, payload: bytes::Bytes) -> Re
     let ctx = run::with_request_id(&ctx, &request_id);
     let queued =
         Duration::from_micros(broker::unix_micros().saturating_sub(message.enqueued_at_us));
-    let task = Task::from(message.task);
+    let task = message.task;
     let run = message.run;
     tracing::info!(
         request_id,
