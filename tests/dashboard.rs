@@ -8,7 +8,8 @@
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's
 //! `chromium` and `chromium-driver`, which `.ci/run` installs); without
-//! them the tests fail and say so rather than skip.
+//! them the tests fail and say so rather than skip. The broker-mode test
+//! also needs Debian's `nats-server` (`tests/common/nats.rs`).
 //!
 //! Every wait polls the page's DOM and gives up after [`WAIT`]. A
 //! `MutationObserver` put on the page at load records each state a task
@@ -35,6 +36,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::nats::Nats;
 use common::servers::{ExampleServer, Lines, Stderr};
 use fantoccini::Locator;
 use serde_json::{Value, json};
@@ -81,6 +83,19 @@ impl Server {
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--time-scale", TIME_SCALE])
             .args(extra);
+        Server(ExampleServer::start(
+            command,
+            Stderr::Capture,
+            Lines::Discard,
+        ))
+    }
+
+    /// In broker mode: the run's tasks go to `processor worker`
+    /// processes through the nats-server at `broker`. At full speed, no
+    /// `--time-scale`.
+    fn on_broker(broker: &str) -> Server {
+        let mut command = Command::new(processor());
+        command.args(["serve", "--addr", "127.0.0.1:0", "--broker", broker]);
         Server(ExampleServer::start(
             command,
             Stderr::Capture,
@@ -138,6 +153,24 @@ impl Server {
     fn logs(&self) -> String {
         self.0.logs()
     }
+}
+
+/// `processor worker --name NAME --workers 1` on the nats-server at
+/// `broker`, once it says it is ready; killed on drop.
+fn worker(broker: &str, name: &str) -> ExampleServer {
+    let mut command = Command::new(processor());
+    command.args([
+        "worker",
+        "--broker",
+        broker,
+        "--name",
+        name,
+        "--workers",
+        "1",
+    ]);
+    let worker = ExampleServer::start_worker(command, Stderr::Capture);
+    assert_eq!(worker.addr, name, "the worker's ready line names it");
+    worker
 }
 
 // ---------------------------------------------------------------------------
@@ -671,6 +704,110 @@ async fn a_markup_task_name_shows_as_text() {
         assert!(
             page.get_alert_text().await.is_err(),
             "an alert is open: the name ran as script"
+        );
+        assert_not_reloaded(&page, loaded_at).await;
+    })
+    .await;
+}
+
+/// Broker mode: a task's row names the `processor worker` process running
+/// it (`Name @ worker`) from the moment it shows running, and still once
+/// it has completed. Two workers of one slot each and two tasks: both
+/// workers are on screen at once, one per row, as `GET /runs/{id}` has
+/// them.
+#[tokio::test]
+async fn broker_rows_name_the_worker_running_each_task() {
+    let nats = Nats::start();
+    let server = Server::on_broker(&nats.url);
+    let workers = [worker(&nats.url, "north"), worker(&nats.url, "south")];
+    let names: Vec<String> = workers.iter().map(|w| w.addr.clone()).collect();
+    with_browser(|page| async move {
+        let loaded_at = open(&page, &server.url()).await;
+        // Long enough to be seen running at full speed on a loaded machine.
+        let run = server.start_run(&json!({"tasks": [
+            {"id": "a", "name": "Alpha", "duration": "3s", "timeout": "60s"},
+            {"id": "b", "name": "Beta", "duration": "3s", "timeout": "60s"}]}));
+
+        // Both rows running at the same moment, each on a worker.
+        let both = wait(
+            &page,
+            "both tasks show running",
+            &format!(
+                "const row = function () {{ {ROW} }};\n\
+                 const rows = [row(arguments[0], \"a\"), row(arguments[0], \"b\")];\n\
+                 return rows.every(r => r && r.state === \"running\") ? rows : null;"
+            ),
+            vec![json!(run)],
+        )
+        .await;
+        let mut shown = Vec::new();
+        for (row, (id, task)) in both
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip([("a", "Alpha"), ("b", "Beta")])
+        {
+            let name = row["name"].as_str().unwrap();
+            let worker = name
+                .strip_prefix(&format!("{task} @ "))
+                .unwrap_or_else(|| panic!("a running task's row names no worker: {row:#}"));
+            assert!(
+                names.iter().any(|n| n == worker),
+                "{task} shows worker {worker:?}, not one of {names:?}: {row:#}"
+            );
+            // The name cell as laid out on screen, not only in the DOM.
+            let cell = page
+                .find(Locator::Css(&format!(
+                    "#run-{run} tr.task[data-task-id=\"{id}\"] .task-name"
+                )))
+                .await
+                .expect("the name cell");
+            assert!(
+                cell.is_displayed().await.unwrap(),
+                "{task}'s name is not on screen"
+            );
+            assert_eq!(cell.text().await.unwrap(), name);
+            shown.push(worker.to_owned());
+        }
+        let mut distinct = shown.clone();
+        distinct.sort();
+        assert_eq!(
+            distinct, names,
+            "one slot each and two tasks, yet the rows show {shown:?}\n{both:#}"
+        );
+        // The page shows what the service recorded.
+        let (status, record) = server.request("GET", &format!("/runs/{run}"), "");
+        assert_eq!(status, 200, "{record:#}");
+        for (task, worker) in ["a", "b"].iter().zip(&shown) {
+            let recorded = record["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["id"] == *task)
+                .unwrap_or_else(|| panic!("no task {task}: {record:#}"));
+            assert_eq!(recorded["worker"], json!(worker), "{record:#}");
+        }
+
+        // Completed, each row still names its worker; it never showed
+        // another, nor a running state without one, nor a worker before
+        // one took it.
+        for ((id, task), worker) in [("a", "Alpha"), ("b", "Beta")].into_iter().zip(&shown) {
+            let row = wait_task(&page, &run, id, "completed").await;
+            assert_eq!(row["name"], format!("{task} @ {worker}"), "{row:#}");
+            for seen in row["names"].as_array().unwrap() {
+                let (state, name) = (seen[0].as_str().unwrap(), seen[1].as_str().unwrap());
+                let expected = if state == "queued" {
+                    task.to_owned()
+                } else {
+                    format!("{task} @ {worker}")
+                };
+                assert_eq!(name, expected, "shown {state}: {row:#}");
+            }
+        }
+        let finished = wait_run(&page, &run, "finished").await;
+        assert_eq!(
+            finished["counts"]["completed"], "2 completed",
+            "{finished:#}"
         );
         assert_not_reloaded(&page, loaded_at).await;
     })

@@ -15,12 +15,14 @@ use super::WAIT;
 /// keyed `"run/task"`; `__progress`, each row's progress values in order;
 /// and `__family`, keyed `"run/parent"`, every `[state, progress,
 /// [[state, progress] of each subtask]]` a parent and its subtasks showed
-/// together. A `MutationObserver` on `#runs` records them all.
+/// together; `__names`, every `[state, name as shown]` a row went
+/// through. A `MutationObserver` on `#runs` records them all.
 const INSTRUMENT: &str = r##"
 window.__loadedAt = performance.timeOrigin;
 window.__seen = {};
 window.__progress = {};
 window.__family = {};
+window.__names = {};
 const push = (map, key, value) => {
   const list = map[key] || (map[key] = []);
   const last = list[list.length - 1];
@@ -36,6 +38,7 @@ const record = () => {
     const progress = Number(row.getAttribute("data-progress"));
     push(window.__seen, key, [state, row.querySelector(".task-state").textContent]);
     push(window.__progress, key, progress);
+    push(window.__names, key, [state, row.querySelector(".task-name").textContent]);
     const children = rows.filter(r => r.getAttribute("data-run-id") === run
                                    && r.getAttribute("data-parent-id") === id);
     if (children.length > 0) {
@@ -133,7 +136,8 @@ return { state: row.getAttribute("data-state"), progress: row.getAttribute("data
   duration: cell(".task-duration"), deadline: cell(".task-deadline"), cause: cell(".task-cause"),
   seen: (window.__seen || {})[run + "/" + task] || [],
   progresses: (window.__progress || {})[run + "/" + task] || [],
-  family: (window.__family || {})[run + "/" + task] || [] };
+  family: (window.__family || {})[run + "/" + task] || [],
+  names: (window.__names || {})[run + "/" + task] || [] };
 "##;
 
 /// Waits until task `task` of run `run` shows `state`; the row.
