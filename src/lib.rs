@@ -157,6 +157,12 @@ pub use value::with_value;
 #[cfg(all(test, loom))]
 mod loom_models;
 
+/// The Rust blocks of the README, compiled and run as doctests: the first
+/// code a newcomer copies must build.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 /// The Rust blocks of `docs/http.md`, compiled (and, unless `no_run`, run)
 /// as doctests so the guide cannot drift from the API.
 #[cfg(all(doctest, feature = "http", feature = "axum"))]
