@@ -43,8 +43,8 @@ use serde_json::{Value, json};
 
 use browser::{save_screenshot, with_browser};
 use page::{
-    ROW, RUN, assert_bar_matches_progress, assert_not_reloaded, assert_text_matches_state, millis,
-    open, progress, progresses, states, wait, wait_run, wait_task,
+    ROW, RUN, assert_bar_matches_progress, assert_not_reloaded, assert_text_matches_state,
+    duration_ticks, millis, open, progress, progresses, states, wait, wait_run, wait_task,
 };
 use proxy::GatedProxy;
 
@@ -371,21 +371,7 @@ async fn runs_start_progress_time_out_and_cancel_live() {
         }
         // A running task's duration goes on between the server's updates.
         let before = wait_task(&page, &second, "a", "running").await;
-        let ticked = wait(
-            &page,
-            "the duration of a running task ticks",
-            &format!(
-                "const row = (() => {{ {ROW} }})();\n\
-                 return row.state === \"running\" && row.duration !== arguments[2] ? row : null;"
-            ),
-            vec![json!(second), json!("a"), before["duration"].clone()],
-        )
-        .await;
-        assert!(
-            millis(ticked["duration"].as_str().unwrap())
-                > millis(before["duration"].as_str().unwrap()),
-            "{before:#} then {ticked:#}"
-        );
+        duration_ticks(&page, &second, "a", &before).await;
         let order = page
             .execute(
                 r##"return [...document.querySelectorAll("#runs section.run")]
@@ -539,21 +525,7 @@ async fn progress_comes_from_where_the_work_runs() {
         );
         assert_bar_matches_progress(&far);
         // Its duration goes on while it runs (it used to freeze).
-        let ticked = wait(
-            &page,
-            "the remote task's duration ticks",
-            &format!(
-                "const row = (() => {{ {ROW} }})();\n\
-                 return row.state === \"running\" && row.duration !== arguments[2] ? row : null;"
-            ),
-            vec![json!(run), json!("far"), far["duration"].clone()],
-        )
-        .await;
-        assert!(
-            millis(ticked["duration"].as_str().unwrap())
-                > millis(far["duration"].as_str().unwrap()),
-            "{far:#} then {ticked:#}"
-        );
+        duration_ticks(&page, &run, "far", &far).await;
 
         // The parent: well into its subtasks, its bar is the mean of its
         // own work (done) and theirs.

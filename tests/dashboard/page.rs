@@ -272,3 +272,22 @@ pub fn assert_bar_matches_progress(row: &Value) {
         "the bar is drawn {drawn}% full for {progress}%: {row:#}"
     );
 }
+
+/// Waits until task `task`'s running row shows a longer duration than in
+/// `before` (the page ticks it between the server's updates).
+pub async fn duration_ticks(page: &Client, run: &str, task: &str, before: &Value) {
+    let ticked = wait(
+        page,
+        &format!("the duration of running task {task} ticks"),
+        &format!(
+            "const row = (() => {{ {ROW} }})();\n\
+             return row.state === \"running\" && row.duration !== arguments[2] ? row : null;"
+        ),
+        vec![json!(run), json!(task), before["duration"].clone()],
+    )
+    .await;
+    assert!(
+        millis(ticked["duration"].as_str().unwrap()) > millis(before["duration"].as_str().unwrap()),
+        "{before:#} then {ticked:#}"
+    );
+}
