@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use goctx::{Cause, Context, Ctx, Error, ExtendError, Notify, Subscription};
+use goctx::custom::{Context, Notify, Subscription};
+use goctx::{Cause, Ctx, Error, ExtendError};
 
 // The test suite's subscriber list, shared rather than copied (it uses only
 // `std` and goctx). Not every method is needed here.

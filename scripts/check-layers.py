@@ -27,7 +27,7 @@ LAYERS = {
     "tree": 2,
     # the public surface, bottom to top
     "custom": 3,
-    "context": 4, "subscribers": 4,
+    "context": 4,
     "value": 5, "cancel": 5, "after": 5, "done": 5, "stream": 5, "drained": 5,
     "deadline": 6, "merge": 6, "group": 6, "propagation": 6,
     # integrations behind features
@@ -139,11 +139,19 @@ root_names = set()
 for group in re.findall(r"^pub use [a-z_:]+::\{([^}]*)\};", lib, re.M):
     root_names.update(n.strip() for n in group.split(",") if n.strip())
 root_names.update(re.findall(r"^pub use [a-z_:]+::([A-Za-z_]+);", lib, re.M))
-public_modules = set(re.findall(r"^pub mod ([a-z_]+);", lib, re.M))
+public_modules = set(re.findall(r"^pub mod ([a-z_]+)(?:;| \{)", lib, re.M))
+# Facade modules written inline in lib.rs (`pub mod future { pub use ... }`):
+# what they re-export is public too, under their path or the private one.
+for facade, body in re.findall(r"^pub mod ([a-z_]+) \{\n(.*?)^\}", lib, re.M | re.S):
+    for group in re.findall(r"pub use [a-z_:]+::\{([^}]*)\};", body):
+        root_names.update(n.strip() for n in group.split(",") if n.strip())
+    root_names.update(re.findall(r"pub use [a-z_:]+::([A-Za-z_]+);", body))
 
 
 def declared_pub(module, name):
     """Whether `name` is declared plainly `pub` (or re-exported) in `module`."""
+    if not (src / f"{module}.rs").exists() and not (src / module).is_dir():
+        return name in root_names  # an inline facade of lib.rs
     files = [src / f"{module}.rs"] if (src / f"{module}.rs").exists() else (src / module).rglob("*.rs")
     for f in files:
         text = f.read_text()

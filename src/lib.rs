@@ -93,7 +93,7 @@ mod after;
 mod cancel;
 mod clock;
 mod context;
-mod custom;
+pub mod custom;
 mod deadline;
 mod done;
 mod drained;
@@ -106,7 +106,6 @@ mod name;
 pub mod propagation;
 mod spawn;
 mod stream;
-mod subscribers;
 mod sync;
 mod timer;
 #[cfg(feature = "tokio")]
@@ -143,15 +142,28 @@ pub mod tonic;
 pub use after::{AfterFunc, after_func, max_callback_threads, set_max_callback_threads};
 pub use cancel::{CancelFunc, with_cancel, with_cancel_cause, without_cancel};
 pub use context::{Ctx, background, todo};
-pub use custom::{Context, Notify, Subscription};
 pub use deadline::{with_deadline, with_deadline_cause, with_timeout, with_timeout_cause};
-pub use done::{Done, DoneOwned, Run, RunOwned};
-pub use drained::Drained;
 pub use error::{CancelFuncDropped, Cause, Error, ExtendError};
 pub use merge::merge;
-pub use stream::UntilDone;
-pub use subscribers::Subscribers;
 pub use value::with_value;
+
+pub mod future {
+    //! The futures (and the stream) a context's methods return, by name: for
+    //! a struct field, a `select!` arm kept across loops, or a hand-written
+    //! `poll`. Most code only `.await`s them and never names them (tokio and
+    //! `futures` keep theirs in a module like this one).
+    //!
+    //! | method | borrows the context | owns a clone |
+    //! |---|---|---|
+    //! | [`Ctx::done`](crate::Ctx::done), [`Ctx::done_owned`](crate::Ctx::done_owned) | [`Done`] | [`DoneOwned`] |
+    //! | [`Ctx::run`](crate::Ctx::run), [`Ctx::run_owned`](crate::Ctx::run_owned) | [`Run`] | [`RunOwned`] |
+    //! | [`Ctx::drained`](crate::Ctx::drained) | | [`Drained`] |
+    //! | [`Ctx::stream`](crate::Ctx::stream) | | [`UntilDone`] (a stream) |
+
+    pub use crate::done::{Done, DoneOwned, Run, RunOwned};
+    pub use crate::drained::Drained;
+    pub use crate::stream::UntilDone;
+}
 
 /// The loom models of every known race (`--cfg loom` test builds only).
 #[cfg(all(test, loom))]

@@ -29,7 +29,7 @@ use crate::tree::CancelNode;
 ///   `parent`'s error and cause; else if `other` is, with `other`'s. (If
 ///   both are, `parent` wins, as a Go child checks its parent first.)
 /// - **No thread, no task**: the context registers with `other` as a child
-///   registers with its parent (or through [`Context::subscribe`](crate::Context::subscribe)
+///   registers with its parent (or through [`Context::subscribe`](crate::custom::Context::subscribe)
 ///   when `other` is a user context), synchronously. It takes that
 ///   registration back as soon as it ends, for any reason, or is dropped,
 ///   so a long-lived `other` (a server's shutdown context) never

@@ -15,6 +15,8 @@ type Inner = Ready<()>;
 
 #[test]
 fn core_types() {
+    use goctx::custom::*;
+    use goctx::future::*;
     use goctx::*;
     full::<Ctx>();
     full::<CancelFunc>();
@@ -117,7 +119,7 @@ fn http_types() {
     full::<PeerAddr>();
     full::<RequestContextLayer>();
     full::<RequestContext<Inner>>();
-    full::<ResponseFuture<Inner>>();
+    full::<RequestContextFuture<Inner>>();
     full::<RequestContextBody<Body>>();
     full::<RequestBody<Body>>();
     full::<RequestAbandoned>();
@@ -155,7 +157,7 @@ fn tonic_types() {
     use goctx::tonic::*;
     full::<PropagateLayer>();
     full::<Propagate<Inner>>();
-    full::<ResponseFuture<Inner>>();
+    full::<PropagateFuture<Inner>>();
 }
 
 /// The database errors hold the driver's error, which holds a boxed

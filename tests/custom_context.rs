@@ -13,7 +13,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Waker};
 
-use goctx::{CancelFunc, Cause, Context, Ctx, Error, Notify, Subscription};
+use goctx::custom::{Context, Notify, Subscription};
+use goctx::{CancelFunc, Cause, Ctx, Error};
 use proptest::prelude::*;
 
 /// The example: a wrapper that reports done on its own but takes
@@ -188,13 +189,13 @@ proptest! {
     }
 }
 
-/// `goctx::Subscribers`, the list a user context keeps: delivery after the
+/// `goctx::custom::Subscribers`, the list a user context keeps: delivery after the
 /// context's end, immediate delivery to late subscribers, taking a
 /// subscription back (true once, then the `Notify` is gone), clones that
 /// share one list, and a `Debug` that shows the counts.
 #[test]
 fn subscribers_deliver_once_and_give_back() {
-    use goctx::{Notify, Subscribers, Subscription};
+    use goctx::custom::{Notify, Subscribers, Subscription};
     use std::sync::atomic::{AtomicBool, Ordering};
 
     struct Lamp {

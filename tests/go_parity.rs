@@ -35,7 +35,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
-use goctx::{CancelFunc, Cause, Context, Ctx, Error, Notify, Subscription};
+use goctx::custom::{Context, Notify, Subscription};
+use goctx::{CancelFunc, Cause, Ctx, Error};
 
 // ---------------------------------------------------------------------------
 // Timing constants

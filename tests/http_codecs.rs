@@ -353,7 +353,7 @@ mod trace_context {
         send_sync::<goctx::http::RequestContextLayer>();
         send_sync::<goctx::http::RequestContext<()>>();
         fn send<T: Send + Unpin>() {}
-        send::<goctx::http::ResponseFuture<std::future::Ready<()>>>();
+        send::<goctx::http::RequestContextFuture<std::future::Ready<()>>>();
         send::<goctx::http::RequestContextBody<http_body_util::Empty<axum::body::Bytes>>>();
     }
 }

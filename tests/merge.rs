@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::Wrapper;
 use common::hub::Hub;
-use goctx::{CancelFuncDropped, Cause, Context, Ctx, Error, ExtendError, Notify, Subscription};
+use goctx::custom::{Context, Notify, Subscription};
+use goctx::{CancelFuncDropped, Cause, Ctx, Error, ExtendError};
 
 common::causes::unit_cause!(
     /// A user cause, as a server would give its request context when the

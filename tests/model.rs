@@ -54,7 +54,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use goctx::{AfterFunc, CancelFunc, Cause, Context, Ctx, Error, ExtendError, Notify, Subscription};
+use goctx::custom::{Context, Notify, Subscription};
+use goctx::{AfterFunc, CancelFunc, Cause, Ctx, Error, ExtendError};
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestError, TestRunner};
 

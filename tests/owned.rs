@@ -12,7 +12,8 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::Duration;
 
 use futures::future::FusedFuture;
-use goctx::{Ctx, DoneOwned, Error, RunOwned};
+use goctx::future::{DoneOwned, RunOwned};
+use goctx::{Ctx, Error};
 
 /// Generous bound on every wait: a correct run takes microseconds.
 const LIMIT: Duration = Duration::from_secs(10);

@@ -33,7 +33,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context as TaskContext, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use goctx::{Cause, Context, Ctx, Error, Notify, Subscription, background};
+use goctx::custom::{Context, Notify, Subscription};
+use goctx::{Cause, Ctx, Error, background};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const PATIENCE: Duration = Duration::from_secs(10);

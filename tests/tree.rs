@@ -317,7 +317,7 @@ fn counting_waker() -> (Arc<Counter>, Waker) {
     (counter.clone(), Waker::from(counter))
 }
 
-fn poll_once(done: &mut goctx::Done<'_>, waker: &Waker) -> Poll<Error> {
+fn poll_once(done: &mut goctx::future::Done<'_>, waker: &Waker) -> Poll<Error> {
     std::pin::Pin::new(done).poll_ready_with(waker)
 }
 
@@ -325,7 +325,7 @@ trait PollWith {
     fn poll_ready_with(self, waker: &Waker) -> Poll<Error>;
 }
 
-impl PollWith for std::pin::Pin<&mut goctx::Done<'_>> {
+impl PollWith for std::pin::Pin<&mut goctx::future::Done<'_>> {
     fn poll_ready_with(self, waker: &Waker) -> Poll<Error> {
         std::future::Future::poll(self, &mut TaskContext::from_waker(waker))
     }

@@ -24,8 +24,9 @@ use tower_service::Service;
 use super::client_error::PropagateError;
 use super::headers::{GRPC_TIMEOUT, TRACEPARENT, X_REQUEST_ID};
 use super::propagate_body::PropagateBody;
+use crate::future::DoneOwned;
 use crate::propagation::{RequestId, TraceContext, decode_grpc_timeout, encode_grpc_timeout};
-use crate::{Cause, Ctx, DoneOwned, Error};
+use crate::{Cause, Ctx, Error};
 
 /// Attaches `ctx` to an outgoing request (in its extensions), for
 /// [`PropagateLayer`] to find; the same as

@@ -75,7 +75,7 @@ pub use extract::MissingRequestContext;
 pub use headers::{CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, TRACEPARENT, TRACESTATE, X_REQUEST_ID};
 pub use request_body::{BoxError, RequestBody};
 pub use response_body::RequestContextBody;
-pub use server::{PeerAddr, RequestContext, RequestContextLayer, ResponseFuture};
+pub use server::{PeerAddr, RequestContext, RequestContextFuture, RequestContextLayer};
 // The codecs live in `goctx::propagation`; these names stay here too, as
 // the HTTP-facing spelling of the same items.
 pub use crate::propagation::{

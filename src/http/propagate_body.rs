@@ -15,7 +15,8 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::client_error::PropagateError;
-use crate::{Ctx, DoneOwned};
+use crate::Ctx;
+use crate::future::DoneOwned;
 
 pin_project! {
     /// A body of a call through [`Propagate`](crate::http::Propagate),

@@ -2,7 +2,7 @@
 //! response's completion or the client's departure.
 //!
 //! The lifecycle, in ownership terms: [`Guard`] owns the request
-//! context's `CancelFunc`. The [`ResponseFuture`] holds it while the
+//! context's `CancelFunc`. The [`RequestContextFuture`] holds it while the
 //! handler runs; when the handler returns a response, the guard moves
 //! into the [`RequestContextBody`]. Whoever holds it last decides the
 //! cause: the end of the body cancels with [`ResponseComplete`]; dropping
@@ -30,12 +30,13 @@ use super::causes::{RequestAbandoned, ResponseComplete};
 use super::guard::Guard;
 use super::request_body::RequestBody;
 use super::response_body::RequestContextBody;
+use crate::future::DoneOwned;
 use crate::propagation::values::{Extra, LazyRequestId, Values};
 use crate::propagation::{
     InvalidTimeout, RequestId, TraceContext, decode_connect_timeout_ms, decode_grpc_timeout,
 };
 use crate::tree::key_bit;
-use crate::{Ctx, DoneOwned, Error};
+use crate::{Ctx, Error};
 
 /// The peer's address, carried as a context value when the server knows
 /// it. With the `axum` feature, [`RequestContextLayer`] adds it from
@@ -351,7 +352,7 @@ where
 {
     type Response = Response<RequestContextBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = RequestContextFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -369,7 +370,7 @@ where
             Err(err) => {
                 let msg = format!("malformed grpc-timeout: {err}");
                 let (_, cancel) = crate::with_cancel_cause(&config.base);
-                return ResponseFuture::early(msg, Guard::new(cancel));
+                return RequestContextFuture::early(msg, Guard::new(cancel));
             }
         };
         // One node: the request's own, with the deadline if it has one
@@ -445,7 +446,7 @@ where
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(ctx);
         let body = RequestBody::new(body, || guard.handle());
-        ResponseFuture {
+        RequestContextFuture {
             inner: Some(self.inner.call(Request::from_parts(parts, body))),
             early: None,
             deadline,
@@ -655,7 +656,7 @@ pin_project! {
     ///
     /// If polled again after it completed.
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F> {
+    pub struct RequestContextFuture<F> {
         // `None` for an early answer, and once the handler was dropped
         // at an enforced deadline.
         #[pin]
@@ -673,7 +674,7 @@ pin_project! {
         guard: Option<Guard>,
     }
 
-    impl<F> PinnedDrop for ResponseFuture<F> {
+    impl<F> PinnedDrop for RequestContextFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             // End the context first; the handler's future (`inner`) is
             // dropped after this, by the field drops.
@@ -684,9 +685,9 @@ pin_project! {
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F> RequestContextFuture<F> {
     fn early(message: String, guard: Guard) -> Self {
-        ResponseFuture {
+        RequestContextFuture {
             inner: None,
             early: Some(message),
             deadline: None,
@@ -737,7 +738,7 @@ fn finish<B: Body>(
     res.map(|body| RequestContextBody::new(body, guard, declared))
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E> Future for RequestContextFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
@@ -750,7 +751,7 @@ where
             let guard = this
                 .guard
                 .take()
-                .expect("ResponseFuture polled after completion");
+                .expect("RequestContextFuture polled after completion");
             let res = grpc_status(13, &message).map(|()| None::<B>);
             return Poll::Ready(Ok(finish(
                 res,
@@ -770,7 +771,7 @@ where
                 let guard = this
                     .guard
                     .take()
-                    .expect("ResponseFuture polled after completion");
+                    .expect("RequestContextFuture polled after completion");
                 let res = deadline_response(*this.grpc).map(|()| None::<B>);
                 return Poll::Ready(Ok(finish(
                     res,
@@ -784,13 +785,13 @@ where
             .inner
             .as_mut()
             .as_pin_mut()
-            .expect("ResponseFuture polled after completion");
+            .expect("RequestContextFuture polled after completion");
         let result = ready!(inner.poll(cx));
         this.inner.set(None);
         let guard = this
             .guard
             .take()
-            .expect("ResponseFuture polled after completion");
+            .expect("RequestContextFuture polled after completion");
         Poll::Ready(match result {
             Ok(res) => Ok(finish(
                 res.map(Some),
@@ -806,9 +807,9 @@ where
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F> fmt::Debug for RequestContextFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
+        f.debug_struct("RequestContextFuture")
             .field("complete", &self.guard.is_none())
             .field("enforces_deadline", &self.deadline.is_some())
             .field("grpc", &self.grpc)

@@ -17,7 +17,7 @@ use tonic::body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::http::{PropagateBody, PropagateFuture};
+use crate::http::{PropagateBody, PropagateFuture as HttpPropagateFuture};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -101,14 +101,14 @@ where
 {
     type Response = Response<Body>;
     type Error = Status;
-    type Future = ResponseFuture<S::Future>;
+    type Future = PropagateFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Status::from)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        ResponseFuture {
+        PropagateFuture {
             inner: self.inner.call(req),
         }
     }
@@ -140,13 +140,13 @@ pin_project! {
     /// The response future of [`Propagate`]: the call, raced with its
     /// context; errors as [`Status`].
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F> {
+    pub struct PropagateFuture<F> {
         #[pin]
-        inner: PropagateFuture<F>,
+        inner: HttpPropagateFuture<F>,
     }
 }
 
-impl<F, ResBody, E> Future for ResponseFuture<F>
+impl<F, ResBody, E> Future for PropagateFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
     E: Into<BoxError>,
@@ -164,9 +164,9 @@ where
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F> fmt::Debug for PropagateFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
+        f.debug_struct("PropagateFuture")
             .field("inner", &self.inner)
             .finish()
     }

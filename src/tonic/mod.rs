@@ -19,6 +19,6 @@ mod client;
 mod request;
 mod status;
 
-pub use client::{Propagate, PropagateLayer, ResponseFuture};
+pub use client::{Propagate, PropagateFuture, PropagateLayer};
 pub use request::{request, request_context};
 pub use status::{ctx_status, status};

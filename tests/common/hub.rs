@@ -2,7 +2,7 @@
 //! `Notify`s its `subscribe` is handed, to deliver them all when it ends
 //! and to give one back when its `Subscription` is canceled.
 //!
-//! It is `goctx::Subscribers`, the helper the library offers to anyone
+//! It is `goctx::custom::Subscribers`, the helper the library offers to anyone
 //! implementing `Context`. A test's user context keeps its own error (and
 //! cause), sets it first, then calls `notify_all`; its `subscribe` is
 //! `Hub::subscribe`. A context that never ends never notifies
@@ -13,10 +13,11 @@
 
 use std::sync::Arc;
 
-use goctx::{Context, Error, Notify, Subscription};
+use goctx::Error;
+use goctx::custom::{Context, Notify, Subscription};
 
 /// The suite's subscriber list is the library's own.
-pub type Hub = goctx::Subscribers;
+pub type Hub = goctx::custom::Subscribers;
 
 /// A user context that is never done but keeps its own subscriber list in
 /// `.0` (never fired), so derived contexts register with user code and must

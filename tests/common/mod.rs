@@ -19,7 +19,8 @@ pub mod waits;
 use std::any::{Any, TypeId};
 use std::time::Instant;
 
-use goctx::{Cause, Context, Ctx, Error, Notify, Subscription};
+use goctx::custom::{Context, Notify, Subscription};
+use goctx::{Cause, Ctx, Error};
 
 /// A user context that delegates everything to an inner context: the
 /// typical wrapper a user writes, so derived contexts go through the

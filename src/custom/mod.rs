@@ -7,6 +7,10 @@
 //! ever watches a user context. Here every `Context` also becomes the
 //! core's `Upstream`, the only face of it the core sees.
 
+mod subscribers;
+
+pub use subscribers::Subscribers;
+
 use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Weak;
@@ -37,7 +41,8 @@ use crate::tree::{CustomNode, Entry, Registration, Upstream};
 /// ```
 /// use std::any::{Any, TypeId};
 /// use std::time::Instant;
-/// use goctx::{Cause, Context, Ctx, Error, Notify, Subscription};
+/// use goctx::{Cause, Ctx, Error};
+/// use goctx::custom::{Context, Notify, Subscription};
 ///
 /// struct Tenant(&'static str);
 ///
@@ -65,7 +70,7 @@ use crate::tree::{CustomNode, Entry, Registration, Upstream};
 /// ```
 ///
 /// A context with a done signal of its own keeps the `Notify`s it is
-/// handed in a [`Subscribers`](crate::Subscribers) list and calls its
+/// handed in a [`Subscribers`] list and calls its
 /// `notify_all` when it ends; see the example there.
 pub trait Context: Send + Sync + 'static {
     /// When this context will be canceled by its deadline, if it has one.
@@ -156,7 +161,7 @@ impl Notify {
     ///
     /// A context that notifies while its `err()` still returns `None`
     /// breaks the contract; goctx then treats it as canceled from here on
-    /// ([`Error::Canceled`](crate::Error::Canceled)), so that what it
+    /// ([`Error::Canceled`]), so that what it
     /// reports and what its derived contexts report agree.
     pub fn notify(self) {
         if let Some(origin) = self.origin.upgrade() {

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::custom::{Notify, Subscription};
+use super::{Notify, Subscription};
 use crate::sync::Mutex;
 use crate::tree::deliver_each;
 
 #[cfg(doc)]
-use crate::custom::Context;
+use super::Context;
 
 /// The [`Notify`]s a user-implemented [`Context`] has been handed, to
 /// deliver them all when it ends. Its [`subscribe`](Subscribers::subscribe)
@@ -42,7 +42,8 @@ use crate::custom::Context;
 /// ```
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicBool, Ordering};
-/// use goctx::{Context, Ctx, Error, Notify, Subscribers, Subscription};
+/// use goctx::{Ctx, Error};
+/// use goctx::custom::{Context, Notify, Subscribers, Subscription};
 ///
 /// #[derive(Default)]
 /// struct Switch {
