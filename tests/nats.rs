@@ -360,3 +360,45 @@ async fn the_producers_cancel_reaches_the_worker() {
     assert_eq!(d, Disposition::Term);
     let _ = Error::Canceled;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_comes_back_after_a_backoff_not_at_once() {
+    let (_server, client, js, consumer) = setup(Duration::from_secs(5)).await;
+    let (ctx, _cancel) = producer_ctx(Duration::from_secs(30));
+    let ack = publish(&ctx, &js, "tasks.flaky", Bytes::from_static(b"x"), None)
+        .await
+        .unwrap();
+    ack.await.unwrap();
+    let mut deliveries = Vec::new();
+    for _ in 0..3 {
+        let msg = next_message(&consumer).await;
+        deliveries.push(Instant::now());
+        let disposition = process(
+            &goctx::background(),
+            &client,
+            &msg,
+            Duration::from_secs(5),
+            |_| async { Err(Cause::from("flaky")) },
+        )
+        .await
+        .unwrap();
+        assert_eq!(disposition, Disposition::Nak);
+    }
+    // 100 ms before the second delivery, 200 ms before the third: a task
+    // that keeps failing does not spin.
+    let gaps: Vec<Duration> = deliveries.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[0] >= Duration::from_millis(90), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(190), "{gaps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_under_a_done_context_returns_its_cause() {
+    let (_server, _client, js, consumer) = setup(Duration::from_secs(5)).await;
+    let (ctx, cancel) = goctx::with_cancel_cause(&goctx::background());
+    cancel.cancel_with_cause(Cause::from("gave up"));
+    let err = publish(&ctx, &js, "tasks.never", Bytes::new(), None)
+        .await
+        .expect_err("a done context publishes nothing");
+    assert_eq!(err.to_string(), "gave up");
+    assert!(nothing_left(&consumer, Duration::from_millis(300)).await);
+}

@@ -121,13 +121,9 @@ fn start_run(service: &ExampleServer, body: &Value) -> String {
     created["id"].as_str().expect("a run id").to_owned()
 }
 
-fn get_run(service: &ExampleServer, id: &str) -> Value {
-    let (status, run) = http(&service.addr, "GET", &format!("/runs/{id}"), None);
-    assert_eq!(status, 200, "GET /runs/{id}: {run}");
-    run
-}
-
 /// Polls the run until `check` holds; fails after `limit` with the run.
+/// A run not there yet (404: its request is still on its way) is polled
+/// again like one that does not pass.
 fn run_until(
     service: &ExampleServer,
     id: &str,
@@ -136,8 +132,12 @@ fn run_until(
 ) -> Value {
     let start = Instant::now();
     loop {
-        let run = get_run(service, id);
-        if check(&run) {
+        let (status, run) = http(&service.addr, "GET", &format!("/runs/{id}"), None);
+        assert!(
+            status == 200 || status == 404,
+            "GET /runs/{id}: {status} {run}"
+        );
+        if status == 200 && check(&run) {
             return run;
         }
         assert!(
@@ -322,13 +322,23 @@ fn a_killed_workers_task_runs_once_to_completion_on_another() {
 fn sigterm_hands_a_workers_tasks_to_another_within_a_second() {
     let nats = Nats::start();
     let service = service(&nats, &[]);
-    let mut leaving = worker(&nats, "leaving", 2);
+    // A free slot: its pull request is open on the server when it stops,
+    // and must not swallow the tasks it hands back.
+    let mut leaving = worker(&nats, "leaving", 3);
     let id = start_run(&service, &tasks(&["left", "right"], "2s"));
     run_until(&service, &id, LIMIT, |run| all_running_on(run, "leaving"));
-    let _staying = worker(&nats, "staying", 2);
+    let staying = worker(&nats, "staying", 2);
     let sent = Instant::now();
     signal(&leaving, "TERM");
-    run_until(&service, &id, LIMIT, |run| all_running_on(run, "staying"));
+    let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_until(&service, &id, LIMIT, |run| all_running_on(run, "staying"))
+    }));
+    assert!(
+        moved.is_ok(),
+        "not handed over; the leaving worker's log:\n{}\nthe staying one's:\n{}",
+        leaving.logs(),
+        staying.logs()
+    );
     let taken = sent.elapsed();
     assert!(taken < Duration::from_secs(1), "taken after {taken:?}");
     assert_eq!(exit_code(&mut leaving), Some(0), "{}", leaving.logs());

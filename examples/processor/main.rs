@@ -345,11 +345,13 @@ pub fn received(ctx: &goctx::Ctx) -> Option<Signal> {
 }
 
 /// Waits for the next SIGINT or SIGTERM (Ctrl+C on Windows), listening
-/// from this call on.
-pub async fn next_signal() -> Signal {
+/// from this call on. `None` if the listening ended without one: the
+/// runtime shutting down drops the listener, which ends its context with
+/// another cause, and that must not pass for a second Ctrl+C.
+pub async fn next_signal() -> Option<Signal> {
     let (ctx, _stop) = goctx::tokio::signal_context(&goctx::background());
     ctx.done().await;
-    received(&ctx).unwrap_or(Signal::Interrupt)
+    received(&ctx)
 }
 
 /// First signal (the end of `signaled`): announce the shutdown, then cancel
@@ -367,7 +369,9 @@ async fn watch(signaled: goctx::Ctx, cancel_run: goctx::CancelFunc, events: Emit
         reason: format!("{signal} received"),
     });
     cancel_run.cancel_with_cause(Cause(format!("{signal} received")));
-    let Ok(again) = second.await else { return };
+    let Ok(Some(again)) = second.await else {
+        return;
+    };
     eprintln!("processor: second signal ({again}), exiting now");
     std::process::exit(again.exit_code());
 }

@@ -29,7 +29,7 @@ use crate::{Cli, Setup, next_signal, received};
 
 /// Serves the task processor over HTTP: runs, live events, metrics and a dashboard.
 #[derive(Parser, Debug)]
-#[command(name = "processor serve")]
+#[command(name = "processor serve", bin_name = "processor serve")]
 struct ServeCli {
     /// Address to listen on (port 0 picks a free one); loopback unless told otherwise
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -265,7 +265,7 @@ async fn shutdown(
             Some(signal) => signal,
             None => second.await,
         };
-        let Ok(signal) = signal else { return };
+        let Ok(Some(signal)) = signal else { return };
         eprintln!("processor: second signal ({signal}), exiting now");
         std::process::exit(130);
     });

@@ -473,7 +473,7 @@ impl Runs {
                 // name cannot split or recolour a line), JSON writes it as
                 // a plain string.
                 tracing::info!(%request_id, %trace_id, run_id = %id, task = &*task.name,
-                    deadline_ms = t.deadline_ms, "task started");
+                    deadline_ms = t.deadline_ms, worker = t.worker.as_deref(), "task started");
                 task.id.clone()
             }
             Event::Progress {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use clap::Parser;
 use futures::StreamExt;
-use goctx::nats::{Disposition, Permanent};
+use goctx::nats::Permanent;
 use goctx::propagation::{RequestId, TraceContext};
 use goctx::{Cause, Ctx};
 use tokio::sync::Semaphore;
@@ -37,7 +37,7 @@ use crate::{next_signal, received};
 
 /// Runs the tasks of `processor serve --broker` runs, from a NATS JetStream server.
 #[derive(Parser, Debug)]
-#[command(name = "processor worker")]
+#[command(name = "processor worker", bin_name = "processor worker")]
 struct WorkerCli {
     /// The NATS server (with JetStream) the service publishes to
     #[arg(long, value_name = "URL")]
@@ -52,9 +52,9 @@ struct WorkerCli {
     name: Option<String>,
 
     /// The lease of a task, if this process creates the consumer: a task whose
-    /// worker goes silent this long goes to another one
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
-    ack_wait: String,
+    /// worker goes silent this long goes to another one [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    ack_wait: Option<String>,
 
     /// Log lines on stderr: text or JSON
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -74,10 +74,11 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
             crate::MAX_WORKERS
         ));
     }
-    let ack_wait = match crate::task::parse_duration(&cli.ack_wait) {
-        Ok(d) if d >= Duration::from_millis(100) => d,
-        Ok(_) => return fail("--ack-wait must be at least 100ms".into()),
-        Err(e) => return fail(format!("--ack-wait: {e}")),
+    let ack_wait = match cli.ack_wait.as_deref().map(crate::task::parse_duration) {
+        None => None,
+        Some(Ok(d)) if d >= Duration::from_millis(100) => Some(d),
+        Some(Ok(_)) => return fail("--ack-wait must be at least 100ms".into()),
+        Some(Err(e)) => return fail(format!("--ack-wait: {e}")),
     };
     let name = cli
         .name
@@ -94,6 +95,13 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
     runtime.block_on(serve_tasks(cli.broker, cli.workers, name.into(), ack_wait))
 }
 
+/// The lease of a consumer this process creates without `--ack-wait`.
+const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// How long one pull request for tasks waits on the server: also the
+/// longest a shutdown waits for the last one to expire.
+const PULL_EXPIRES: Duration = Duration::from_millis(500);
+
 /// What every task handler of this process shares.
 struct Worker {
     name: Arc<str>,
@@ -105,7 +113,12 @@ struct Worker {
     base: Ctx,
 }
 
-async fn serve_tasks(url: String, slots: usize, name: Arc<str>, ack_wait: Duration) -> ExitCode {
+async fn serve_tasks(
+    url: String,
+    slots: usize,
+    name: Arc<str>,
+    asked: Option<Duration>,
+) -> ExitCode {
     // Listen for signals before anything can run.
     let (signaled, _stop_listening) = goctx::tokio::signal_context(&goctx::background());
     let client = match broker::connect(&url).await {
@@ -116,7 +129,7 @@ async fn serve_tasks(url: String, slots: usize, name: Arc<str>, ack_wait: Durati
         }
     };
     let js = jetstream::new(client.clone());
-    let (consumer, ack_wait) = match broker::ensure(&js, ack_wait).await {
+    let (consumer, ack_wait) = match broker::ensure(&js, asked.unwrap_or(DEFAULT_ACK_WAIT)).await {
         Ok((_, consumer, ack_wait)) => (consumer, ack_wait),
         Err(e) => {
             eprintln!("processor: error: {e}");
@@ -137,6 +150,17 @@ async fn serve_tasks(url: String, slots: usize, name: Arc<str>, ack_wait: Durati
         let _ = writeln!(out, "worker {name} ready");
         let _ = out.flush();
     }
+    if let Some(asked) = asked
+        && asked != ack_wait
+    {
+        tracing::warn!(
+            request_id = "-",
+            trace_id = "-",
+            asked_ms = asked.as_millis() as u64,
+            ack_wait_ms = ack_wait.as_millis() as u64,
+            "--ack-wait ignored: the consumer exists with its own (delete it to change it)"
+        );
+    }
     tracing::info!(request_id = "-", trace_id = "-", worker = &*name, slots, broker = %url,
         ack_wait_ms = ack_wait.as_millis() as u64, "worker ready");
 
@@ -152,14 +176,19 @@ async fn serve_tasks(url: String, slots: usize, name: Arc<str>, ack_wait: Durati
                 "shutting down: handing running tasks back"
             );
             stop.cancel_with_cause(run::Cause(format!("worker shutting down ({signal})")));
-            let again = next_signal().await;
-            eprintln!("processor: second signal ({again}), exiting now");
-            std::process::exit(130);
+            // `None`: the runtime is shutting down, not a second signal.
+            if let Some(again) = next_signal().await {
+                eprintln!("processor: second signal ({again}), exiting now");
+                std::process::exit(130);
+            }
         })
     };
 
     let free = Arc::new(Semaphore::new(slots));
     let mut running = tokio::task::JoinSet::new();
+    // The pull request open on the server, if any: at a shutdown, what it
+    // still delivers is handed back (below).
+    let mut open_batch = None;
     while base.err().is_none() {
         // At least one free slot, then as many tasks as there are slots.
         let Ok(Ok(first)) = base.run(free.clone().acquire_owned()).await else {
@@ -169,7 +198,7 @@ async fn serve_tasks(url: String, slots: usize, name: Arc<str>, ack_wait: Durati
         let batch = consumer
             .batch()
             .max_messages(wanted)
-            .expires(Duration::from_secs(1))
+            .expires(PULL_EXPIRES)
             .messages()
             .await;
         let mut batch = match batch {
@@ -185,15 +214,20 @@ async fn serve_tasks(url: String, slots: usize, name: Arc<str>, ack_wait: Durati
             }
         };
         let mut first = Some(first);
-        while let Ok(Some(next)) = base.run(batch.next()).await {
-            let Ok(msg) = next else { break };
+        let stopped = loop {
+            let next = match base.run(batch.next()).await {
+                Ok(Some(next)) => next,
+                Ok(None) => break false,
+                Err(_) => break true,
+            };
+            let Ok(msg) = next else { break false };
             let permit = match first.take() {
                 Some(permit) => permit,
                 None => match free.clone().try_acquire_owned() {
                     Ok(permit) => permit,
                     // Never: the batch asked for the free slots only.
                     Err(_) => {
-                        let _ = msg.ack_with(jetstream::AckKind::Nak(None)).await;
+                        let _ = msg.double_ack_with(jetstream::AckKind::Nak(None)).await;
                         continue;
                     }
                 },
@@ -205,15 +239,33 @@ async fn serve_tasks(url: String, slots: usize, name: Arc<str>, ack_wait: Durati
             });
             // Reap finished handlers as we go.
             while running.try_join_next().is_some() {}
+        };
+        if stopped {
+            open_batch = Some(batch);
         }
     }
+    // A pull request outlives the process that made it: the server would
+    // deliver the tasks handed back below to it, where nobody reads them,
+    // and they would wait out the lease. So it is read until it expires,
+    // and whatever it brings goes back at once.
+    let refuse = async {
+        if let Some(mut batch) = open_batch {
+            while let Some(Ok(msg)) = batch.next().await {
+                let _ = msg.double_ack_with(jetstream::AckKind::Nak(None)).await;
+            }
+        }
+    };
     // Handing back: every running task sees `base` canceled and is Nak'd.
     let handed_back = tokio::time::timeout(Duration::from_secs(30), async {
-        while running.join_next().await.is_some() {}
+        let ((), ()) = tokio::join!(refuse, async {
+            while running.join_next().await.is_some() {}
+        });
     })
     .await
     .is_ok();
     shutdown.abort();
+    // Whatever is still buffered (progress, events) goes out before exit.
+    let _ = tokio::time::timeout(Duration::from_secs(2), worker.client.flush()).await;
     tracing::info!(request_id = "-", trace_id = "-", handed_back, "stopped");
     if handed_back {
         ExitCode::SUCCESS
@@ -230,9 +282,7 @@ async fn handle(worker: &Arc<Worker>, msg: jetstream::Message) {
         })
         .await;
     match decided {
-        Ok(Disposition::Nak) if worker.base.err().is_some() => {
-            tracing::info!(request_id = "-", trace_id = "-", "task handed back (nak)");
-        }
+        // `run_message` logged it, with the task's ids.
         Ok(_) => {}
         Err(e) => {
             tracing::warn!(request_id = "-", trace_id = "-", error = %e,
@@ -261,8 +311,8 @@ async fn run_message(worker: Arc<Worker>, ctx: Ctx, payload: bytes::Bytes) -> Re
     let task = message.task;
     let run = message.run;
     tracing::info!(
-        request_id,
-        trace_id,
+        %request_id,
+        %trace_id,
         worker = &*worker.name,
         task = task.name.as_str(),
         queued_ms = queued.as_millis() as u64,
@@ -282,8 +332,8 @@ async fn run_message(worker: Arc<Worker>, ctx: Ctx, payload: bytes::Bytes) -> Re
         );
     if handing_back {
         tracing::info!(
-            request_id,
-            trace_id,
+            %request_id,
+            %trace_id,
             worker = &*worker.name,
             task = task.name.as_str(),
             "task stopped by the shutdown; handing it back"
@@ -307,8 +357,8 @@ async fn run_message(worker: Arc<Worker>, ctx: Ctx, payload: bytes::Bytes) -> Re
     });
     let outcome = report.outcome.clone();
     tracing::info!(
-        request_id,
-        trace_id,
+        %request_id,
+        %trace_id,
         worker = &*worker.name,
         task = task.name.as_str(),
         outcome = outcome_name(&outcome),

@@ -22,7 +22,9 @@ pub const CANCEL_SUBJECT: &str = "goctx-cancel-subject";
 pub enum Disposition {
     /// Done: never delivered again.
     Ack,
-    /// Not done here: delivered again, to this or another worker, at once.
+    /// Not done here: delivered again, to this or another worker: at once
+    /// when the worker is shutting down, after a backoff when the task
+    /// failed (see [`process`]).
     Nak,
     /// Never to be done: never delivered again.
     Term,
@@ -55,7 +57,8 @@ pub fn propagator() -> Propagator {
 /// # Errors
 ///
 /// JetStream's publish error; a context already done publishes nothing
-/// and returns its error as a publish error.
+/// and returns its cause ([`Ctx::cause`]: the error itself, or the cause
+/// it was canceled with), boxed.
 pub async fn publish(
     ctx: &Ctx,
     js: &jetstream::Context,
@@ -64,7 +67,7 @@ pub async fn publish(
     cancel_subject: Option<&str>,
 ) -> Result<jetstream::context::PublishAckFuture, async_nats::Error> {
     if let Some(err) = ctx.err() {
-        return Err(Box::new(err));
+        return Err(Box::new(ctx.cause().unwrap_or_else(|| Cause::from(err))));
     }
     let mut headers = HeaderMap::new();
     propagator().inject(ctx, &mut headers);
@@ -79,6 +82,10 @@ pub async fn publish(
 /// When `ctx` ends, for whatever reason, tells every worker still running
 /// a task published with `cancel_subject` to stop: one message on that
 /// subject, published from a tokio task.
+///
+/// `cancel_subject` must not be one of the task stream's subjects: the
+/// cancel (an empty message, published however the context ends) would be
+/// stored as a task.
 ///
 /// It reaches the tasks that are running when it is published: a task
 /// still in the stream does not hear it and runs when a worker takes it
@@ -103,18 +110,23 @@ pub fn cancel_when_done(ctx: &Ctx, client: async_nats::Client, cancel_subject: S
 /// | its deadline passed (in the stream, or while it ran) | [`Term`](Disposition::Term) | late work is useless; the deadline is the producer's |
 /// | its producer canceled it ([`CanceledByProducer`]) | `Term` | nobody wants the result |
 /// | failed with [`Permanent`] | `Term` | retrying cannot help |
-/// | `base` ended (the worker is shutting down) | [`Nak`](Disposition::Nak) | another worker takes it at once |
-/// | failed otherwise | `Nak` | worth another try |
+/// | `base` ended (the worker is shutting down) | [`Nak`](Disposition::Nak), no delay | another worker takes it at once |
+/// | failed otherwise | `Nak`, after a backoff | worth another try, but not in a loop: 100 ms before the second delivery, doubling with each one, never more than `ack_wait` |
 ///
 /// A task whose deadline passed while it waited in the stream is not run.
 /// While `work` runs, its lease is kept: an in-progress ack every half
-/// of `ack_wait` (the consumer's). The task's context is canceled once
-/// `work` returns.
+/// of `ack_wait`. Pass the consumer's own `ack_wait`
+/// (`consumer.info().await?.config.ack_wait`): with a longer one, the
+/// lease lapses while the task runs and the server hands the message to
+/// another worker as well. The task's context is canceled once `work`
+/// returns. The disposition is confirmed by the server before `process`
+/// returns (a double ack), so a program may exit right after.
 ///
 /// # Errors
 ///
-/// A failure to subscribe to the producer's cancel subject, or to send
-/// the disposition (the server then redelivers after `ack_wait`).
+/// [`async_nats::Error`] (not [`crate::Error`]): a failure to subscribe
+/// to the producer's cancel subject, or to have the disposition confirmed
+/// (the server then redelivers after `ack_wait`).
 pub async fn process<F, Fut>(
     base: &Ctx,
     client: &async_nats::Client,
@@ -164,10 +176,11 @@ where
     };
     let kind = match disposition {
         Disposition::Ack => AckKind::Ack,
-        Disposition::Nak => AckKind::Nak(None),
+        Disposition::Nak if base.err().is_some() => AckKind::Nak(None),
+        Disposition::Nak => AckKind::Nak(Some(backoff(msg, ack_wait))),
         Disposition::Term => AckKind::Term,
     };
-    msg.ack_with(kind).await?;
+    msg.double_ack_with(kind).await?;
     Ok(disposition)
 }
 
@@ -189,6 +202,14 @@ fn decide(base: &Ctx, ctx: &Ctx, failure: Option<Cause>) -> Disposition {
     } else {
         Disposition::Nak
     }
+}
+
+/// The wait before a failed task's next delivery: 100 ms after the first,
+/// doubling with each delivery, at most `ack_wait`.
+fn backoff(msg: &jetstream::Message, ack_wait: Duration) -> Duration {
+    let delivered = msg.info().map_or(1, |info| info.delivered.max(1));
+    let doublings = u32::try_from(delivered - 1).unwrap_or(u32::MAX).min(20);
+    (Duration::from_millis(100) * 2u32.pow(doublings)).min(ack_wait.max(Duration::from_millis(100)))
 }
 
 /// The next item of a stream.
