@@ -38,6 +38,7 @@ impl Ctx {
     /// # });
     /// ```
     #[doc(alias = "Done")]
+    #[doc(alias = "cancelled")]
     #[inline]
     pub fn done(&self) -> Done<'_> {
         Done::new(self)
@@ -171,6 +172,8 @@ impl Ctx {
     /// assert_eq!(ctx.run(async { 7 }).await, Err(goctx::Error::Canceled));
     /// # });
     /// ```
+    #[doc(alias = "run_until_cancelled")]
+    #[doc(alias = "select")]
     pub fn run<F: Future>(&self, future: F) -> Run<'_, F> {
         Run::new(self, future)
     }
