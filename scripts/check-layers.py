@@ -148,12 +148,17 @@ for facade, body in re.findall(r"^pub mod ([a-z_]+) \{\n(.*?)^\}", lib, re.M | r
     root_names.update(re.findall(r"pub use [a-z_:]+::([A-Za-z_]+);", body))
 
 
+def module_files(module):
+    """The files of a module of src/: `module.rs`, or every file of its folder."""
+    single = src / f"{module}.rs"
+    return [single] if single.exists() else sorted((src / module).rglob("*.rs"))
+
+
 def declared_pub(module, name):
     """Whether `name` is declared plainly `pub` (or re-exported) in `module`."""
     if not (src / f"{module}.rs").exists() and not (src / module).is_dir():
         return name in root_names  # an inline facade of lib.rs
-    files = [src / f"{module}.rs"] if (src / f"{module}.rs").exists() else (src / module).rglob("*.rs")
-    for f in files:
+    for f in module_files(module):
         text = f.read_text()
         if re.search(rf"^\s*pub (?:async )?(?:const )?(?:fn|struct|enum|trait|type|const|static|mod) {name}\b", text, re.M):
             return True
@@ -222,11 +227,10 @@ for path in sorted(src.rglob("*.rs")):
 
 unused = [f"{m}: crate::{p}" for (m, p) in SIDE_DOORS
           if not any(re.search(rf"\b{re.escape(p.split('::')[-1])}\b", f.read_text())
-                     for f in ([src / f"{m}.rs"] if (src / f"{m}.rs").exists() else (src / m).rglob("*.rs")))]
+                     for f in module_files(m))]
 
 unused += [f"{m}: {n}()" for (m, n) in METHOD_DOORS
-           if not any(re.search(rf"(?:\.|::){n}\(", f.read_text())
-                      for f in ([src / f"{m}.rs"] if (src / f"{m}.rs").exists() else (src / m).rglob("*.rs")))]
+           if not any(re.search(rf"(?:\.|::){n}\(", f.read_text()) for f in module_files(m))]
 failures = list(names) + side_doors + [f"side door no longer used (remove it): {u}" for u in unused]
 for (a, b), where in sorted(uses.items()):
     if LAYERS[b] > LAYERS[a]:

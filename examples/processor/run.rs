@@ -425,7 +425,7 @@ struct HardLimit {
     _cancel: CancelFunc,
 }
 
-fn task_ref(request_id: &Arc<str>, task: &Task, parent: Option<&TaskRef>) -> TaskRef {
+pub fn task_ref(request_id: &Arc<str>, task: &Task, parent: Option<&TaskRef>) -> TaskRef {
     let name = match parent {
         Some(parent) => format!("{} / {}", parent.name, task.name),
         None => task.name.clone(),
@@ -512,7 +512,7 @@ fn announce(node: Node, shared: &Shared) -> Node {
     node
 }
 
-fn cause_detail(ctx: &Ctx) -> Option<String> {
+pub fn cause_detail(ctx: &Ctx) -> Option<String> {
     let cause = ctx.cause()?;
     // A cause that is just the error itself adds nothing.
     match cause.downcast_ref::<goctx::Error>() {

@@ -143,7 +143,7 @@ pub async fn run(
     let mut acks = Vec::with_capacity(tasks.len());
     for task in tasks {
         events.send(Event::Queued {
-            task: top_ref(&request_id, &task),
+            task: run::task_ref(&request_id, &task, None),
         });
         let message = TaskMessage {
             run: token.clone(),
@@ -249,7 +249,7 @@ pub async fn run(
                 for id in queued {
                     if let Some((task, _)) = pending.remove(&id) {
                         let mut report = unstarted(&request_id, &task, Outcome::Canceled(err));
-                        report.cause = cause_text(&ctx);
+                        report.cause = run::cause_detail(&ctx);
                         summary.add(&report);
                         events.send(Event::Finished(report));
                     }
@@ -280,16 +280,6 @@ pub async fn run(
     summary
 }
 
-fn top_ref(request_id: &Arc<str>, task: &Task) -> run::TaskRef {
-    run::TaskRef {
-        request_id: request_id.clone(),
-        id: task.id.as_str().into(),
-        name: task.name.as_str().into(),
-        priority: task.priority,
-        parent: None,
-    }
-}
-
 fn failed(why: &str) -> Outcome {
     Outcome::Failed(format!("not enqueued on the broker: {why}"))
 }
@@ -297,21 +287,12 @@ fn failed(why: &str) -> Outcome {
 /// The report of a task that never started.
 fn unstarted(request_id: &Arc<str>, task: &Task, outcome: Outcome) -> TaskReport {
     TaskReport {
-        task: top_ref(request_id, task),
+        task: run::task_ref(request_id, task, None),
         outcome,
         started: false,
         elapsed: Duration::ZERO,
         attempts: 0,
         cause: None,
         deadline: None,
-    }
-}
-
-/// `ctx.cause()` when it says more than the error.
-fn cause_text(ctx: &Ctx) -> Option<String> {
-    let cause = ctx.cause()?;
-    match cause.downcast_ref::<goctx::Error>() {
-        Some(_) => None,
-        None => Some(cause.to_string()),
     }
 }

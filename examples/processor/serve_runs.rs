@@ -414,8 +414,21 @@ impl Runs {
         self.metrics.run_started();
 
         let (events, mut received) = Emitter::channel();
+        match (&self.broker, executor) {
+            (Some(broker), None) => {
+                let broker = broker.clone();
+                tokio::spawn(crate::serve_broker::run(
+                    broker,
+                    ctx,
+                    ids.run_id.clone(),
+                    config,
+                    tasks,
+                    events,
+                ))
+            }
+            (_, executor) => tokio::spawn(run::run_with(ctx, config, tasks, events, executor)),
+        };
         let runs = self.clone();
-        let run_id_copy = ids.run_id.clone();
         let run_id = ids.run_id;
         tokio::spawn(async move {
             while let Some(event) = received.recv().await {
@@ -429,20 +442,6 @@ impl Runs {
             drop(run_deadline);
             let _ = finished_tx.send(true);
         });
-        match (&self.broker, executor) {
-            (Some(broker), None) => {
-                let broker = broker.clone();
-                tokio::spawn(crate::serve_broker::run(
-                    broker,
-                    ctx,
-                    run_id_copy,
-                    config,
-                    tasks,
-                    events,
-                ))
-            }
-            (_, executor) => tokio::spawn(run::run_with(ctx, config, tasks, events, executor)),
-        };
     }
 
     /// Brings run `id`'s record up to date with `event`.

@@ -281,13 +281,10 @@ async fn handle(worker: &Arc<Worker>, msg: jetstream::Message) {
             run_message(worker.clone(), ctx, msg.payload.clone())
         })
         .await;
-    match decided {
-        // `run_message` logged it, with the task's ids.
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(request_id = "-", trace_id = "-", error = %e,
-                "cannot tell the server how a task ended; it is redelivered after the lease")
-        }
+    // How it ended, `run_message` logged with the task's ids.
+    if let Err(e) = decided {
+        tracing::warn!(request_id = "-", trace_id = "-", error = %e,
+            "cannot tell the server how a task ended; it is redelivered after the lease");
     }
 }
 
@@ -341,13 +338,7 @@ async fn run_message(worker: Arc<Worker>, ctx: Ctx, payload: bytes::Bytes) -> Re
         return Err(Cause::from("worker shutting down"));
     }
     let report = report.unwrap_or_else(|| TaskReport {
-        task: run::TaskRef {
-            request_id: request_id.as_str().into(),
-            id: task.id.as_str().into(),
-            name: task.name.as_str().into(),
-            priority: task.priority,
-            parent: None,
-        },
+        task: run::task_ref(&request_id.as_str().into(), &task, None),
         outcome: Outcome::Failed("the worker's task panicked".into()),
         started: true,
         elapsed: Duration::ZERO,
