@@ -24,13 +24,13 @@ use goctx::{Cause, Ctx, Error, ExtendError};
 // The test suite's subscriber list, shared rather than copied (it uses only
 // `std` and goctx). Not every method is needed here.
 #[allow(dead_code)]
-#[path = "../tests/common/hub.rs"]
+#[path = "../integration/tests/common/hub.rs"]
 mod hub;
 use hub::Hub;
 
 // Likewise the tests' named cause.
 #[allow(dead_code, unused_macros)]
-#[path = "../tests/common/causes.rs"]
+#[path = "../integration/tests/common/causes.rs"]
 mod causes;
 use causes::Why;
 

@@ -46,7 +46,7 @@ def main():
 
     runs = [benchdata.load_criterion(d) for d in (args.criterion or [benchdata.default_criterion_dir()])]
     if not all(runs):
-        sys.exit("no criterion results: run `cargo bench --bench context` first")
+        sys.exit("no criterion results: run `cargo bench -p integration --bench context` first")
     go = benchdata.load_go(args.go)
 
     def median(group, function):

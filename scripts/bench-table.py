@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints markdown tables of the latest `cargo bench --bench context` run.
+"""Prints markdown tables of the latest `cargo bench -p integration --bench context` run.
 
 Usage: scripts/bench-table.py [--criterion DIR]... [--go GO_OUTPUT] [--all]
 
@@ -45,7 +45,7 @@ def main():
 
     runs = [benchdata.load_criterion(d) for d in (args.criterion or [benchdata.default_criterion_dir()])]
     if not all(runs):
-        sys.exit("no criterion results: run `cargo bench --bench context` first")
+        sys.exit("no criterion results: run `cargo bench -p integration --bench context` first")
     go = benchdata.load_go(args.go)
     fmt = benchdata.fmt_ns
 

@@ -44,7 +44,7 @@ echo "GOMAXPROCS=${GOMAXPROCS:-$(nproc)}"
 cd "$(dirname "$0")"
 "$go_bin" test -run '^$' -bench . -benchmem -count 1 "$@" go_extra_test.go
 
-# errgroup beside benches/group.rs (issue 17). golang.org/x/sync is not in
+# errgroup beside integration/benches/group.rs (issue 17). golang.org/x/sync is not in
 # the standard library, but the toolchain vendors it for its own commands:
 # a throw-away module outside the repository points the import at that
 # copy, so nothing is downloaded.

@@ -1,6 +1,6 @@
 // Extra Go benchmarks for docs/PERFORMANCE.md: the rows of issue 4 that Go's
 // own context/benchmark_test.go does not measure in the same shape as the
-// goctx benches (benches/context.rs). Run by scripts/go-bench.sh with
+// goctx benches (integration/benches/context.rs). Run by scripts/go-bench.sh with
 // `go test -bench . go_extra_test.go`; nothing in the Rust build uses it.
 package extra
 

@@ -1,4 +1,4 @@
-// Go's errgroup (golang.org/x/sync) in the shape of benches/group.rs, for
+// Go's errgroup (golang.org/x/sync) in the shape of integration/benches/group.rs, for
 // docs/PERFORMANCE.md: per task, Go + return nil + Wait for 1,000 trivial
 // tasks, without a limit and with SetLimit(10). Run by scripts/go-bench.sh
 // in a throw-away module that points golang.org/x/sync at the copy the Go
@@ -31,7 +31,7 @@ func group1000(b *testing.B, limit int) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*tasks), "ns/task")
 }
 
-// BenchmarkGroup1000 beside benches/group.rs's `Group1000/goctx::tokio::Group`.
+// BenchmarkGroup1000 beside integration/benches/group.rs's `Group1000/goctx::tokio::Group`.
 func BenchmarkGroup1000(b *testing.B) { group1000(b, 0) }
 
 // BenchmarkGroup1000Limit10 beside `Group1000/goctx::tokio::Group, limit 10`.

@@ -48,7 +48,7 @@ as_server "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
   start >/dev/null
 echo "PostgreSQL on 127.0.0.1:$port (data in $dir, deleted on exit). In another terminal:"
 echo
-echo "  cargo run --example http_server -- --database postgres://goctx@127.0.0.1:$port/postgres"
+echo "  cargo run -p integration --example http_server -- --database postgres://goctx@127.0.0.1:$port/postgres"
 echo "  psql postgres://goctx@127.0.0.1:$port/postgres \\"
 echo "    -c \"SELECT pid, state, wait_event, query FROM pg_stat_activity WHERE backend_type = 'client backend'\""
 echo

@@ -38,7 +38,7 @@ use crate::tree::Link;
 #[derive(Clone, Default)]
 pub struct Ctx(pub(crate) Link);
 
-// Unwind safety (checked in tests/api.rs). goctx's own state is consistent
+// Unwind safety (checked in integration/tests/api.rs). goctx's own state is consistent
 // wherever a panic can unwind: no user code runs under a goctx lock, and a
 // cancellation finishes its state changes before it runs wakers and
 // callbacks, re-raising their first panic only afterwards (tree invariant

@@ -47,7 +47,7 @@
 //!   by outgoing calls (`PropagateLayer`, for any tower HTTP client), and
 //!   the deadline, trace and request-id header codecs. `docs/http.md` has
 //!   the lifecycle, the header rules and the shutdown recipe;
-//!   `cargo run --example http_server` shows it end to end.
+//!   `cargo run -p integration --example http_server` shows it end to end.
 //! - `axum` (implies `http`): [`Ctx`] as an axum extractor.
 //! - `reqwest` (implies `http`): `.context(&ctx)` on a reqwest request.
 //! - `postgres`: `goctx::postgres`, queries on tokio-postgres that the
@@ -174,9 +174,3 @@ mod loom_models;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 mod readme {}
-
-/// The Rust blocks of `docs/http.md`, compiled (and, unless `no_run`, run)
-/// as doctests so the guide cannot drift from the API.
-#[cfg(all(doctest, feature = "http", feature = "axum"))]
-#[doc = include_str!("../docs/http.md")]
-mod http_guide {}

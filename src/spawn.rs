@@ -264,11 +264,11 @@ fn run(job: Job) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
 }
 /// The callback tally of the pool's tests, shared with the integration
-/// tests (`tests/callbacks.rs`): it names only `std`.
+/// tests (`integration/tests/callbacks.rs`): it names only `std`.
 // Written for `tests/`, where its items are `pub`; here they are private
 // to the tests, and not every one is used.
 #[cfg(all(test, not(loom)))]
-#[path = "../tests/common/tally.rs"]
+#[path = "../integration/tests/common/tally.rs"]
 #[allow(unreachable_pub, dead_code)]
 mod tally;
 

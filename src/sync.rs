@@ -126,7 +126,7 @@ pub(crate) fn yield_now() {
 /// `parking_lot`'s: a futex that never allocates, where `parking_lot`
 /// allocates its per-thread parking data the first time a thread blocks,
 /// and a thread that arms a deadline must not allocate for it
-/// (`tests/alloc.rs`). The calling convention is [`Mutex`]'s: `lock()`
+/// (`integration/tests/alloc.rs`). The calling convention is [`Mutex`]'s: `lock()`
 /// returns the guard, and poisoning is stripped (no user code runs under
 /// these locks, so a panic cannot leave their state torn).
 #[cfg(not(loom))]

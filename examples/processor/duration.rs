@@ -9,7 +9,7 @@
 //! of `-` over `<<`), and it loops forever on a fraction of 19 or more
 //! digits. This file follows Go's algorithm step by step instead and is
 //! tested against the examples of Go's own test table
-//! (`tests/processor.rs`, `go_parse_duration_*`), which includes it by
+//! (`integration/tests/processor.rs`, `go_parse_duration_*`), which includes it by
 //! path: it must stay free of `crate::` imports.
 
 use std::time::Duration;

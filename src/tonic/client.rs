@@ -37,19 +37,21 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 ///
 /// # Examples
 ///
-/// ```no_run
-/// use goctx::tonic::PropagateLayer;
-/// use tonic::transport::Endpoint;
-/// use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-/// use tower::ServiceBuilder;
+/// A generated client takes the layered channel in place of the channel
+/// (docs/http.md, "gRPC (tonic)", has a whole client and server):
 ///
-/// # #[allow(dead_code)]
-/// # async fn call(ctx: goctx::Ctx) -> Result<(), Box<dyn std::error::Error>> {
-/// let channel = Endpoint::from_static("http://127.0.0.1:50051").connect().await?;
-/// let mut client = HealthClient::new(ServiceBuilder::new().layer(PropagateLayer::new()).service(channel));
-/// let message = HealthCheckRequest { service: String::new() };
-/// let reply = client.check(goctx::tonic::request(&ctx, message)).await?;
-/// # let _ = reply; Ok(()) }
+/// ```
+/// use goctx::tonic::{Propagate, PropagateLayer};
+/// use tower::Layer;
+///
+/// /// What to hand `HealthClient::new` (or any generated client) instead
+/// /// of the `tonic::transport::Channel` itself.
+/// fn with_contexts<C>(channel: C) -> Propagate<C> {
+///     PropagateLayer::new().layer(channel)
+/// }
+/// # let _ = with_contexts(());
+/// // Then each call carries its context:
+/// // client.check(goctx::tonic::request(&ctx, message)).await?
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 #[must_use = "a layer does nothing until it wraps a service"]
