@@ -57,25 +57,19 @@
 //! # }
 //! ```
 
-mod causes;
-#[cfg(feature = "axum")]
-mod extract;
-mod guard;
 mod headers;
-#[cfg(feature = "opentelemetry")]
-mod otel;
-mod request_body;
-mod response_body;
 mod server;
 
-pub use causes::{AbandonReason, RequestAbandoned, ResponseComplete};
+// Server side: a request context per request.
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use extract::MissingRequestContext;
+pub use server::MissingRequestContext;
+pub use server::{
+    AbandonReason, BoxError, PeerAddr, RequestAbandoned, RequestBody, RequestContext,
+    RequestContextBody, RequestContextFuture, RequestContextLayer, ResponseComplete,
+};
+
 pub use headers::{CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, TRACEPARENT, TRACESTATE, X_REQUEST_ID};
-pub use request_body::{BoxError, RequestBody};
-pub use response_body::RequestContextBody;
-pub use server::{PeerAddr, RequestContext, RequestContextFuture, RequestContextLayer};
 // The codecs live in `goctx::propagation`; these names stay here too, as
 // the HTTP-facing spelling of the same items.
 pub use crate::propagation::{
@@ -86,6 +80,8 @@ pub use crate::propagation::{
 // Client side: outgoing requests carry their context (issue 9).
 mod client;
 mod client_error;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod propagate_body;
 #[cfg(feature = "reqwest")]
 mod reqwest;
