@@ -57,6 +57,7 @@
 //! # }
 //! ```
 
+mod client;
 mod headers;
 mod server;
 
@@ -78,17 +79,9 @@ pub use crate::propagation::{
 };
 
 // Client side: outgoing requests carry their context (issue 9).
-mod client;
-mod client_error;
-#[cfg(feature = "opentelemetry")]
-mod otel;
-mod propagate_body;
-#[cfg(feature = "reqwest")]
-mod reqwest;
-
-pub use client::{Propagate, PropagateFuture, PropagateLayer, with_context};
-pub use client_error::PropagateError;
-pub use propagate_body::PropagateBody;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-pub use reqwest::{ContextRequestBuilder, ContextResponse, RequestBuilderExt};
+pub use client::{ContextRequestBuilder, ContextResponse, RequestBuilderExt};
+pub use client::{
+    Propagate, PropagateBody, PropagateError, PropagateFuture, PropagateLayer, with_context,
+};
