@@ -70,13 +70,14 @@ pub use server::{
     RequestContextBody, RequestContextFuture, RequestContextLayer, ResponseComplete,
 };
 
-pub use headers::{CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, TRACEPARENT, TRACESTATE, X_REQUEST_ID};
-// The codecs live in `goctx::propagation`; these names stay here too, as
-// the HTTP-facing spelling of the same items.
+// Headers: their names here; the codecs live in `goctx::propagation`, and
+// their names stay here too, as the HTTP-facing spelling of the same items
+// (`headers/` adds their `HeaderMap` forms and `HeaderMap` as a `Carrier`).
 pub use crate::propagation::{
     InvalidTimeout, RequestId, TraceContext, decode_connect_timeout_ms, decode_grpc_timeout,
     encode_connect_timeout_ms, encode_grpc_timeout,
 };
+pub use headers::{CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, TRACEPARENT, TRACESTATE, X_REQUEST_ID};
 
 // Client side: outgoing requests carry their context (issue 9).
 #[cfg(feature = "reqwest")]
