@@ -57,42 +57,32 @@
 //! # }
 //! ```
 
-mod causes;
-#[cfg(feature = "axum")]
-mod extract;
-mod guard;
+mod client;
 mod headers;
-#[cfg(feature = "opentelemetry")]
-mod otel;
-mod request_body;
-mod response_body;
 mod server;
 
-pub use causes::{AbandonReason, RequestAbandoned, ResponseComplete};
+// Server side: a request context per request.
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use extract::MissingRequestContext;
-pub use headers::{CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, TRACEPARENT, TRACESTATE, X_REQUEST_ID};
-pub use request_body::{BoxError, RequestBody};
-pub use response_body::RequestContextBody;
-pub use server::{PeerAddr, RequestContext, RequestContextFuture, RequestContextLayer};
-// The codecs live in `goctx::propagation`; these names stay here too, as
-// the HTTP-facing spelling of the same items.
+pub use server::MissingRequestContext;
+pub use server::{
+    AbandonReason, BoxError, PeerAddr, RequestAbandoned, RequestBody, RequestContext,
+    RequestContextBody, RequestContextFuture, RequestContextLayer, ResponseComplete,
+};
+
+// Headers: their names here; the codecs live in `goctx::propagation`, and
+// their names stay here too, as the HTTP-facing spelling of the same items
+// (`headers/` adds their `HeaderMap` forms and `HeaderMap` as a `Carrier`).
 pub use crate::propagation::{
     InvalidTimeout, RequestId, TraceContext, decode_connect_timeout_ms, decode_grpc_timeout,
     encode_connect_timeout_ms, encode_grpc_timeout,
 };
+pub use headers::{CONNECT_TIMEOUT_MS, GRPC_TIMEOUT, TRACEPARENT, TRACESTATE, X_REQUEST_ID};
 
 // Client side: outgoing requests carry their context (issue 9).
-mod client;
-mod client_error;
-mod propagate_body;
-#[cfg(feature = "reqwest")]
-mod reqwest;
-
-pub use client::{Propagate, PropagateFuture, PropagateLayer, with_context};
-pub use client_error::PropagateError;
-pub use propagate_body::PropagateBody;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-pub use reqwest::{ContextRequestBuilder, ContextResponse, RequestBuilderExt};
+pub use client::{ContextRequestBuilder, ContextResponse, RequestBuilderExt};
+pub use client::{
+    Propagate, PropagateBody, PropagateError, PropagateFuture, PropagateLayer, with_context,
+};

@@ -1,8 +1,6 @@
-//! The HTTP layers on OpenTelemetry (features `http` and `opentelemetry`):
-//! the server's request context on the server span an outer layer made,
-//! or on one the layer makes (its parent read by the global
-//! `TextMapPropagator`), and outgoing headers written by the global
-//! propagator.
+//! The server on OpenTelemetry (features `http` and `opentelemetry`):
+//! the request context on the server span an outer layer made, or on one
+//! the layer makes (its parent read by the global `TextMapPropagator`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,10 +11,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::trace::{Span, SpanBuilder, SpanKind, TraceContextExt, Tracer};
 
-use crate::Ctx;
-use crate::opentelemetry::{
-    CarrierAdapter, ReadAdapter, otel_context, span_context_of, trace_context_of,
-};
+use crate::opentelemetry::{ReadAdapter, span_context_of, trace_context_of};
 use crate::propagation::TraceContext;
 
 /// The tracer a layer makes server spans with, and whether it turned out
@@ -155,21 +150,4 @@ fn method_name(method: &Method) -> Cow<'static, str> {
             || Cow::Owned(method.as_str().to_owned()),
             |(_, name)| Cow::Borrowed(*name),
         )
-}
-
-/// Writes the outgoing trace headers with the global propagator, from
-/// `ctx`'s OpenTelemetry context (its baggage and span), except that a
-/// span the caller started around the call, current and of the same
-/// trace, is the parent instead of the request's.
-pub(super) fn inject(ctx: &Ctx, headers: &mut HeaderMap) {
-    let mut otel = otel_context(ctx);
-    let current = opentelemetry::Context::current();
-    if current.has_active_span() {
-        let span = current.span().span_context().clone();
-        let ours = otel.span().span_context().clone();
-        if span.trace_id() == ours.trace_id() && span.span_id() != ours.span_id() {
-            otel = otel.with_remote_span_context(span);
-        }
-    }
-    global::get_text_map_propagator(|p| p.inject_context(&otel, &mut CarrierAdapter(headers)));
 }

@@ -1,42 +1,10 @@
-//! The HTTP side of [`goctx::propagation`](crate::propagation): the
-//! header names as `http` constants, the `http::HeaderMap` forms of
-//! [`TraceContext`] and [`RequestId`], and `HeaderMap` as a
-//! [`Carrier`].
+//! The `http::HeaderMap` forms of [`TraceContext`] and [`RequestId`]:
+//! read from a request's headers, written to outgoing ones.
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
-use crate::propagation::{Carrier, RequestId, TraceContext};
-
-/// The name of the W3C trace header: `traceparent`.
-// A `const` like the names in `http::header` (a static name holds no
-// shared state to mutate, whatever the lint infers from its type).
-#[allow(clippy::declare_interior_mutable_const)]
-pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-
-/// The name of the W3C vendor state header: `tracestate`.
-// A `const` like the names in `http::header` (a static name holds no
-// shared state to mutate, whatever the lint infers from its type).
-#[allow(clippy::declare_interior_mutable_const)]
-pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
-
-/// The name of the request id header: `x-request-id` (a de-facto
-/// convention, tower-http's default).
-// A `const` like the names in `http::header` (a static name holds no
-// shared state to mutate, whatever the lint infers from its type).
-#[allow(clippy::declare_interior_mutable_const)]
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The name of gRPC's deadline header: `grpc-timeout`.
-// A `const` like the names in `http::header` (a static name holds no
-// shared state to mutate, whatever the lint infers from its type).
-#[allow(clippy::declare_interior_mutable_const)]
-pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
-
-/// The name of the Connect protocol's deadline header: `connect-timeout-ms`.
-// A `const` like the names in `http::header` (a static name holds no
-// shared state to mutate, whatever the lint infers from its type).
-#[allow(clippy::declare_interior_mutable_const)]
-pub const CONNECT_TIMEOUT_MS: HeaderName = HeaderName::from_static("connect-timeout-ms");
+use super::{TRACEPARENT, TRACESTATE, X_REQUEST_ID};
+use crate::propagation::{RequestId, TraceContext};
 
 impl TraceContext {
     /// What the server layer does: a [`child`](TraceContext::child) of
@@ -139,39 +107,5 @@ impl RequestId {
         // Only visible ASCII gets in (`parse`, `generate`), all of it
         // valid in a header value.
         HeaderValue::from_str(self.as_str()).unwrap_or_else(|_| HeaderValue::from_static("-"))
-    }
-}
-
-/// Headers as a carrier: names match in any case (`HeaderName` is
-/// lowercase); [`get`](Carrier::get) reads the first line of a name
-/// (and `None` for a value that is not visible ASCII),
-/// [`get_all`](Carrier::get_all) every line; [`set`](Carrier::set)
-/// replaces every line of it, and ignores a name or value that is not
-/// valid in a header (it never panics). So a value that is not visible
-/// ASCII (`"ünïcode"`, a line break) does not make the trip: encode it
-/// (percent-encoding, base64) in [`Propagated::encode`](crate::propagation::Propagated::encode).
-impl Carrier for HeaderMap {
-    fn get(&self, key: &str) -> Option<&str> {
-        HeaderMap::get(self, key).and_then(|value| value.to_str().ok())
-    }
-
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::try_from(value),
-        ) {
-            self.insert(name, value);
-        }
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        HeaderMap::keys(self).map(HeaderName::as_str).collect()
-    }
-
-    fn get_all(&self, key: &str) -> Vec<&str> {
-        HeaderMap::get_all(self, key)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .collect()
     }
 }

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, ready};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::client_error::PropagateError;
+use super::error::PropagateError;
 use crate::Ctx;
 use crate::future::DoneOwned;
 

@@ -11,8 +11,8 @@ use std::ops::Deref;
 
 use bytes::Bytes;
 
-use super::client::prepare;
-use super::client_error::PropagateError;
+use super::error::PropagateError;
+use super::outgoing::prepare;
 use crate::Ctx;
 
 /// `.context(&ctx)` on a reqwest request: the call sends the context's
