@@ -35,6 +35,7 @@ use crate::tree::Link;
 /// assert_eq!(ctx.err(), Some(goctx::Error::Canceled));
 /// assert_eq!(format!("{root}"), "context.Background");
 /// ```
+#[doc(alias = "Context")]
 #[derive(Clone, Default)]
 pub struct Ctx(pub(crate) Link);
 
