@@ -26,15 +26,8 @@ mod queue;
 mod retry;
 mod run;
 mod task;
-// Service mode, `processor serve` (issue 10): one concern per file.
-mod dashboard;
+// Service mode, `processor serve` (issue 10): the folder serve/.
 mod serve;
-mod serve_api;
-mod serve_body;
-mod serve_broker;
-mod serve_metrics;
-mod serve_remote;
-mod serve_runs;
 mod text;
 mod worker;
 

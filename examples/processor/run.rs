@@ -229,7 +229,7 @@ pub async fn run(ctx: Ctx, config: RunConfig, tasks: Vec<Task>, events: Emitter)
 pub type Work = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
 
 /// Does a task's work somewhere else instead of simulating it: the
-/// service's remote tasks (`serve_remote.rs`) run on a peer.
+/// service's remote tasks (`serve/remote.rs`) run on a peer.
 pub trait Executor: Send + Sync {
     /// The work of one attempt of `task` under `ctx`, or `None` for a task
     /// this executor does not take (it is then simulated as usual). The

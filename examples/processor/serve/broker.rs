@@ -1,6 +1,6 @@
 //! `processor serve --broker URL`: a run's tasks go on the broker's
 //! stream instead of the in-process pool, and `processor worker`
-//! processes run them (see `broker.rs` for the subjects).
+//! processes run them (see `crate::broker` for the subjects).
 //!
 //! The run drives the same [`Event`]s as an in-process run, so the
 //! records, the dashboard, the logs and the metrics work unchanged: it

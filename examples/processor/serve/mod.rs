@@ -13,6 +13,15 @@
 //! `--grace`, then cancel what is left with "server shutting down"; exit
 //! 0 once every run has ended. A second signal exits at once with 130.
 
+// One concern per file (issue 10).
+mod api;
+mod body;
+mod broker;
+mod dashboard;
+mod metrics;
+mod remote;
+mod runs;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,11 +30,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::serve_api::{self, App};
-use crate::serve_body::{PeerPolicy, normalize_peer};
-use crate::serve_broker::Broker;
-use crate::serve_runs::Runs;
 use crate::{Cli, Setup, next_signal, received};
+use api::App;
+use body::{PeerPolicy, normalize_peer};
+use broker::Broker;
+use runs::Runs;
 
 /// Serves the task processor over HTTP: runs, live events, metrics and a dashboard.
 #[derive(Parser, Debug)]
@@ -159,7 +168,7 @@ async fn serve(
     // The root of every request and run of this server.
     let (base, stop_base) = goctx::with_cancel_cause(&goctx::background());
     let server_ctx = base.clone();
-    let (draining_tx, draining) = serve_api::draining();
+    let (draining_tx, draining) = api::draining();
     let on_broker = broker.as_ref().map(|b| b.url.clone());
     let runs = Arc::new(Runs::new(broker));
     let app = Arc::new(App {
@@ -170,7 +179,7 @@ async fn serve(
         default_tasks: setup.tasks,
         time_scale,
         peers,
-        client: crate::serve_remote::client(),
+        client: remote::client(),
         draining: draining.clone(),
         next_run: AtomicU64::new(0),
         instance: format!("run-{}", local.port()),
@@ -180,7 +189,7 @@ async fn serve(
     let shutdown = shutdown(signaled, grace, stop_base, draining_tx, runs.clone());
     let served = axum::serve(
         listener,
-        serve_api::router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        api::router(app).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;

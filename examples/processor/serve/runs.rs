@@ -23,9 +23,9 @@ use goctx::{CancelFunc, Ctx};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
+use super::broker::Broker;
+use super::metrics::Metrics;
 use crate::run::{self, Emitter, Event, Executor, Outcome, RunConfig, Summary, TaskReport};
-use crate::serve_broker::Broker;
-use crate::serve_metrics::Metrics;
 use crate::task::Task;
 
 /// Finished runs kept for `GET /runs`; the oldest go first.
@@ -417,7 +417,7 @@ impl Runs {
         match (&self.broker, executor) {
             (Some(broker), None) => {
                 let broker = broker.clone();
-                tokio::spawn(crate::serve_broker::run(
+                tokio::spawn(super::broker::run(
                     broker,
                     ctx,
                     ids.run_id.clone(),

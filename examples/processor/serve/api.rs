@@ -34,10 +34,10 @@ use goctx::http::{RequestContextLayer, RequestId, TraceContext};
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::{broadcast, watch};
 
+use super::body::{self, PeerPolicy};
+use super::remote::{Remote, X_RUN_ID};
+use super::runs::{CancelResult, Ids, Runs};
 use crate::run::{Executor, RunConfig};
-use crate::serve_body::{self, PeerPolicy};
-use crate::serve_remote::{Remote, X_RUN_ID};
-use crate::serve_runs::{CancelResult, Ids, Runs};
 use crate::task::Task;
 
 /// Largest request body accepted.
@@ -56,7 +56,7 @@ pub struct App {
     pub default_tasks: Vec<Task>,
     pub time_scale: f64,
     pub peers: PeerPolicy,
-    pub client: crate::serve_remote::HttpClient,
+    pub client: super::remote::HttpClient,
     /// Set once a shutdown has begun: no new runs, live feeds end.
     pub draining: watch::Receiver<bool>,
     pub next_run: AtomicU64,
@@ -66,7 +66,7 @@ pub struct App {
 
 pub fn router(app: Arc<App>) -> Router {
     let routes = Router::new()
-        .route("/", get(crate::dashboard::page))
+        .route("/", get(super::dashboard::page))
         .route("/runs", get(list_runs).post(create_run))
         .route("/runs/{id}", get(get_run).delete(cancel_run))
         .route("/metrics", get(metrics))
@@ -271,7 +271,7 @@ async fn create_run(
     let wait = wait_param(&uri)?;
     // Read the whole body first: a client that leaves is then seen at once.
     let bytes = read_body(&headers, body).await?;
-    let request = serve_body::parse(&bytes, &app.default_tasks, app.time_scale, &app.peers)
+    let request = body::parse(&bytes, &app.default_tasks, app.time_scale, &app.peers)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.message).field(e.field))?;
     let run_id = match chosen_run_id(&headers, &app.runs)? {
         Some(id) => id,

@@ -26,9 +26,9 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
+use super::body::PeerTask;
 use crate::retry::TaskError;
 use crate::run::{Executor, Progress, Work};
-use crate::serve_body::PeerTask;
 use crate::task::Task;
 
 /// The header that names the run a caller creates on its peer, so it can
