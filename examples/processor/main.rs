@@ -17,18 +17,12 @@
 //! (SIGINT) stopped the run, 143 for SIGTERM, so that `processor && next`
 //! stops there. See `docs/processor.md` for the design.
 
-mod broker;
 mod console;
-mod duration;
 mod metrics;
 mod progress;
-mod queue;
-mod retry;
 mod run;
-mod task;
 // Service mode, `processor serve` (issue 10): the folder serve/.
 mod serve;
-mod text;
 mod worker;
 
 use std::path::PathBuf;
@@ -41,9 +35,9 @@ use goctx::tokio::{Signal, SignalReceived};
 
 use crate::console::Console;
 use crate::progress::ProgressMode;
-use crate::retry::RetryPolicy;
+use crate::run::retry::RetryPolicy;
+use crate::run::task::{self, InputError, Task, parse_duration};
 use crate::run::{Cause, Emitter, Event, RunConfig};
-use crate::task::{InputError, Task, parse_duration};
 
 /// Runs simulated tasks concurrently under goctx contexts: a per-task
 /// timeout, cancellation on SIGINT/SIGTERM, the request ID in every line.

@@ -30,7 +30,7 @@ use goctx::propagation::{RequestId, TraceContext};
 use goctx::{Cause, Ctx};
 use tokio::sync::Semaphore;
 
-use crate::broker::{self, TaskMessage};
+use crate::run::broker::{self, TaskMessage};
 use crate::run::{self, Emitter, Event, Outcome, TaskReport};
 use crate::serve::{LogFormat, init_logs};
 use crate::{next_signal, received};
@@ -74,7 +74,11 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
             crate::MAX_WORKERS
         ));
     }
-    let ack_wait = match cli.ack_wait.as_deref().map(crate::task::parse_duration) {
+    let ack_wait = match cli
+        .ack_wait
+        .as_deref()
+        .map(crate::run::task::parse_duration)
+    {
         None => None,
         Some(Ok(d)) if d >= Duration::from_millis(100) => Some(d),
         Some(Ok(_)) => return fail("--ack-wait must be at least 100ms".into()),

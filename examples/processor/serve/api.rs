@@ -37,8 +37,8 @@ use tokio::sync::{broadcast, watch};
 use super::body::{self, PeerPolicy};
 use super::remote::{Remote, X_RUN_ID};
 use super::runs::{CancelResult, Ids, Runs};
+use crate::run::task::Task;
 use crate::run::{Executor, RunConfig};
-use crate::task::Task;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;

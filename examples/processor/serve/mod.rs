@@ -81,7 +81,7 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
         eprintln!("processor: error: {message}");
         ExitCode::from(2)
     };
-    let grace = match crate::task::parse_duration(&cli.grace) {
+    let grace = match crate::run::task::parse_duration(&cli.grace) {
         Ok(grace) => grace,
         Err(e) => return fail(format!("--grace: {e}")),
     };
@@ -92,7 +92,7 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
             Err(e) => return fail(format!("--peer: {e}")),
         }
     }
-    let ack_wait = match crate::task::parse_duration(&cli.ack_wait) {
+    let ack_wait = match crate::run::task::parse_duration(&cli.ack_wait) {
         Ok(d) if d >= Duration::from_millis(100) => d,
         Ok(_) => return fail("--ack-wait must be at least 100ms".into()),
         Err(e) => return fail(format!("--ack-wait: {e}")),

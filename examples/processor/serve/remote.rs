@@ -27,9 +27,9 @@ use serde_json::Value;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use super::body::PeerTask;
-use crate::retry::TaskError;
+use crate::run::retry::TaskError;
+use crate::run::task::Task;
 use crate::run::{Executor, Progress, Work};
-use crate::task::Task;
 
 /// The header that names the run a caller creates on its peer, so it can
 /// cancel that run with a cause.

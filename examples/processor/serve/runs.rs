@@ -25,8 +25,8 @@ use tokio::sync::{broadcast, watch};
 
 use super::broker::Broker;
 use super::metrics::Metrics;
+use crate::run::task::Task;
 use crate::run::{self, Emitter, Event, Executor, Outcome, RunConfig, Summary, TaskReport};
-use crate::task::Task;
 
 /// Finished runs kept for `GET /runs`; the oldest go first.
 const KEEP_FINISHED: usize = 500;
@@ -364,7 +364,7 @@ impl Runs {
             Some(limit) => {
                 let cause = run::Cause(format!(
                     "run timeout of {}",
-                    crate::task::fmt_duration(limit)
+                    crate::run::task::fmt_duration(limit)
                 ));
                 let (ctx, cancel) = goctx::with_timeout_cause(&ctx, limit, cause);
                 (ctx, Some(cancel))

@@ -6,6 +6,14 @@
 //! events (it renders lines, progress and metrics); an HTTP endpoint or a
 //! live dashboard would be another, fed from the same channel.
 //!
+//! This folder is the run library, the wing every front end of the
+//! processor shares (the CLI, `processor worker`, the service in
+//! `serve/`): the run here, and beside it the tasks and their files
+//! (`task`), Go's durations (`duration`), the priority queue (`queue`),
+//! retries (`retry`), task names made safe to show (`text`) and broker
+//! mode's subjects and messages (`broker`). None of it reads flags,
+//! prints, or serves HTTP.
+//!
 //! Context tree of one run (see `docs/processor.md`):
 //!
 //! ```text
@@ -19,6 +27,13 @@
 //!          └─ with_timeout              critical task: hard limit
 //!             └─ with_timeout           critical task: extendable deadline
 //! ```
+
+pub mod broker;
+pub mod duration;
+pub mod queue;
+pub mod retry;
+pub mod task;
+pub mod text;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -34,9 +49,9 @@ use goctx::{CancelFunc, Ctx};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::queue::PriorityQueue;
-use crate::retry::{self, RetryPolicy, TaskError};
-use crate::task::{Task, fmt_duration};
+use queue::PriorityQueue;
+use retry::{RetryPolicy, TaskError};
+use task::{Task, fmt_duration};
 
 /// The context key of the request ID. Private: the only way in or out is
 /// [`with_request_id`] and [`request_id`], Go's unexported key type.
