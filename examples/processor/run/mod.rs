@@ -2,7 +2,7 @@
 //! and tasks; it reports everything that happens as a stream of [`Event`]s
 //! and returns a [`Summary`].
 //!
-//! The run prints nothing. The CLI in `main.rs` is one consumer of the
+//! The run prints nothing. The CLI in `cli.rs` is one consumer of the
 //! events (it renders lines, progress and metrics); an HTTP endpoint or a
 //! live dashboard would be another, fed from the same channel.
 //!
@@ -10,9 +10,9 @@
 //! processor shares (the CLI, `processor worker`, the service in
 //! `serve/`): the run here, and beside it the tasks and their files
 //! (`task`), Go's durations (`duration`), the priority queue (`queue`),
-//! retries (`retry`), task names made safe to show (`text`) and broker
-//! mode's subjects and messages (`broker`). None of it reads flags,
-//! prints, or serves HTTP.
+//! retries (`retry`), task names made safe to show (`text`), signals
+//! as contexts (`signal`) and broker mode's subjects and messages
+//! (`broker`). None of it reads flags, prints, or serves HTTP.
 //!
 //! Context tree of one run (see `docs/processor.md`):
 //!
@@ -32,6 +32,7 @@ pub mod broker;
 pub mod duration;
 pub mod queue;
 pub mod retry;
+pub mod signal;
 pub mod task;
 pub mod text;
 
