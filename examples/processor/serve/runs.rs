@@ -11,7 +11,7 @@
 //!       │                            (only for ?wait=true; other runs hang off the base)
 //!       └─ with_cancel_cause          the run: DELETE cancels it, "canceled via API"
 //!          └─ with_value(...)        request id, trace (for remote tasks' calls)
-//!             └─ the CLI's run tree  tasks, subtasks, critical tasks (run.rs)
+//!             └─ the CLI's run tree  tasks, subtasks, critical tasks (run/mod.rs)
 //! ```
 
 use std::collections::{HashMap, VecDeque};
