@@ -406,13 +406,15 @@ fn serve_main(args: impl Iterator<Item = OsString>) -> ExitCode {
     block_on(serve::main(serve::Options {
         addr: cli.addr,
         grace,
-        peers: serve::PeerPolicy { allowed },
         broker: cli.broker,
         ack_wait,
-        config: setup.config,
-        run_timeout: setup.run_timeout,
-        default_tasks: setup.tasks,
-        time_scale,
+        peers: serve::PeerPolicy { allowed },
+        defaults: serve::RunDefaults {
+            config: setup.config,
+            run_timeout: setup.run_timeout,
+            tasks: setup.tasks,
+            time_scale,
+        },
     }))
 }
 

@@ -45,17 +45,22 @@ pub struct Options {
     pub addr: SocketAddr,
     /// How long runs may go on after a shutdown signal before they are canceled.
     pub grace: Duration,
-    /// The peers remote tasks may name.
-    pub peers: PeerPolicy,
     /// A NATS server with JetStream that runs' tasks go to; `None` runs them here.
     pub broker: Option<String>,
     /// With `broker`: a task whose worker goes silent this long goes to another.
     pub ack_wait: Duration,
-    /// The defaults of every run: the pool, timeouts, retries, limits...
+    /// The peers remote tasks may name.
+    pub peers: PeerPolicy,
+    pub defaults: RunDefaults,
+}
+
+/// What a run started over HTTP takes from the command line.
+pub struct RunDefaults {
+    /// The pool, timeouts, retries, limits.
     pub config: RunConfig,
     pub run_timeout: Option<Duration>,
-    /// ... and the tasks of a run whose body names none.
-    pub default_tasks: Vec<Task>,
+    /// The tasks of a run whose body names none.
+    pub tasks: Vec<Task>,
     /// Multiplies every duration of a request body.
     pub time_scale: f64,
 }
@@ -80,10 +85,7 @@ async fn serve(options: Options, broker: Option<Arc<Broker>>) -> ExitCode {
         addr,
         grace,
         peers,
-        config,
-        run_timeout,
-        default_tasks,
-        time_scale,
+        defaults,
         ..
     } = options;
     // Listen for signals before anything can run.
@@ -112,10 +114,7 @@ async fn serve(options: Options, broker: Option<Arc<Broker>>) -> ExitCode {
     let app = Arc::new(App {
         runs: runs.clone(),
         base,
-        config,
-        run_timeout,
-        default_tasks,
-        time_scale,
+        defaults,
         peers,
         client: remote::client(),
         draining: draining.clone(),
