@@ -4,9 +4,9 @@
 
 use crate::metrics::Metrics;
 use crate::progress::{Progress, ProgressMode};
+use crate::run::task::fmt_duration;
+use crate::run::text::escape;
 use crate::run::{Event, Outcome, Summary};
-use crate::task::fmt_duration;
-use crate::text::escape;
 
 pub struct Console {
     progress: Progress,

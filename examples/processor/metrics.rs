@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use comfy_table::{Cell, ContentLineStyle, LineStyle, Table, TableStyle};
 
+use crate::run::task::fmt_duration;
+use crate::run::text;
 use crate::run::{Event, Outcome, TaskReport};
-use crate::task::fmt_duration;
-use crate::text;
 
 /// The widest a task name or a detail may be in the table; longer ones end
 /// in `…` (the log lines keep them whole).

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
 use crate::run::TaskRef;
-use crate::text;
+use crate::run::text;
 
 /// Task bars shown at once; more running tasks show in the summary bar.
 pub const MAX_BARS: usize = 8;

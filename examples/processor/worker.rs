@@ -23,77 +23,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use clap::Parser;
 use futures::StreamExt;
 use goctx::nats::Permanent;
 use goctx::propagation::{RequestId, TraceContext};
 use goctx::{Cause, Ctx};
 use tokio::sync::Semaphore;
 
-use crate::broker::{self, TaskMessage};
+use crate::run::broker::{self, TaskMessage};
+use crate::run::signal::{next_signal, received};
 use crate::run::{self, Emitter, Event, Outcome, TaskReport};
-use crate::serve::{LogFormat, init_logs};
-use crate::{next_signal, received};
-
-/// Runs the tasks of `processor serve --broker` runs, from a NATS JetStream server.
-#[derive(Parser, Debug)]
-#[command(name = "processor worker", bin_name = "processor worker")]
-struct WorkerCli {
-    /// The NATS server (with JetStream) the service publishes to
-    #[arg(long, value_name = "URL")]
-    broker: String,
-
-    /// Tasks this process runs at once
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    workers: usize,
-
-    /// This worker's name in the service's records [default: worker-PID]
-    #[arg(long)]
-    name: Option<String>,
-
-    /// The lease of a task, if this process creates the consumer: a task whose
-    /// worker goes silent this long goes to another one [default: 30s]
-    #[arg(long, value_name = "DURATION")]
-    ack_wait: Option<String>,
-
-    /// Log lines on stderr: text or JSON
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-}
-
-/// `processor worker ...`: `args` starts with `worker`.
-pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
-    let cli = WorkerCli::parse_from(args);
-    let fail = |message: String| {
-        eprintln!("processor: error: {message}");
-        ExitCode::from(2)
-    };
-    if cli.workers == 0 || cli.workers > crate::MAX_WORKERS {
-        return fail(format!(
-            "--workers must be between 1 and {}",
-            crate::MAX_WORKERS
-        ));
-    }
-    let ack_wait = match cli.ack_wait.as_deref().map(crate::task::parse_duration) {
-        None => None,
-        Some(Ok(d)) if d >= Duration::from_millis(100) => Some(d),
-        Some(Ok(_)) => return fail("--ack-wait must be at least 100ms".into()),
-        Some(Err(e)) => return fail(format!("--ack-wait: {e}")),
-    };
-    let name = cli
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("worker-{}", std::process::id()));
-    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-        return fail("--name must be 1-64 characters, none of them control characters".into());
-    }
-    init_logs(cli.log_format);
-    let runtime = match crate::runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    runtime.block_on(serve_tasks(cli.broker, cli.workers, name.into(), ack_wait))
-}
 
 /// The lease of a consumer this process creates without `--ack-wait`.
 const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
@@ -113,7 +51,9 @@ struct Worker {
     base: Ctx,
 }
 
-async fn serve_tasks(
+/// Takes tasks from the broker at `url` and runs at most `slots` at once,
+/// until a signal; `cli.rs` has checked the flags and set up the logs.
+pub async fn serve_tasks(
     url: String,
     slots: usize,
     name: Arc<str>,

@@ -598,7 +598,7 @@ fn bad_input_is_one_line_and_exit_code_2() {
 /// `time.ParseDuration` (no crate takes exactly Go's grammar; see the
 /// file's docs), tested here against the cases of Go's own table in
 /// `src/time/time_test.go`.
-#[path = "../../examples/processor/duration.rs"]
+#[path = "../../examples/processor/run/duration.rs"]
 mod duration;
 
 #[test]

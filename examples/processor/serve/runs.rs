@@ -11,7 +11,7 @@
 //!       │                            (only for ?wait=true; other runs hang off the base)
 //!       └─ with_cancel_cause          the run: DELETE cancels it, "canceled via API"
 //!          └─ with_value(...)        request id, trace (for remote tasks' calls)
-//!             └─ the CLI's run tree  tasks, subtasks, critical tasks (run.rs)
+//!             └─ the CLI's run tree  tasks, subtasks, critical tasks (run/mod.rs)
 //! ```
 
 use std::collections::{HashMap, VecDeque};
@@ -23,10 +23,10 @@ use goctx::{CancelFunc, Ctx};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
+use super::broker::Broker;
+use super::metrics::Metrics;
+use crate::run::task::Task;
 use crate::run::{self, Emitter, Event, Executor, Outcome, RunConfig, Summary, TaskReport};
-use crate::serve_broker::Broker;
-use crate::serve_metrics::Metrics;
-use crate::task::Task;
 
 /// Finished runs kept for `GET /runs`; the oldest go first.
 const KEEP_FINISHED: usize = 500;
@@ -364,7 +364,7 @@ impl Runs {
             Some(limit) => {
                 let cause = run::Cause(format!(
                     "run timeout of {}",
-                    crate::task::fmt_duration(limit)
+                    crate::run::task::fmt_duration(limit)
                 ));
                 let (ctx, cancel) = goctx::with_timeout_cause(&ctx, limit, cause);
                 (ctx, Some(cancel))
@@ -417,7 +417,7 @@ impl Runs {
         match (&self.broker, executor) {
             (Some(broker), None) => {
                 let broker = broker.clone();
-                tokio::spawn(crate::serve_broker::run(
+                tokio::spawn(super::broker::run(
                     broker,
                     ctx,
                     ids.run_id.clone(),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::task::{self, Task};
+use crate::run::task::{self, Task};
 
 /// Tasks in one run, subtasks included.
 pub const MAX_TASKS: usize = 256;
@@ -214,7 +214,7 @@ impl Walk<'_> {
         }
         if let Some(Value::String(name)) = fields.get("name") {
             self.names
-                .entry(crate::text::escape(name).into_owned())
+                .entry(crate::run::text::escape(name).into_owned())
                 .or_insert_with(|| path.clone());
         }
         if let Some(peer) = fields.remove("peer") {

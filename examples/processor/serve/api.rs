@@ -34,11 +34,11 @@ use goctx::http::{RequestContextLayer, RequestId, TraceContext};
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::{broadcast, watch};
 
-use crate::run::{Executor, RunConfig};
-use crate::serve_body::{self, PeerPolicy};
-use crate::serve_remote::{Remote, X_RUN_ID};
-use crate::serve_runs::{CancelResult, Ids, Runs};
-use crate::task::Task;
+use super::RunDefaults;
+use super::body::{self, PeerPolicy};
+use super::remote::{Remote, X_RUN_ID};
+use super::runs::{CancelResult, Ids, Runs};
+use crate::run::Executor;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -51,12 +51,9 @@ pub struct App {
     /// The base of every request's and run's context; canceled with
     /// "server shutting down" when the grace period is over.
     pub base: Ctx,
-    pub config: RunConfig,
-    pub run_timeout: Option<Duration>,
-    pub default_tasks: Vec<Task>,
-    pub time_scale: f64,
+    pub defaults: RunDefaults,
     pub peers: PeerPolicy,
-    pub client: crate::serve_remote::HttpClient,
+    pub client: super::remote::HttpClient,
     /// Set once a shutdown has begun: no new runs, live feeds end.
     pub draining: watch::Receiver<bool>,
     pub next_run: AtomicU64,
@@ -66,7 +63,7 @@ pub struct App {
 
 pub fn router(app: Arc<App>) -> Router {
     let routes = Router::new()
-        .route("/", get(crate::dashboard::page))
+        .route("/", get(super::dashboard::page))
         .route("/runs", get(list_runs).post(create_run))
         .route("/runs/{id}", get(get_run).delete(cancel_run))
         .route("/metrics", get(metrics))
@@ -271,8 +268,13 @@ async fn create_run(
     let wait = wait_param(&uri)?;
     // Read the whole body first: a client that leaves is then seen at once.
     let bytes = read_body(&headers, body).await?;
-    let request = serve_body::parse(&bytes, &app.default_tasks, app.time_scale, &app.peers)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.message).field(e.field))?;
+    let request = body::parse(
+        &bytes,
+        &app.defaults.tasks,
+        app.defaults.time_scale,
+        &app.peers,
+    )
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.message).field(e.field))?;
     let run_id = match chosen_run_id(&headers, &app.runs)? {
         Some(id) => id,
         None => format!(
@@ -309,8 +311,8 @@ async fn create_run(
             request_id: request_id.clone(),
             trace: trace.clone(),
         },
-        app.config.clone(),
-        app.run_timeout,
+        app.defaults.config.clone(),
+        app.defaults.run_timeout,
         request.tasks,
         peers,
         executor,

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 // Kept here too for the modules that import them from `task`.
-pub use crate::duration::{fmt_duration, parse_duration};
-use crate::text::escape;
+pub use super::duration::{fmt_duration, parse_duration};
+use super::text::escape;
 
 /// One unit of simulated work.
 ///

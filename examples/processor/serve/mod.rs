@@ -7,11 +7,22 @@
 //! The first line on stdout is `listening on http://ADDR`; logs go to
 //! stderr (`--log-format json` for JSON lines), each with the request id
 //! and trace id. The CLI's flags (`--workers`, `--task-timeout`,
-//! `--time-scale`, `--tasks`...) are the defaults of every run.
+//! `--time-scale`, `--tasks`...) are the defaults of every run; `cli.rs`
+//! reads them and the service's own, and hands them over as [`Options`].
 //!
 //! Shutdown (SIGINT or SIGTERM): stop accepting, let runs go on for
 //! `--grace`, then cancel what is left with "server shutting down"; exit
 //! 0 once every run has ended. A second signal exits at once with 130.
+
+// One concern per file (issue 10). Nothing here looks back at the
+// command line: it uses the run library, `crate::run`, alone.
+mod api;
+mod body;
+mod broker;
+mod dashboard;
+mod metrics;
+mod remote;
+mod runs;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -19,126 +30,64 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use clap::Parser;
+use api::App;
+pub use body::{PeerPolicy, normalize_peer};
+use broker::Broker;
+use runs::Runs;
 
-use crate::serve_api::{self, App};
-use crate::serve_body::{PeerPolicy, normalize_peer};
-use crate::serve_broker::Broker;
-use crate::serve_runs::Runs;
-use crate::{Cli, Setup, next_signal, received};
+use crate::run::signal::{next_signal, received};
+use crate::run::task::Task;
+use crate::run::{Cause, RunConfig};
 
-/// Serves the task processor over HTTP: runs, live events, metrics and a dashboard.
-#[derive(Parser, Debug)]
-#[command(name = "processor serve", bin_name = "processor serve")]
-struct ServeCli {
-    /// Address to listen on (port 0 picks a free one); loopback unless told otherwise
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: SocketAddr,
-
-    /// How long runs may go on after a shutdown signal before they are canceled
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    grace: String,
-
-    /// A peer that remote tasks may run on (repeatable); without any, loopback peers only
-    #[arg(long = "peer", value_name = "URL")]
-    peers: Vec<String>,
-
-    /// Log lines on stderr: text or JSON
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-
-    /// A NATS server with JetStream: runs' tasks go there, for `processor worker` processes [default: run them here]
-    #[arg(long, value_name = "URL")]
-    broker: Option<String>,
-
-    /// With --broker: a task whose worker goes silent this long goes to another worker
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
-    ack_wait: String,
-
-    #[command(flatten)]
-    run: Cli,
+/// What `processor serve` was asked for, checked (`cli.rs` reads the flags).
+pub struct Options {
+    /// Where to listen; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// How long runs may go on after a shutdown signal before they are canceled.
+    pub grace: Duration,
+    /// A NATS server with JetStream that runs' tasks go to; `None` runs them here.
+    pub broker: Option<String>,
+    /// With `broker`: a task whose worker goes silent this long goes to another.
+    pub ack_wait: Duration,
+    /// The peers remote tasks may name.
+    pub peers: PeerPolicy,
+    pub defaults: RunDefaults,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
+/// What a run started over HTTP takes from the command line.
+pub struct RunDefaults {
+    /// The pool, timeouts, retries, limits.
+    pub config: RunConfig,
+    pub run_timeout: Option<Duration>,
+    /// The tasks of a run whose body names none.
+    pub tasks: Vec<Task>,
+    /// Multiplies every duration of a request body.
+    pub time_scale: f64,
 }
 
-/// `processor serve ...`: `args` starts with `serve`.
-pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
-    let cli = ServeCli::parse_from(args);
-    let fail = |message: String| {
-        eprintln!("processor: error: {message}");
-        ExitCode::from(2)
+/// Serves until a shutdown signal, then until every run has ended.
+pub async fn main(options: Options) -> ExitCode {
+    let broker = match &options.broker {
+        Some(url) => match Broker::connect(url, options.ack_wait).await {
+            Ok(broker) => Some(Arc::new(broker)),
+            Err(e) => {
+                eprintln!("processor: error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
-    let grace = match crate::task::parse_duration(&cli.grace) {
-        Ok(grace) => grace,
-        Err(e) => return fail(format!("--grace: {e}")),
-    };
-    let mut allowed = Vec::new();
-    for peer in &cli.peers {
-        match normalize_peer(peer) {
-            Ok(url) => allowed.push(url),
-            Err(e) => return fail(format!("--peer: {e}")),
-        }
-    }
-    let ack_wait = match crate::task::parse_duration(&cli.ack_wait) {
-        Ok(d) if d >= Duration::from_millis(100) => d,
-        Ok(_) => return fail("--ack-wait must be at least 100ms".into()),
-        Err(e) => return fail(format!("--ack-wait: {e}")),
-    };
-    let time_scale = cli.run.time_scale;
-    let setup = match Setup::from_cli(cli.run) {
-        Ok(setup) => setup,
-        Err(e) => return fail(e.to_string()),
-    };
-    init_logs(cli.log_format);
-    let runtime = match crate::runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    runtime.block_on(async {
-        let broker = match &cli.broker {
-            Some(url) => match Broker::connect(url, ack_wait).await {
-                Ok(broker) => Some(Arc::new(broker)),
-                Err(e) => {
-                    eprintln!("processor: error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            },
-            None => None,
-        };
-        serve(
-            cli.addr,
-            grace,
-            setup,
-            time_scale,
-            PeerPolicy { allowed },
-            broker,
-        )
-        .await
-    })
+    serve(options, broker).await
 }
 
-pub fn init_logs(format: LogFormat) {
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    match format {
-        LogFormat::Text => builder.with_ansi(false).init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
-
-async fn serve(
-    addr: SocketAddr,
-    grace: Duration,
-    setup: Setup,
-    time_scale: f64,
-    peers: PeerPolicy,
-    broker: Option<Arc<Broker>>,
-) -> ExitCode {
+async fn serve(options: Options, broker: Option<Arc<Broker>>) -> ExitCode {
+    let Options {
+        addr,
+        grace,
+        peers,
+        defaults,
+        ..
+    } = options;
     // Listen for signals before anything can run.
     let (signaled, _stop_listening) = goctx::tokio::signal_context(&goctx::background());
     let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -159,18 +108,15 @@ async fn serve(
     // The root of every request and run of this server.
     let (base, stop_base) = goctx::with_cancel_cause(&goctx::background());
     let server_ctx = base.clone();
-    let (draining_tx, draining) = serve_api::draining();
+    let (draining_tx, draining) = api::draining();
     let on_broker = broker.as_ref().map(|b| b.url.clone());
     let runs = Arc::new(Runs::new(broker));
     let app = Arc::new(App {
         runs: runs.clone(),
         base,
-        config: setup.config,
-        run_timeout: setup.run_timeout,
-        default_tasks: setup.tasks,
-        time_scale,
+        defaults,
         peers,
-        client: crate::serve_remote::client(),
+        client: remote::client(),
         draining: draining.clone(),
         next_run: AtomicU64::new(0),
         instance: format!("run-{}", local.port()),
@@ -180,7 +126,7 @@ async fn serve(
     let shutdown = shutdown(signaled, grace, stop_base, draining_tx, runs.clone());
     let served = axum::serve(
         listener,
-        serve_api::router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        api::router(app).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
@@ -259,7 +205,7 @@ async fn shutdown(
                 );
             }
             // Ends every request context and run: the cause says why.
-            stop_base.cancel_with_cause(crate::run::Cause("server shutting down".into()));
+            stop_base.cancel_with_cause(Cause("server shutting down".into()));
         }
         let signal = match early {
             Some(signal) => signal,

@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::{self, consumer::pull, stream};
 use serde::{Deserialize, Serialize};
 
-use crate::run::RunConfig;
-use crate::task::Task;
+use super::RunConfig;
+use super::task::Task;
 
 /// The stream of tasks waiting for a worker (work-queue retention: a
 /// message leaves once acked or terminated).

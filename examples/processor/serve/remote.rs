@@ -26,10 +26,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-use crate::retry::TaskError;
+use super::body::PeerTask;
+use crate::run::retry::TaskError;
+use crate::run::task::Task;
 use crate::run::{Executor, Progress, Work};
-use crate::serve_body::PeerTask;
-use crate::task::Task;
 
 /// The header that names the run a caller creates on its peer, so it can
 /// cancel that run with a cause.

@@ -1,6 +1,6 @@
 //! `processor serve --broker URL`: a run's tasks go on the broker's
 //! stream instead of the in-process pool, and `processor worker`
-//! processes run them (see `broker.rs` for the subjects).
+//! processes run them (see `crate::run::broker` for the subjects).
 //!
 //! The run drives the same [`Event`]s as an in-process run, so the
 //! records, the dashboard, the logs and the metrics work unchanged: it
@@ -22,9 +22,9 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use goctx::Ctx;
 
-use crate::broker::{self, TaskMessage};
+use crate::run::broker::{self, TaskMessage};
+use crate::run::task::Task;
 use crate::run::{self, Emitter, Event, Outcome, RunConfig, Summary, TaskReport};
-use crate::task::Task;
 
 /// How long a run that ended waits for the reports of tasks that were
 /// running on workers (they stop within milliseconds of hearing it).

@@ -2,9 +2,17 @@
 //! and tasks; it reports everything that happens as a stream of [`Event`]s
 //! and returns a [`Summary`].
 //!
-//! The run prints nothing. The CLI in `main.rs` is one consumer of the
+//! The run prints nothing. The CLI in `cli.rs` is one consumer of the
 //! events (it renders lines, progress and metrics); an HTTP endpoint or a
 //! live dashboard would be another, fed from the same channel.
+//!
+//! This folder is the run library, the wing every front end of the
+//! processor shares (the CLI, `processor worker`, the service in
+//! `serve/`): the run here, and beside it the tasks and their files
+//! (`task`), Go's durations (`duration`), the priority queue (`queue`),
+//! retries (`retry`), task names made safe to show (`text`), signals
+//! as contexts (`signal`) and broker mode's subjects and messages
+//! (`broker`). None of it reads flags, prints, or serves HTTP.
 //!
 //! Context tree of one run (see `docs/processor.md`):
 //!
@@ -20,6 +28,14 @@
 //!             └─ with_timeout           critical task: extendable deadline
 //! ```
 
+pub mod broker;
+pub mod duration;
+pub mod queue;
+pub mod retry;
+pub mod signal;
+pub mod task;
+pub mod text;
+
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -34,9 +50,9 @@ use goctx::{CancelFunc, Ctx};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::queue::PriorityQueue;
-use crate::retry::{self, RetryPolicy, TaskError};
-use crate::task::{Task, fmt_duration};
+use queue::PriorityQueue;
+use retry::{RetryPolicy, TaskError};
+use task::{Task, fmt_duration};
 
 /// The context key of the request ID. Private: the only way in or out is
 /// [`with_request_id`] and [`request_id`], Go's unexported key type.
@@ -229,7 +245,7 @@ pub async fn run(ctx: Ctx, config: RunConfig, tasks: Vec<Task>, events: Emitter)
 pub type Work = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
 
 /// Does a task's work somewhere else instead of simulating it: the
-/// service's remote tasks (`serve_remote.rs`) run on a peer.
+/// service's remote tasks (`serve/remote.rs`) run on a peer.
 pub trait Executor: Send + Sync {
     /// The work of one attempt of `task` under `ctx`, or `None` for a task
     /// this executor does not take (it is then simulated as usual). The
