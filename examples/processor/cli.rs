@@ -30,7 +30,9 @@ use crate::run::retry::RetryPolicy;
 use crate::run::signal::{next_signal, received};
 use crate::run::task::{self, InputError, Task, parse_duration};
 use crate::run::{self, Cause, Emitter, Event, RunConfig};
-use crate::{serve, worker};
+use crate::serve;
+#[cfg(feature = "nats")]
+use crate::worker;
 
 /// `processor`, `processor serve ...` or `processor worker ...`, as the
 /// first argument says.
@@ -456,6 +458,19 @@ struct WorkerCli {
 /// `processor worker ...`: `args` starts with `worker`.
 fn worker_main(args: impl Iterator<Item = OsString>) -> ExitCode {
     let cli = WorkerCli::parse_from(args);
+    #[cfg(not(feature = "nats"))]
+    {
+        let _ = cli;
+        eprintln!("processor: error: {}", run::NO_BROKER);
+        ExitCode::FAILURE
+    }
+    #[cfg(feature = "nats")]
+    worker_run(cli)
+}
+
+/// The worker's run, once its flags are read.
+#[cfg(feature = "nats")]
+fn worker_run(cli: WorkerCli) -> ExitCode {
     if cli.workers == 0 || cli.workers > MAX_WORKERS {
         return bad_input(format!("--workers must be between 1 and {MAX_WORKERS}"));
     }

@@ -32,7 +32,8 @@ mod progress;
 mod run;
 // `processor serve`.
 mod serve;
-// `processor worker`.
+// `processor worker` (broker mode needs the `nats` feature).
+#[cfg(feature = "nats")]
 mod worker;
 
 fn main() -> std::process::ExitCode {

@@ -28,6 +28,10 @@
 //!             └─ with_timeout           critical task: extendable deadline
 //! ```
 
+// Broker mode (`serve --broker`, `processor worker`) runs on NATS
+// JetStream, whose client is goctx's `nats` feature: a build without it
+// (the plain `cargo run --example processor`) says how to get one.
+#[cfg(feature = "nats")]
 pub mod broker;
 pub mod duration;
 pub mod queue;
@@ -35,6 +39,12 @@ pub mod retry;
 pub mod signal;
 pub mod task;
 pub mod text;
+
+/// What `--broker` and `processor worker` answer in a build without the
+/// `nats` feature.
+#[cfg(not(feature = "nats"))]
+pub const NO_BROKER: &str = "broker mode needs the `nats` feature: \
+    cargo run --features nats --example processor -- ...";
 
 use std::convert::Infallible;
 use std::fmt;
@@ -362,9 +372,11 @@ pub async fn run_with(
 }
 
 /// Runs one top-level task under `ctx` at once, as a worker of the
-/// run's pool would (its timeout, retries, subtasks, deadline extensions),
-/// and returns its report (`queued`: how long it waited before this); a worker process of broker mode runs each task
-/// it takes this way. A panic in the task comes back as `None`.
+/// run's pool would (its timeout, retries, subtasks, deadline
+/// extensions), and returns its report (`queued`: how long it waited
+/// before this); a worker process of broker mode runs each task it takes
+/// this way. A panic in the task comes back as `None`.
+#[cfg(feature = "nats")]
 pub async fn run_task(
     ctx: &Ctx,
     config: RunConfig,

@@ -18,6 +18,10 @@
 // command line: it uses the run library, `crate::run`, alone.
 mod api;
 mod body;
+#[cfg(feature = "nats")]
+mod broker;
+#[cfg(not(feature = "nats"))]
+#[path = "no_broker.rs"]
 mod broker;
 mod dashboard;
 mod metrics;
