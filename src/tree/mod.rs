@@ -26,7 +26,9 @@
 //! | file | concern |
 //! |---|---|
 //! | `state.rs` | the state byte: live/done, flags, and the one CAS that ends a node |
-//! | `node.rs` | `CancelNode`'s fields, birth (`attach`), death (`release`), the handle count |
+//! | `node/mod.rs` | `CancelNode`'s fields, `Inner` and `Extra`, the handle count |
+//! | `node/attach.rs` | a node's birth: `new`, `new_merge`, registering with its parent(s) |
+//! | `node/release.rs` | a node's death: its last handle gone, `release`, `into_parent` |
 //! | `walk.rs` | `cancel`: ending a node and its subtree, then firing notifications |
 //! | `registry.rs` | `Entry`, the per-node `Registry`, `Registration` |
 //! | `shards.rs` | a contended parent's children, spread over per-thread shards |
