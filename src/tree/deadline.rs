@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cause::CauseArg;
 use super::node::{CancelNode, Inner};
 use super::state::ARMED;
-use super::walk::CauseArg;
 use crate::clock::Clock;
 use crate::error::{Error, ExtendError};
 use crate::sync::{AtomicI64, Ordering};

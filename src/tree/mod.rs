@@ -26,10 +26,11 @@
 //! | file | concern |
 //! |---|---|
 //! | `state.rs` | the state byte: live/done, flags, and the one CAS that ends a node |
+//! | `cause.rs` | `CauseArg`, how a cancellation sets the cause; `OwnCause`, a node's answer |
 //! | `node/mod.rs` | `CancelNode`'s fields, `Inner` and `Extra`, the handle count |
 //! | `node/attach.rs` | a node's birth: `new`, `new_merge`, registering with its parent(s) |
+//! | `node/cancel.rs` | `cancel`: ending a node and its subtree, then firing notifications |
 //! | `node/release.rs` | a node's death: its last handle gone, `release`, `into_parent` |
-//! | `walk.rs` | `cancel`: ending a node and its subtree, then firing notifications |
 //! | `registry.rs` | `Entry`, the per-node `Registry`, `Registration` |
 //! | `shards.rs` | a contended parent's children, spread over per-thread shards |
 //! | `deadline.rs` | a node's own deadline, arming the timer, `extend_deadline` |
@@ -90,6 +91,7 @@
 //! lock and the shard table's id lock are each taken with no other goctx
 //! lock held.
 
+mod cause;
 mod deadline;
 mod derived;
 mod link;
@@ -99,16 +101,15 @@ mod shards;
 mod state;
 mod upstream;
 mod value_node;
-mod walk;
 
+pub(crate) use cause::CauseArg;
 pub(crate) use derived::{
     register as register_drain_waiter, unregister as unregister_drain_waiter,
 };
 pub(crate) use link::{Link, Source};
 pub(crate) use node::CancelNode;
-pub(crate) use registry::{Callback, Entry, Registration};
+pub(crate) use registry::{Callback, Entry, Registration, deliver_each};
 #[cfg(all(test, loom))]
 pub(crate) use shards::shard_now;
 pub(crate) use upstream::{CustomNode, Upstream};
 pub(crate) use value_node::{ValueNode, ValueSet, key_bit};
-pub(crate) use walk::{CauseArg, deliver_each};

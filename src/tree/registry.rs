@@ -1,6 +1,7 @@
 //! Who is told when a node is done: the [`Entry`] kinds, the per-node
-//! [`Registry`] that holds them, and the [`Registration`] handle that takes
-//! one back.
+//! [`Registry`] that holds them, the [`Registration`] handle that takes
+//! one back, and [`deliver_each`], which tells them (user code: a panic in
+//! one does not stop the others).
 //!
 //! Every insertion checks the state under the node's lock first
 //! (invariant 2), and whoever ends the node takes the whole registry out in
@@ -66,6 +67,23 @@ impl Entry {
             Entry::Callback(_) => "after_func",
         }
     }
+}
+
+/// Runs `deliver` on every item, even after one panics (user code: a waker,
+/// a user context's unsubscription); returns the first panic, for the
+/// caller to resume once everything was delivered.
+pub(crate) fn deliver_each<T>(
+    items: impl IntoIterator<Item = T>,
+    mut deliver: impl FnMut(T),
+) -> Option<Box<dyn std::any::Any + Send>> {
+    let mut first_panic = None;
+    for item in items {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deliver(item)));
+        if let Err(payload) = result {
+            first_panic.get_or_insert(payload);
+        }
+    }
+    first_panic
 }
 
 /// Where an entry was registered, so it can be taken back. The public

@@ -10,13 +10,13 @@ use std::time::Instant;
 use super::{CancelNode, Extra, Inner, NO_SLOT};
 use crate::error::{Cause, Error};
 use crate::sync::{AtomicU16, AtomicU32, Mutex, Ordering};
+use crate::tree::cause::CauseArg;
 use crate::tree::deadline::{AtomicInstant, FAR, MERGED, NO_INSTANT, encode};
 use crate::tree::derived::Derived;
 use crate::tree::link::{Link, Source};
 use crate::tree::registry::{Entry, Registry};
 use crate::tree::shards;
 use crate::tree::state::{CAUSE, LIVE, SUBSCRIBED, State};
-use crate::tree::walk::CauseArg;
 
 impl CancelNode {
     /// A new, live node, registered with the context it derives from. If

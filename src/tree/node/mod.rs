@@ -6,24 +6,27 @@
 //! | file | concern |
 //! |---|---|
 //! | `attach.rs` | birth: `new`, `new_merge`, registering with the parent (`attach`) |
+//! | `cancel.rs` | ending a node and its subtree (the walk), firing notifications, `unlink` |
 //! | `release.rs` | death: the last handle gone, a node that never ended leaves the world |
 
 mod attach;
+mod cancel;
 mod release;
 
 use std::time::Instant;
 
+use super::cause::OwnCause;
 use super::deadline::{AtomicInstant, Stored};
 use super::derived::Derived;
 use super::link::Link;
 use super::registry::{Entry, Registration, Registry};
 use super::shards;
-use super::state::{REGISTRY, State};
+use super::state::{INHERITED, REGISTRY, State};
 use crate::error::{Cause, Error};
 use crate::sync::{AtomicU16, AtomicU32, Mutex, Ordering};
 
 /// Marks "not registered in a parent" in `CancelNode::slot`.
-pub(super) const NO_SLOT: u32 = u32::MAX;
+const NO_SLOT: u32 = u32::MAX;
 
 /// The state of one cancelable context.
 pub(crate) struct CancelNode {
@@ -148,6 +151,23 @@ impl CancelNode {
     #[inline]
     pub(crate) fn err(&self) -> Option<Error> {
         self.state.acquire().err()
+    }
+
+    /// This node's own answer to `cause()`; `Link::cause` follows
+    /// `Inherited` up the tree, iteratively.
+    pub(crate) fn own_cause(&self) -> OwnCause {
+        let state = self.state.acquire();
+        let Some(err) = state.err() else {
+            return OwnCause::Live;
+        };
+        if state.has(INHERITED) {
+            return OwnCause::Inherited;
+        }
+        if state.is_dropped() {
+            return OwnCause::Cause(crate::error::dropped_cause());
+        }
+        let cause = self.inner.lock().cause();
+        OwnCause::Cause(cause.unwrap_or_else(|| err.into_cause()))
     }
 
     /// Gives this node a shard set, because a thread attaching a child

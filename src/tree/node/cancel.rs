@@ -9,78 +9,22 @@
 
 use std::mem;
 use std::sync::Arc;
-use std::time::Instant;
 
-use super::link::Source;
-use super::node::CancelNode;
-use super::registry::{Entry, Registration, Registry};
-use super::shards;
-use super::state::{self, ARMED, CAUSE, INHERITED, LockFree, PROPAGATING};
+use super::CancelNode;
 use crate::error::{Cause, Error};
 use crate::sync::Ordering;
 use crate::timer;
-
-/// How a cancellation sets the cause.
-pub(crate) enum CauseArg {
-    /// Use the cause stored at creation (a deadline firing with the
-    /// `*_cause` argument of `with_deadline_cause`).
-    Stored,
-    /// Like `Stored`, from the timer, which read this time from its clock:
-    /// ignored unless the node's deadline is at or before it (it was moved
-    /// later by `extend_deadline` after the timer took the entry).
-    Expired(Instant),
-    /// Use this cause; `None` means "the error itself".
-    Set(Option<Cause>),
-    /// The last `CancelFunc` was dropped: the cause is `CancelFuncDropped`.
-    Dropped,
-    /// Ended by the library parent the node is registered with: the cause
-    /// is that parent's, found through `parent` when asked.
-    Inherited,
-}
-
-impl CauseArg {
-    /// The done bits this cancellation leaves.
-    #[inline]
-    fn done_bits(&self, err: Error) -> u8 {
-        let flag = if matches!(self, CauseArg::Inherited) {
-            INHERITED
-        } else {
-            0
-        };
-        state::done_bits(err, matches!(self, CauseArg::Dropped)) | flag
-    }
-}
-
-/// What `CancelNode::own_cause` found.
-pub(crate) enum OwnCause {
-    Live,
-    /// Ask the parent (the node was ended by it).
-    Inherited,
-    Cause(Cause),
-}
+use crate::tree::cause::{CauseArg, OwnCause};
+use crate::tree::link::Source;
+use crate::tree::registry::{Entry, Registration, Registry, deliver_each};
+use crate::tree::shards;
+use crate::tree::state::{self, ARMED, CAUSE, LockFree, PROPAGATING};
 
 impl CancelNode {
-    /// This node's own answer to `cause()`; `Link::cause` follows
-    /// `Inherited` up the tree, iteratively.
-    pub(crate) fn own_cause(&self) -> OwnCause {
-        let state = self.state.acquire();
-        let Some(err) = state.err() else {
-            return OwnCause::Live;
-        };
-        if state.has(INHERITED) {
-            return OwnCause::Inherited;
-        }
-        if state.is_dropped() {
-            return OwnCause::Cause(crate::error::dropped_cause());
-        }
-        let cause = self.inner.lock().cause();
-        OwnCause::Cause(cause.unwrap_or_else(|| err.into_cause()))
-    }
-
     /// Called by a user parent's notification: cancel with whatever the
     /// parent now reports. A user parent that notifies without reporting
     /// an error is treated as canceled (Go would panic here).
-    pub(super) fn cancel_from_parent(self: &Arc<Self>) {
+    pub(in crate::tree) fn cancel_from_parent(self: &Arc<Self>) {
         let err = self.parent.err().unwrap_or(Error::Canceled);
         let cause = self.parent.cause();
         self.cancel(err, CauseArg::Set(cause), false);
@@ -90,7 +34,7 @@ impl CancelNode {
     /// parent is a user context (a library one cancels us in its walk):
     /// cancel with what `other` now reports, as `cancel_from_parent` does
     /// with the parent.
-    pub(super) fn cancel_from_other(self: &Arc<Self>) {
+    pub(in crate::tree) fn cancel_from_other(self: &Arc<Self>) {
         let Some(other) = self.other() else {
             return;
         };
@@ -353,10 +297,10 @@ impl CancelNode {
         // Written only by this node's own birth and by this, its one
         // unlink: no lock needed to read it.
         let slot = self.slot.load(Ordering::Relaxed);
-        if slot == super::node::NO_SLOT {
+        if slot == super::NO_SLOT {
             return;
         }
-        self.slot.store(super::node::NO_SLOT, Ordering::Relaxed);
+        self.slot.store(super::NO_SLOT, Ordering::Relaxed);
         // In a shard of the parent: only that shard's lock. (If the parent
         // ends meanwhile and its set goes to another node, the check of
         // the parent's state under the shard's lock still fails: we never
@@ -486,21 +430,4 @@ impl Work {
             std::panic::resume_unwind(payload);
         }
     }
-}
-
-/// Runs `deliver` on every item, even after one panics (user code: a waker,
-/// a user context's unsubscription); returns the first panic, for the
-/// caller to resume once everything was delivered.
-pub(crate) fn deliver_each<T>(
-    items: impl IntoIterator<Item = T>,
-    mut deliver: impl FnMut(T),
-) -> Option<Box<dyn std::any::Any + Send>> {
-    let mut first_panic = None;
-    for item in items {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deliver(item)));
-        if let Err(payload) = result {
-            first_panic.get_or_insert(payload);
-        }
-    }
-    first_panic
 }
