@@ -30,10 +30,11 @@
 //! | `node/mod.rs` | `CancelNode`'s fields, `Inner` and `Extra`, the handle count |
 //! | `node/attach.rs` | a node's birth: `new`, `new_merge`, registering with its parent(s) |
 //! | `node/cancel.rs` | `cancel`: ending a node and its subtree, then firing notifications |
+//! | `node/deadline.rs` | a node's own deadline, arming the timer, `extend_deadline` |
 //! | `node/release.rs` | a node's death: its last handle gone, `release`, `into_parent` |
 //! | `registry.rs` | `Entry`, the per-node `Registry`, `Registration` |
 //! | `shards.rs` | a contended parent's children, spread over per-thread shards |
-//! | `deadline.rs` | a node's own deadline, arming the timer, `extend_deadline` |
+//! | `instant.rs` | `AtomicInstant`: a deadline read without a lock |
 //! | `link.rs` | `Link` and every walk from a context to its root |
 //! | `value_node.rs` | `with_value`'s node and the key summary |
 //! | `upstream.rs` | user contexts: `Upstream`, `CustomNode` |
@@ -92,8 +93,8 @@
 //! lock held.
 
 mod cause;
-mod deadline;
 mod derived;
+mod instant;
 mod link;
 mod node;
 mod registry;

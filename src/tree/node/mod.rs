@@ -7,17 +7,19 @@
 //! |---|---|
 //! | `attach.rs` | birth: `new`, `new_merge`, registering with the parent (`attach`) |
 //! | `cancel.rs` | ending a node and its subtree (the walk), firing notifications, `unlink` |
+//! | `deadline.rs` | its own deadline, arming the timer, `extend_deadline`, the timer's `Expire` |
 //! | `release.rs` | death: the last handle gone, a node that never ended leaves the world |
 
 mod attach;
 mod cancel;
+mod deadline;
 mod release;
 
 use std::time::Instant;
 
 use super::cause::OwnCause;
-use super::deadline::{AtomicInstant, Stored};
 use super::derived::Derived;
+use super::instant::{AtomicInstant, Stored};
 use super::link::Link;
 use super::registry::{Entry, Registration, Registry};
 use super::shards;
