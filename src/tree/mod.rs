@@ -31,6 +31,7 @@
 //! | `node/attach.rs` | a node's birth: `new`, `new_merge`, registering with its parent(s) |
 //! | `node/cancel.rs` | `cancel`: ending a node and its subtree, then firing notifications |
 //! | `node/deadline.rs` | a node's own deadline, arming the timer, `extend_deadline` |
+//! | `node/register.rs` | entries in and out of a node's registry, under its lock; its shard set |
 //! | `node/release.rs` | a node's death: its last handle gone, `release`, `into_parent` |
 //! | `registry.rs` | `Entry`, the per-node `Registry`, `Registration` |
 //! | `shards.rs` | a contended parent's children, spread over per-thread shards |

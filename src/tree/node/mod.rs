@@ -8,11 +8,13 @@
 //! | `attach.rs` | birth: `new`, `new_merge`, registering with the parent (`attach`) |
 //! | `cancel.rs` | ending a node and its subtree (the walk), firing notifications, `unlink` |
 //! | `deadline.rs` | its own deadline, arming the timer, `extend_deadline`, the timer's `Expire` |
+//! | `register.rs` | entries in and out of its registry, under its lock; its shard set |
 //! | `release.rs` | death: the last handle gone, a node that never ended leaves the world |
 
 mod attach;
 mod cancel;
 mod deadline;
+mod register;
 mod release;
 
 use std::time::Instant;
@@ -21,9 +23,8 @@ use super::cause::OwnCause;
 use super::derived::Derived;
 use super::instant::{AtomicInstant, Stored};
 use super::link::Link;
-use super::registry::{Entry, Registration, Registry};
-use super::shards;
-use super::state::{INHERITED, REGISTRY, State};
+use super::registry::{Registration, Registry};
+use super::state::{INHERITED, State};
 use crate::error::{Cause, Error};
 use crate::sync::{AtomicU16, AtomicU32, Mutex, Ordering};
 
@@ -170,53 +171,6 @@ impl CancelNode {
         }
         let cause = self.inner.lock().cause();
         OwnCause::Cause(cause.unwrap_or_else(|| err.into_cause()))
-    }
-
-    /// Gives this node a shard set, because a thread attaching a child
-    /// found its lock taken; returns the set's id. `None` if the node is
-    /// done or every set is in use: the child then waits for the lock.
-    /// Another thread may have sharded it meanwhile: then its set.
-    #[cold]
-    pub(super) fn make_shards(&self) -> Option<u16> {
-        // Taken before the node's lock: nothing nests under a node lock.
-        let id = shards::take_id()?;
-        let inner = self.inner.lock();
-        let current = self.shard_set.load(Ordering::Relaxed);
-        let result = if current != 0 {
-            Some(current)
-        } else if !self.state.relaxed().is_live() {
-            None
-        } else {
-            // From now on the node ends under its lock, where its ender
-            // sees the set and empties it (invariant 1): the
-            // read-modify-write stops a racing lock-free end.
-            let prev = self.state.set_flag(REGISTRY, Ordering::Relaxed);
-            if prev.is_live() {
-                self.shard_set.store(id, Ordering::Release);
-                Some(id)
-            } else {
-                None
-            }
-        };
-        drop(inner);
-        if result != Some(id) {
-            shards::give_back(id);
-        }
-        result
-    }
-
-    /// Takes every entry out of this node's shards and hands its shard set
-    /// back (none: nothing). Only for a node that ended, or one being
-    /// freed: nothing enters a done node's shards.
-    pub(super) fn take_shards(&self) -> Vec<Entry> {
-        match self.shard_set.swap(0, Ordering::Relaxed) {
-            0 => Vec::new(),
-            id => {
-                let entries = shards::take_all(id);
-                shards::give_back(id);
-                entries
-            }
-        }
     }
 
     /// One more `CancelFunc` handle. Relaxed: a new handle is made from an
