@@ -10,7 +10,7 @@
 use std::mem;
 use std::sync::Arc;
 
-use super::CancelNode;
+use super::{CancelNode, Inner};
 use crate::error::{Cause, Error};
 use crate::sync::Ordering;
 use crate::timer;
@@ -137,6 +137,13 @@ impl CancelNode {
     /// Ends this one node under its lock: sets state and cause, takes the
     /// registry and queues its children and notifications in `work`.
     /// Returns false if the node was already done.
+    ///
+    /// The critical section is `end_under_lock`; the rest runs with no
+    /// lock held: a replaced cause dropped and the timer entry taken out,
+    /// then the registrations with parents (`queue_unsubscriptions`) and
+    /// the entries (`queue_entries`) queued. Each step is
+    /// `#[inline(always)]`, with one call site: the split is for the
+    /// reader, the code is the one function it was.
     fn finish(
         self: &Arc<Self>,
         err: Error,
@@ -144,64 +151,83 @@ impl CancelNode {
         work: &mut Work,
         own_cancel: bool,
     ) -> bool {
-        let mut replaced = None;
-        let sharded: u16;
-        let has_registrations: bool;
-        let (registry, armed, subscription, other_registration) = {
-            let mut inner = self.inner.lock();
-            let state = self.state.relaxed();
-            if !state.is_live() {
-                return false;
-            }
-            if let CauseArg::Expired(now) = cause
-                && self
-                    .deadline_locked(&inner)
-                    .is_none_or(|deadline| deadline > now)
-            {
-                // Extended after the timer took the old entry out; the new
-                // one is armed.
-                return false;
-            }
-            // A sharded node may have children in its shards: counted as
-            // having registrations without looking.
-            sharded = self.shard_set.load(Ordering::Relaxed);
-            has_registrations = inner.registry.len() > 0 || sharded != 0;
-            let propagating = if has_registrations { PROPAGATING } else { 0 };
-            let Some(before) = self
-                .state
-                .end_locked(state, cause.done_bits(err) | propagating)
-            else {
-                return false;
-            };
-            // A deadline cause that did not fire is replaced: a user
-            // value, dropped after the lock (invariant 4). A cause set now
-            // takes the registry's place: no allocation.
-            let registry = match cause {
-                CauseArg::Set(Some(cause)) => {
-                    if before.has(CAUSE) {
-                        replaced = inner.extra.as_mut().and_then(|extra| extra.cause.take());
-                    }
-                    mem::replace(&mut inner.registry, Registry::Ended(cause))
-                }
-                CauseArg::Set(None) | CauseArg::Inherited | CauseArg::Dropped => {
-                    if before.has(CAUSE) {
-                        replaced = inner.extra.as_mut().and_then(|extra| extra.cause.take());
-                    }
-                    mem::take(&mut inner.registry)
-                }
-                CauseArg::Stored | CauseArg::Expired(_) => mem::take(&mut inner.registry),
-            };
-            (
-                registry,
-                before.has(ARMED),
-                inner.take_subscription(),
-                inner.take_other_registration(),
-            )
+        let Some(taken) = self.end_under_lock(err, cause) else {
+            return false;
         };
-        drop(replaced);
-        if armed {
+        // A user value, dropped unlocked (invariant 4).
+        drop(taken.replaced);
+        if taken.armed {
             timer::remove(&**self, timer::owner_of(&**self));
         }
+        self.queue_unsubscriptions(
+            taken.subscription,
+            taken.other_registration,
+            own_cancel,
+            work,
+        );
+        self.queue_entries(
+            taken.registry,
+            taken.sharded,
+            taken.has_registrations,
+            err,
+            work,
+        );
+        true
+    }
+
+    /// The locked end of invariant 1: in one critical section, checks that
+    /// the node is live (and, for a timer's expiry, still due), sets the
+    /// done state, and takes out everything the node's ender must deal
+    /// with. `None` if the node was already done, or its deadline moved.
+    /// The lock is released on return; so is `cause` when it was not
+    /// stored (a user value, invariant 4).
+    #[inline(always)]
+    fn end_under_lock(&self, err: Error, cause: CauseArg) -> Option<Taken> {
+        let mut inner = self.inner.lock();
+        let state = self.state.relaxed();
+        if !state.is_live() {
+            return None;
+        }
+        if let CauseArg::Expired(now) = cause
+            && self
+                .deadline_locked(&inner)
+                .is_none_or(|deadline| deadline > now)
+        {
+            // Extended after the timer took the old entry out; the new
+            // one is armed.
+            return None;
+        }
+        // A sharded node may have children in its shards: counted as
+        // having registrations without looking.
+        let sharded = self.shard_set.load(Ordering::Relaxed);
+        let has_registrations = inner.registry.len() > 0 || sharded != 0;
+        let propagating = if has_registrations { PROPAGATING } else { 0 };
+        let before = self
+            .state
+            .end_locked(state, cause.done_bits(err) | propagating)?;
+        let (registry, replaced) = inner.take_registry(cause, before.has(CAUSE));
+        Some(Taken {
+            registry,
+            sharded,
+            has_registrations,
+            armed: before.has(ARMED),
+            subscription: inner.take_subscription(),
+            other_registration: inner.take_other_registration(),
+            replaced,
+        })
+    }
+
+    /// Queues, for after the walk, the taking back of the registrations
+    /// `end_under_lock` took out; a merge node also leaves its parent's
+    /// registry here. Runs with no lock held.
+    #[inline(always)]
+    fn queue_unsubscriptions(
+        self: &Arc<Self>,
+        subscription: Option<Registration>,
+        other_registration: Option<Registration>,
+        own_cancel: bool,
+        work: &mut Work,
+    ) {
         // If we ended first, the user parent must forget us; otherwise its
         // notification is what got us here and there is nothing to undo.
         // That is user code: it runs with the notifications, after the
@@ -227,6 +253,21 @@ impl CancelNode {
         if let Some(registration) = other_registration {
             work.unsubscribe.push(registration);
         }
+    }
+
+    /// Queues the entries `end_under_lock` took out of the registry, then
+    /// those of the shards (`sharded`: the set's id, or 0), below a step
+    /// that clears `PROPAGATING` once they are all done. Runs with no
+    /// lock held.
+    #[inline(always)]
+    fn queue_entries(
+        self: &Arc<Self>,
+        registry: Registry,
+        sharded: u16,
+        has_registrations: bool,
+        err: Error,
+        work: &mut Work,
+    ) {
         if has_registrations {
             // Below the children: reached when the subtree is done.
             work.children.push(Step::Complete(self.clone()));
@@ -243,7 +284,6 @@ impl CancelNode {
                 self.queue(entry, err, &mut parent_cause, work);
             }
         }
-        true
     }
 
     /// Queues one entry taken from this node's registry (or a shard) as it
@@ -324,6 +364,56 @@ impl CancelNode {
         // Dropped unlocked.
         drop(entry);
     }
+}
+
+impl Inner {
+    /// Takes the registry out of a node that has just ended, under its
+    /// lock. A cause set now takes the registry's place: no allocation.
+    /// A deadline cause that did not fire (`had_cause`: the node was made
+    /// with one) is replaced by any other cause, and handed back: a user
+    /// value, for the caller to drop after the lock (invariant 4).
+    #[inline(always)]
+    fn take_registry(&mut self, cause: CauseArg, had_cause: bool) -> (Registry, Option<Cause>) {
+        let mut replaced = None;
+        let registry = match cause {
+            CauseArg::Set(Some(cause)) => {
+                if had_cause {
+                    replaced = self.extra.as_mut().and_then(|extra| extra.cause.take());
+                }
+                mem::replace(&mut self.registry, Registry::Ended(cause))
+            }
+            CauseArg::Set(None) | CauseArg::Inherited | CauseArg::Dropped => {
+                if had_cause {
+                    replaced = self.extra.as_mut().and_then(|extra| extra.cause.take());
+                }
+                mem::take(&mut self.registry)
+            }
+            CauseArg::Stored | CauseArg::Expired(_) => mem::take(&mut self.registry),
+        };
+        (registry, replaced)
+    }
+}
+
+/// What `end_under_lock` took out of a node in the critical section that
+/// ended it, for `finish` to deal with once the lock is released.
+struct Taken {
+    /// The node's registry (the cause set now, if any, left in its place).
+    registry: Registry,
+    /// The node's shard set id, 0 if none: its entries are still in the
+    /// shards, taken out after the lock.
+    sharded: u16,
+    /// Whether the registry or the shards may hold entries: the node was
+    /// left `PROPAGATING` until its subtree is done.
+    has_registrations: bool,
+    /// The node had a timer entry (`ARMED`), to take out.
+    armed: bool,
+    /// Its registration with a user parent.
+    subscription: Option<Registration>,
+    /// A merge node's registration with its other parent.
+    other_registration: Option<Registration>,
+    /// A deadline cause replaced by the cause set now (see
+    /// `Inner::take_registry`).
+    replaced: Option<Cause>,
 }
 
 /// Ends the subtree below a node `finish` just ended: depth-first with
