@@ -25,20 +25,23 @@
 //!
 //! | file | concern |
 //! |---|---|
-//! | `state.rs` | the state byte: live/done, flags, and the one CAS that ends a node |
+//! | `mod.rs` | this table, the shape, the numbered invariants, the lock order; re-exports |
 //! | `cause.rs` | `CauseArg`, how a cancellation sets the cause; `OwnCause`, a node's answer |
-//! | `node/mod.rs` | `CancelNode`'s fields, `Inner` and `Extra`, the handle count |
-//! | `node/attach.rs` | a node's birth: `new`, `new_merge`, registering with its parent(s) |
-//! | `node/cancel.rs` | `cancel`: ending a node and its subtree, then firing notifications |
-//! | `node/deadline.rs` | a node's own deadline, arming the timer, `extend_deadline` |
-//! | `node/register.rs` | entries in and out of a node's registry, under its lock; its shard set |
-//! | `node/release.rs` | a node's death: its last handle gone, `release`, `into_parent` |
-//! | `registry.rs` | `Entry`, the per-node `Registry`, `Registration` |
-//! | `shards.rs` | a contended parent's children, spread over per-thread shards |
-//! | `instant.rs` | `AtomicInstant`: a deadline read without a lock |
+//! | `derived.rs` | how many nodes derive from a node; the `drained()` waiters |
+//! | `instant.rs` | `AtomicInstant`: a node's deadline, read without a lock |
 //! | `link.rs` | `Link` and every walk from a context to its root |
-//! | `value_node.rs` | `with_value`'s node and the key summary |
+//! | `node/mod.rs` | `CancelNode`'s fields, `Inner` and `Extra`, its error and cause, the handle count |
+//! | `node/attach.rs` | birth: `new`, `new_merge`, registering with the parent(s) or born done |
+//! | `node/cancel.rs` | `cancel`: the walk over a node's subtree, then the notifications |
+//! | `node/deadline.rs` | a node's own deadline, arming the timer, `extend_deadline`, `Expire` |
+//! | `node/finish.rs` | ending one node: lock-free, or under its lock in `finish`'s steps |
+//! | `node/register.rs` | entries in and out of a node's registry; its shard set; `unlink` |
+//! | `node/release.rs` | death: the last handle gone, `release`, `into_parent` |
+//! | `registry.rs` | `Entry`, the per-node `Registry`, `Registration`, `deliver_each` |
+//! | `shards.rs` | a contended parent's children, spread over per-thread shards |
+//! | `state.rs` | the state byte: live/done, flags, and the one CAS that ends a node |
 //! | `upstream.rs` | user contexts: `Upstream`, `CustomNode` |
+//! | `value_node.rs` | `with_value`'s node and the key summary |
 //!
 //! # Invariants
 //!

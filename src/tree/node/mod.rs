@@ -1,19 +1,26 @@
 //! A cancel node: the state of one cancelable context (`with_cancel`,
 //! `with_deadline`, `merge`). Here: its fields, the lock-guarded `Inner`
-//! and `Extra`, what reads its state without changing it, and the count
-//! of `CancelFunc` handles. Its behaviour, one file per concern:
+//! and `Extra`, what reads its state without changing it (`err`,
+//! `own_cause`, the merge marker), and the count of `CancelFunc` handles.
+//! Its behaviour, one file per concern:
 //!
 //! | file | concern |
 //! |---|---|
-//! | `attach.rs` | birth: `new`, `new_merge`, registering with the parent (`attach`) |
-//! | `cancel.rs` | ending a node and its subtree (the walk), firing notifications, `unlink` |
-//! | `deadline.rs` | its own deadline, arming the timer, `extend_deadline`, the timer's `Expire` |
-//! | `register.rs` | entries in and out of its registry, under its lock; its shard set |
-//! | `release.rs` | death: the last handle gone, a node that never ended leaves the world |
+//! | `attach.rs` | birth: `new`, `new_merge`, registering with the parent(s) or born done |
+//! | `cancel.rs` | `cancel`: the walk over a node's subtree, then the notifications |
+//! | `deadline.rs` | a node's own deadline, arming the timer, `extend_deadline`, `Expire` |
+//! | `finish.rs` | ending one node: lock-free, or under its lock in `finish`'s steps |
+//! | `register.rs` | entries in and out of a node's registry; its shard set; `unlink` |
+//! | `release.rs` | death: the last handle gone, `release`, `into_parent` |
+//!
+//! The types they use that the rest of the core shares stay outside the
+//! folder: `State` (`state.rs`), `CauseArg` (`cause.rs`), `AtomicInstant`
+//! (`instant.rs`), `Entry`, `Registry`, `Registration` (`registry.rs`).
 
 mod attach;
 mod cancel;
 mod deadline;
+mod finish;
 mod register;
 mod release;
 

@@ -1,9 +1,9 @@
-//! The node's side of its registry: inserting an entry under the lock
-//! (`insert_locked`, `register`, a `done()` future's `poll_register`),
-//! taking one back (`deregister`), counting them, and the shard set that
-//! spreads a contended node's children (`make_shards`, `take_shards`). The
-//! entry and registry types are in `registry.rs`, the shards in
-//! `shards.rs`.
+//! The node's side of registries: inserting an entry in its own under the
+//! lock (`insert_locked`, `register`, a `done()` future's `poll_register`),
+//! taking one back (`deregister`), counting them, the shard set that
+//! spreads a contended node's children (`make_shards`, `take_shards`), and
+//! taking the node's own entry out of its parent's (`unlink`). The entry
+//! and registry types are in `registry.rs`, the shards in `shards.rs`.
 
 use std::mem;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use std::task::Waker;
 use super::{CancelNode, Inner};
 use crate::error::Error;
 use crate::sync::Ordering;
+use crate::tree::link::Source;
 use crate::tree::registry::{Entry, Registration};
 use crate::tree::shards;
 use crate::tree::state::REGISTRY;
@@ -169,5 +170,43 @@ impl CancelNode {
                 entries
             }
         }
+    }
+
+    /// Removes this node's entry from the ancestor it is registered with.
+    /// `owner` is the node's address in its `Arc`, which its entry points
+    /// to (a node being freed has been moved out of it: see `release`).
+    pub(super) fn unlink(&self, owner: usize) {
+        let Source::Node(parent) = self.parent.source() else {
+            return;
+        };
+        // Written only by this node's own birth and by this, its one
+        // unlink: no lock needed to read it.
+        let slot = self.slot.load(Ordering::Relaxed);
+        if slot == super::NO_SLOT {
+            return;
+        }
+        self.slot.store(super::NO_SLOT, Ordering::Relaxed);
+        // In a shard of the parent: only that shard's lock. (If the parent
+        // ends meanwhile and its set goes to another node, the check of
+        // the parent's state under the shard's lock still fails: we never
+        // take another node's entry.)
+        let entry = if shards::is_sharded(slot) {
+            match parent.shard_set.load(Ordering::Relaxed) {
+                // The parent ended and gave its set back: nothing to take.
+                0 => None,
+                id => shards::remove(parent, id, slot, owner),
+            }
+        } else {
+            let mut inner = parent.inner.lock();
+            // A done parent has already emptied its registry (invariant
+            // 1): our slot number means nothing there any more.
+            if parent.state.relaxed().is_live() {
+                inner.registry.remove(slot as usize)
+            } else {
+                None
+            }
+        };
+        // Dropped unlocked.
+        drop(entry);
     }
 }
