@@ -48,12 +48,13 @@ impl CancelNode {
     /// registry and queues its children and notifications in `work`.
     /// Returns false if the node was already done.
     ///
-    /// The critical section is `end_under_lock`; the rest runs with no
-    /// lock held: a replaced cause dropped and the timer entry taken out,
-    /// then the registrations with parents (`queue_unsubscriptions`) and
-    /// the entries (`queue_entries`) queued. Each step is
-    /// `#[inline(always)]`, with one call site: the split is for the
-    /// reader, the code is the one function it was.
+    /// The block below is the critical section of invariant 1: the node's
+    /// lock is held for it alone, and it stays here in one piece so that
+    /// its scope can be read at a glance (returning what it takes out in a
+    /// struct from a function of its own also cost the walk some 20
+    /// instructions per node). What follows runs unlocked. The steps it
+    /// calls are `#[inline(always)]` with one call site each: the split is
+    /// for the reader, the code is the one function it was.
     pub(super) fn finish(
         self: &Arc<Self>,
         err: Error,
@@ -61,80 +62,92 @@ impl CancelNode {
         work: &mut Work,
         own_cancel: bool,
     ) -> bool {
-        let Some(taken) = self.end_under_lock(err, cause) else {
-            return false;
+        let mut replaced = None;
+        let sharded: u16;
+        let has_registrations: bool;
+        let (registry, armed, mut subscription, mut other_registration) = {
+            let mut inner = self.inner.lock();
+            let state = self.state.relaxed();
+            if !state.is_live() || self.deadline_moved(&inner, &cause) {
+                return false;
+            }
+            (sharded, has_registrations) = self.registrations_pending(&inner);
+            let propagating = if has_registrations { PROPAGATING } else { 0 };
+            let Some(before) = self
+                .state
+                .end_locked(state, cause.done_bits(err) | propagating)
+            else {
+                return false;
+            };
+            // A cause set now takes the registry's place: no allocation. A
+            // deadline cause that did not fire is replaced, and dropped
+            // after the lock: a user value (invariant 4).
+            let registry = match cause {
+                CauseArg::Set(Some(cause)) => {
+                    if before.has(CAUSE) {
+                        replaced = inner.take_deadline_cause();
+                    }
+                    mem::replace(&mut inner.registry, Registry::Ended(cause))
+                }
+                CauseArg::Set(None) | CauseArg::Inherited | CauseArg::Dropped => {
+                    if before.has(CAUSE) {
+                        replaced = inner.take_deadline_cause();
+                    }
+                    mem::take(&mut inner.registry)
+                }
+                CauseArg::Stored | CauseArg::Expired(_) => mem::take(&mut inner.registry),
+            };
+            (
+                registry,
+                before.has(ARMED),
+                inner.take_subscription(),
+                inner.take_other_registration(),
+            )
         };
         // A user value, dropped unlocked (invariant 4).
-        drop(taken.replaced);
-        if taken.armed {
+        drop(replaced);
+        if armed {
             timer::remove(&**self, timer::owner_of(&**self));
         }
-        self.queue_unsubscriptions(
-            taken.subscription,
-            taken.other_registration,
-            own_cancel,
-            work,
-        );
-        self.queue_entries(
-            taken.registry,
-            taken.sharded,
-            taken.has_registrations,
-            err,
-            work,
-        );
+        self.queue_unsubscriptions(&mut subscription, &mut other_registration, own_cancel, work);
+        self.queue_entries(registry, sharded, has_registrations, err, work);
         true
     }
 
-    /// The locked end of invariant 1: in one critical section, checks that
-    /// the node is live (and, for a timer's expiry, still due), sets the
-    /// done state, and takes out everything the node's ender must deal
-    /// with. `None` if the node was already done, or its deadline moved.
-    /// The lock is released on return; so is `cause` when it was not
-    /// stored (a user value, invariant 4).
+    /// Whether a timer's expiry (`cause` is `Expired`) comes too early:
+    /// the deadline was moved past the time the timer read (or taken away)
+    /// after the timer took the old entry out; the new one is armed.
+    /// `inner` is this node's locked state.
     #[inline(always)]
-    fn end_under_lock(&self, err: Error, cause: CauseArg) -> Option<Taken> {
-        let mut inner = self.inner.lock();
-        let state = self.state.relaxed();
-        if !state.is_live() {
-            return None;
-        }
-        if let CauseArg::Expired(now) = cause
-            && self
-                .deadline_locked(&inner)
+    fn deadline_moved(&self, inner: &Inner, cause: &CauseArg) -> bool {
+        if let CauseArg::Expired(now) = *cause {
+            self.deadline_locked(inner)
                 .is_none_or(|deadline| deadline > now)
-        {
-            // Extended after the timer took the old entry out; the new
-            // one is armed.
-            return None;
+        } else {
+            false
         }
-        // A sharded node may have children in its shards: counted as
-        // having registrations without looking.
+    }
+
+    /// What a node ending now must walk: its shard set's id (0: none),
+    /// and whether its registry or its shards may hold entries. A sharded
+    /// node may have children in its shards: counted as having
+    /// registrations without looking. `inner` is this node's locked state.
+    #[inline(always)]
+    fn registrations_pending(&self, inner: &Inner) -> (u16, bool) {
         let sharded = self.shard_set.load(Ordering::Relaxed);
-        let has_registrations = inner.registry.len() > 0 || sharded != 0;
-        let propagating = if has_registrations { PROPAGATING } else { 0 };
-        let before = self
-            .state
-            .end_locked(state, cause.done_bits(err) | propagating)?;
-        let (registry, replaced) = inner.take_registry(cause, before.has(CAUSE));
-        Some(Taken {
-            registry,
-            sharded,
-            has_registrations,
-            armed: before.has(ARMED),
-            subscription: inner.take_subscription(),
-            other_registration: inner.take_other_registration(),
-            replaced,
-        })
+        (sharded, inner.registry.len() > 0 || sharded != 0)
     }
 
     /// Queues, for after the walk, the taking back of the registrations
-    /// `end_under_lock` took out; a merge node also leaves its parent's
-    /// registry here. Runs with no lock held.
+    /// `finish` took out; a merge node also leaves its parent's registry
+    /// here. Runs with no lock held. The registrations come by reference
+    /// (what is not queued is dropped by `finish`, as before the split):
+    /// moved in, they cost the walk instructions per node.
     #[inline(always)]
     fn queue_unsubscriptions(
         self: &Arc<Self>,
-        subscription: Option<Registration>,
-        other_registration: Option<Registration>,
+        subscription: &mut Option<Registration>,
+        other_registration: &mut Option<Registration>,
         own_cancel: bool,
         work: &mut Work,
     ) {
@@ -156,16 +169,16 @@ impl CancelNode {
             self.unlink(timer::owner_of(&**self));
         }
         if (own_cancel || merge)
-            && let Some(subscription) = subscription
+            && let Some(subscription) = subscription.take()
         {
             work.unsubscribe.push(subscription);
         }
-        if let Some(registration) = other_registration {
+        if let Some(registration) = other_registration.take() {
             work.unsubscribe.push(registration);
         }
     }
 
-    /// Queues the entries `end_under_lock` took out of the registry, then
+    /// Queues the entries `finish` took out of the registry, then
     /// those of the shards (`sharded`: the set's id, or 0), below a step
     /// that clears `PROPAGATING` once they are all done. Runs with no
     /// lock held.
@@ -239,53 +252,12 @@ impl CancelNode {
 }
 
 impl Inner {
-    /// Takes the registry out of a node that has just ended, under its
-    /// lock. A cause set now takes the registry's place: no allocation.
-    /// A deadline cause that did not fire (`had_cause`: the node was made
-    /// with one) is replaced by any other cause, and handed back: a user
-    /// value, for the caller to drop after the lock (invariant 4).
+    /// Takes out the cause a deadline would have reported
+    /// (`with_deadline_cause`), when another cause ends the node first.
     #[inline(always)]
-    fn take_registry(&mut self, cause: CauseArg, had_cause: bool) -> (Registry, Option<Cause>) {
-        let mut replaced = None;
-        let registry = match cause {
-            CauseArg::Set(Some(cause)) => {
-                if had_cause {
-                    replaced = self.extra.as_mut().and_then(|extra| extra.cause.take());
-                }
-                mem::replace(&mut self.registry, Registry::Ended(cause))
-            }
-            CauseArg::Set(None) | CauseArg::Inherited | CauseArg::Dropped => {
-                if had_cause {
-                    replaced = self.extra.as_mut().and_then(|extra| extra.cause.take());
-                }
-                mem::take(&mut self.registry)
-            }
-            CauseArg::Stored | CauseArg::Expired(_) => mem::take(&mut self.registry),
-        };
-        (registry, replaced)
+    fn take_deadline_cause(&mut self) -> Option<Cause> {
+        self.extra.as_mut().and_then(|extra| extra.cause.take())
     }
-}
-
-/// What `end_under_lock` took out of a node in the critical section that
-/// ended it, for `finish` to deal with once the lock is released.
-struct Taken {
-    /// The node's registry (the cause set now, if any, left in its place).
-    registry: Registry,
-    /// The node's shard set id, 0 if none: its entries are still in the
-    /// shards, taken out after the lock.
-    sharded: u16,
-    /// Whether the registry or the shards may hold entries: the node was
-    /// left `PROPAGATING` until its subtree is done.
-    has_registrations: bool,
-    /// The node had a timer entry (`ARMED`), to take out.
-    armed: bool,
-    /// Its registration with a user parent.
-    subscription: Option<Registration>,
-    /// A merge node's registration with its other parent.
-    other_registration: Option<Registration>,
-    /// A deadline cause replaced by the cause set now (see
-    /// `Inner::take_registry`).
-    replaced: Option<Cause>,
 }
 
 /// The cause of a done node, following `Inherited` links up the tree.
