@@ -9,12 +9,12 @@ use std::mem;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cause::OwnCause;
 use super::derived::Derived;
 use super::node::CancelNode;
 use super::registry::{Entry, Registration};
 use super::upstream::{CustomNode, Upstream};
 use super::value_node::{ValueNode, key_bit};
-use super::walk::OwnCause;
 use crate::error::{Cause, Error};
 
 /// A counted reference to a context. Roots need no allocation. Dropping

@@ -25,15 +25,23 @@
 //!
 //! | file | concern |
 //! |---|---|
-//! | `state.rs` | the state byte: live/done, flags, and the one CAS that ends a node |
-//! | `node.rs` | `CancelNode`'s fields, birth (`attach`), death (`release`), the handle count |
-//! | `walk.rs` | `cancel`: ending a node and its subtree, then firing notifications |
-//! | `registry.rs` | `Entry`, the per-node `Registry`, `Registration` |
-//! | `shards.rs` | a contended parent's children, spread over per-thread shards |
-//! | `deadline.rs` | a node's own deadline, arming the timer, `extend_deadline` |
+//! | `mod.rs` | this table, the shape, the numbered invariants, the lock order; re-exports |
+//! | `cause.rs` | `CauseArg`, how a cancellation sets the cause; `OwnCause`, a node's answer |
+//! | `derived.rs` | how many nodes derive from a node; the `drained()` waiters |
+//! | `instant.rs` | `AtomicInstant`: a node's deadline, read without a lock |
 //! | `link.rs` | `Link` and every walk from a context to its root |
-//! | `value_node.rs` | `with_value`'s node and the key summary |
+//! | `node/mod.rs` | `CancelNode`'s fields, `Inner` and `Extra`, its error and cause, the handle count |
+//! | `node/attach.rs` | birth: `new`, `new_merge`, registering with the parent(s) or born done |
+//! | `node/cancel.rs` | `cancel`: the walk over a node's subtree, then the notifications |
+//! | `node/deadline.rs` | a node's own deadline, arming the timer, `extend_deadline`, `Expire` |
+//! | `node/finish.rs` | ending one node: lock-free, or under its lock in `finish`'s steps |
+//! | `node/register.rs` | entries in and out of a node's registry; its shard set; `unlink` |
+//! | `node/release.rs` | death: the last handle gone, `release`, `into_parent` |
+//! | `registry.rs` | `Entry`, the per-node `Registry`, `Registration`, `deliver_each` |
+//! | `shards.rs` | a contended parent's children, spread over per-thread shards |
+//! | `state.rs` | the state byte: live/done, flags, and the one CAS that ends a node |
 //! | `upstream.rs` | user contexts: `Upstream`, `CustomNode` |
+//! | `value_node.rs` | `with_value`'s node and the key summary |
 //!
 //! # Invariants
 //!
@@ -88,8 +96,9 @@
 //! lock and the shard table's id lock are each taken with no other goctx
 //! lock held.
 
-mod deadline;
+mod cause;
 mod derived;
+mod instant;
 mod link;
 mod node;
 mod registry;
@@ -97,16 +106,15 @@ mod shards;
 mod state;
 mod upstream;
 mod value_node;
-mod walk;
 
+pub(crate) use cause::CauseArg;
 pub(crate) use derived::{
     register as register_drain_waiter, unregister as unregister_drain_waiter,
 };
 pub(crate) use link::{Link, Source};
 pub(crate) use node::CancelNode;
-pub(crate) use registry::{Callback, Entry, Registration};
+pub(crate) use registry::{Callback, Entry, Registration, deliver_each};
 #[cfg(all(test, loom))]
 pub(crate) use shards::shard_now;
 pub(crate) use upstream::{CustomNode, Upstream};
 pub(crate) use value_node::{ValueNode, ValueSet, key_bit};
-pub(crate) use walk::{CauseArg, deliver_each};

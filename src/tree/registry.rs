@@ -1,6 +1,7 @@
 //! Who is told when a node is done: the [`Entry`] kinds, the per-node
-//! [`Registry`] that holds them, and the [`Registration`] handle that takes
-//! one back.
+//! [`Registry`] that holds them, the [`Registration`] handle that takes
+//! one back, and [`deliver_each`], which tells them (user code: a panic in
+//! one does not stop the others).
 //!
 //! Every insertion checks the state under the node's lock first
 //! (invariant 2), and whoever ends the node takes the whole registry out in
@@ -11,10 +12,8 @@ use std::mem;
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 
-use super::node::{CancelNode, Inner};
-use super::state::REGISTRY;
-use crate::error::{Cause, Error};
-use crate::sync::Ordering;
+use super::node::CancelNode;
+use crate::error::Cause;
 
 /// Something started once a context is done: the core's side of
 /// `after_func`, which implements it (the core never names the callback
@@ -68,6 +67,23 @@ impl Entry {
     }
 }
 
+/// Runs `deliver` on every item, even after one panics (user code: a waker,
+/// a user context's unsubscription); returns the first panic, for the
+/// caller to resume once everything was delivered.
+pub(crate) fn deliver_each<T>(
+    items: impl IntoIterator<Item = T>,
+    mut deliver: impl FnMut(T),
+) -> Option<Box<dyn std::any::Any + Send>> {
+    let mut first_panic = None;
+    for item in items {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deliver(item)));
+        if let Err(payload) = result {
+            first_panic.get_or_insert(payload);
+        }
+    }
+    first_panic
+}
+
 /// Where an entry was registered, so it can be taken back. The public
 /// `Subscription` wraps one.
 pub(crate) enum Registration {
@@ -107,115 +123,6 @@ impl Registration {
             Registration::Notified => "notified",
             Registration::Node { .. } => "registered",
             Registration::Custom(_) => "custom",
-        }
-    }
-}
-
-impl CancelNode {
-    /// Inserts `entry` into the registry; `inner` is this node's locked
-    /// state. Returns the entry back if the node is done.
-    #[inline(always)]
-    pub(super) fn insert_locked(&self, inner: &mut Inner, entry: Entry) -> Result<usize, Entry> {
-        let state = self.state.relaxed();
-        if !state.is_live() {
-            return Err(entry);
-        }
-        if !state.has(REGISTRY) {
-            // The read-modify-write is what stops a racing lock-free
-            // cancel (invariant 1); if that cancel came first, we see it.
-            let prev = self.state.set_flag(REGISTRY, Ordering::Relaxed);
-            if !prev.is_live() {
-                return Err(entry);
-            }
-        }
-        Ok(inner.registry.insert(entry))
-    }
-
-    /// Registers `entry` with this node, or returns it if the node is
-    /// already done (the caller then notifies it at once).
-    pub(crate) fn register(self: &Arc<Self>, entry: Entry) -> Registration {
-        let mut inner = self.inner.lock();
-        match self.insert_locked(&mut inner, entry) {
-            Ok(slot) => Registration::Node {
-                node: Arc::downgrade(self),
-                slot,
-            },
-            Err(entry) => {
-                drop(inner);
-                entry.fire();
-                Registration::Notified
-            }
-        }
-    }
-
-    /// Removes a registration made by `register`. Returns whether it was
-    /// still there (false once the node is done: it was notified).
-    pub(crate) fn deregister(&self, slot: usize) -> bool {
-        let mut inner = self.inner.lock();
-        if !self.state.relaxed().is_live() {
-            return false;
-        }
-        let entry = inner.registry.remove(slot);
-        drop(inner);
-        // Dropped unlocked: a waker's drop may free a task that owns
-        // contexts (invariant 4).
-        entry.is_some()
-    }
-
-    /// Registers or refreshes the waker of a `done()` future. Returns the
-    /// error if the node is done (checked under the lock: invariant 2).
-    ///
-    /// The waker is cloned before the lock is taken: `Waker::clone` is
-    /// executor code (invariant 4).
-    pub(crate) fn poll_register(&self, slot: &mut Option<usize>, waker: &Waker) -> Option<Error> {
-        match slot {
-            Some(index) => {
-                let new = waker.clone();
-                let mut inner = self.inner.lock();
-                if let Some(err) = self.state.relaxed().err() {
-                    *slot = None;
-                    drop(inner);
-                    drop(new);
-                    return Some(err);
-                }
-                let old = match inner.registry.get_mut(*index) {
-                    Some(Entry::Waker(old)) if !old.will_wake(waker) => {
-                        Some(mem::replace(old, new))
-                    }
-                    _ => None,
-                };
-                drop(inner);
-                // Dropped unlocked (invariant 4).
-                drop(old);
-            }
-            None => {
-                let entry = Entry::Waker(waker.clone());
-                let mut inner = self.inner.lock();
-                match self.insert_locked(&mut inner, entry) {
-                    Ok(index) => *slot = Some(index),
-                    // Done (perhaps by a lock-free cancel since the
-                    // caller's check).
-                    Err(entry) => {
-                        drop(inner);
-                        drop(entry);
-                        return self.err();
-                    }
-                }
-            }
-        }
-        None
-    }
-
-    /// The number of live registrations (children, waiters, callbacks).
-    /// Used by `Ctx::dependents`.
-    pub(crate) fn registrations(&self) -> usize {
-        let own = self.inner.lock().registry.len();
-        // A done node has no children left in shards (its ender took them,
-        // or is taking them, and its set may be another node's by now).
-        match self.shard_set.load(Ordering::Relaxed) {
-            0 => own,
-            _ if !self.state.relaxed().is_live() => own,
-            id => own + super::shards::len(id),
         }
     }
 }
