@@ -1,7 +1,6 @@
 //! Feature `nats` (issue 20, the library): tasks on a real nats-server
 //! with JetStream, started by the test on a free loopback port.
 
-
 mod common;
 
 use std::sync::Arc;

@@ -5,7 +5,6 @@
 //! pooled connection comes back idle, outside any transaction.
 //! Every wait is bounded.
 
-
 mod common;
 
 use std::time::{Duration, Instant};

@@ -7,7 +7,6 @@
 //!
 //! Every wait is bounded; the service polls are 20 ms apart.
 
-
 mod common;
 
 use std::io::{Read, Write};

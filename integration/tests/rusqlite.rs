@@ -2,7 +2,6 @@
 //! including an end that lands between two statements (SQLite forgets an
 //! interrupt while no statement runs), and nothing left armed afterwards.
 
-
 use std::time::{Duration, Instant};
 
 use goctx::rusqlite::{ErrorKind, run};

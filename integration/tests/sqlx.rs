@@ -4,7 +4,6 @@
 //! the backend running the query (`pg_cancel_backend`) when the context
 //! ends. The recipe's code is here as the guide shows it (a test checks).
 
-
 mod common;
 
 use std::time::{Duration, Instant};
