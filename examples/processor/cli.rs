@@ -82,13 +82,15 @@ fn block_on(main: impl Future<Output = ExitCode>) -> ExitCode {
 #[command(
     name = "processor",
     version,
-    after_help = "Service mode: `processor serve --addr 127.0.0.1:8080` serves the same runs over HTTP, \
-                  with a live dashboard (`processor serve --help`, docs/processor.md). With \
-                  `--broker nats://...`, its tasks run on `processor worker --broker nats://...` \
-                  processes (`processor worker --help`)."
+    after_help = "Commands:\n  \
+                  serve   the same runs as an HTTP service with a live dashboard \
+                  (`processor serve --help`)\n  \
+                  worker  runs the tasks of `serve --broker nats://...` from NATS JetStream \
+                  (`processor worker --help`; built with `--features nats`)\n\n\
+                  Without a command: one run in this terminal. docs/processor.md has the rest."
 )]
 struct Cli {
-    /// Task set to run, TOML or JSON by extension [default: the seed's four tasks]
+    /// Task set to run, TOML or JSON by extension [default: four sample tasks]
     #[arg(long, value_name = "FILE")]
     tasks: Option<PathBuf>,
 

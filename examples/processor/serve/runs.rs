@@ -520,7 +520,7 @@ impl Runs {
                 self.metrics.task_ended(t.state.as_str(), report.elapsed);
                 tracing::info!(%request_id, %trace_id, run_id = %id, task = &*report.task.name,
                     state = t.state.as_str(), attempts = t.attempts, cause = t.cause.as_deref(),
-                    error = t.error.as_deref(), "task ended");
+                    error = t.error.as_deref(), worker = t.worker.as_deref(), "task ended");
                 report.task.id.clone()
             }
             Event::RunFinished(summary) => {

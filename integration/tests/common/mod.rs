@@ -187,6 +187,27 @@ pub fn example(name: &str) -> std::path::PathBuf {
         .and_then(|deps| deps.parent())
         .expect("test executable in target/<profile>/deps");
     let mut build = Command::new(env!("CARGO"));
+    // Not the variables cargo set for this test (`CARGO_PKG_NAME`,
+    // `CARGO_MANIFEST_DIR`, ...): build scripts that watch them (ring's)
+    // would see a change, and the next plain cargo command would rebuild
+    // them and all above. Settings (`CARGO_HOME`, `CARGO_TARGET_DIR`,
+    // `CARGO_PROFILE_*`, ...) stay.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|set_by_cargo| key.starts_with(set_by_cargo))
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key == "CARGO_TARGET_TMPDIR"
+        {
+            build.env_remove(&*key);
+        }
+    }
     build.args(["build", "--quiet", "--workspace", "--example", name]);
     build.arg("--manifest-path");
     build.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"));
