@@ -12,6 +12,8 @@
 //!
 //! What loom changes, all of it here:
 //! - the primitives are loom's;
+//! - [`seq_cst_access_fence`] is a fence, not nothing (loom treats `SeqCst`
+//!   accesses as acquire/release);
 //! - a process-wide static ([`process_global!`]) is made anew for every
 //!   modelled execution, as each stands for a fresh process;
 //! - there are no helper threads that wait for work ([`WAITING_THREADS`]):
@@ -26,6 +28,18 @@ pub(crate) use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU32, Or
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU8, AtomicU16, AtomicU32, Ordering, fence};
+
+/// Nothing, except under loom, where it is a `SeqCst` fence. loom models
+/// `SeqCst` loads and read-modify-writes as acquire/release only, so an
+/// algorithm that relies on their place in the single total order of
+/// `SeqCst` operations (`tree/derived.rs`'s handshake) calls this between
+/// them: loom then checks the algorithm with a fence there, which gives
+/// the ordering the real `SeqCst` accesses give without one.
+#[inline(always)]
+pub(crate) fn seq_cst_access_fence() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+}
 
 // `Arc` and `Weak` are deliberately not swapped: the crate uses
 // `std::sync::{Arc, Weak}` under loom too. loom 0.7's `Arc` has no `Weak`

@@ -14,19 +14,31 @@
 //!
 //! Waiters are kept in one process-wide table, keyed by the address of
 //! the node they wait on: a node pays nothing for them but its counter.
-//! The handshake is Dekker's, with a `SeqCst` fence on each side: a waiter
-//! stores its waker and increments `WAITING`, fences, then reads the count;
-//! the last child decrements the count, fences, then reads `WAITING`. The
-//! two fences are ordered one way or the other, so at least one side sees
-//! the other's write: either the waiter reads zero, or the last child finds
-//! the waiter and wakes it. (Plain loads, not read-modify-writes, read
-//! `WAITING`, so freeing nodes on many threads does not contend on it; the
-//! models in `loom_models.rs` check the handshake, which loom does not for
-//! `SeqCst` loads without fences.)
+//! The handshake is Dekker's: a waiter stores its waker and increments
+//! `WAITING`, issues a `SeqCst` fence, then reads the count; the last child
+//! decrements the count and reads `WAITING`, both `SeqCst`. The fence and
+//! the child's two operations all stand in the one total order of `SeqCst`
+//! operations and fences, so at least one side sees the other's write: if
+//! the decrement comes before the fence, the waiter's read after the fence
+//! sees it (zero); if the fence comes first, the child's `WAITING` read,
+//! which follows it, sees the increment made before it, and wakes the
+//! waiter. (C++20's fence rules, which Rust's atomics follow.)
+//!
+//! The child's side is the hot one, once per freed node whose parent has
+//! no other child; it has no fence of its own, because a fence there is a
+//! full barrier (`mfence` on x86) that waits for every pending store: it
+//! made "create and drop a child" slower than tokio-util's equivalent
+//! although it runs fewer instructions (issue 22, docs/PERFORMANCE.md). On
+//! x86 the decrement is a locked instruction either way and the `SeqCst`
+//! load a plain load. (Plain loads, not read-modify-writes, read `WAITING`,
+//! so freeing nodes on many threads does not contend on it. loom treats
+//! `SeqCst` accesses as acquire/release, so under `--cfg loom` the child
+//! side adds the fence back, `sync::seq_cst_access_fence`: the models in
+//! `loom_models.rs` check the handshake in that form.)
 
 use std::task::Waker;
 
-use crate::sync::{AtomicU32, Mutex, Ordering, fence, process_global};
+use crate::sync::{AtomicU32, Mutex, Ordering, fence, process_global, seq_cst_access_fence};
 
 /// The number of nodes that hold a link to this one.
 #[derive(Default)]
@@ -44,9 +56,10 @@ impl Derived {
     /// waiters.
     #[inline]
     pub(super) fn sub(&self, node: usize) {
-        if self.0.fetch_sub(1, Ordering::AcqRel) == 1 {
-            fence(Ordering::SeqCst);
-            if WAITING.load(Ordering::Relaxed) > 0 {
+        // `SeqCst`, both: the child's side of the handshake (module docs).
+        if self.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+            seq_cst_access_fence();
+            if WAITING.load(Ordering::SeqCst) > 0 {
                 wake(node);
             }
         }
