@@ -37,13 +37,11 @@ use crate::worker;
 /// `processor`, `processor serve ...` or `processor worker ...`, as the
 /// first argument says.
 pub fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|arg| arg == "serve") {
+    let mode = std::env::args_os().nth(1);
+    if mode.as_deref().is_some_and(|arg| arg == "serve") {
         return serve_main(std::env::args_os().skip(1));
     }
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|arg| arg == "worker")
-    {
+    if mode.as_deref().is_some_and(|arg| arg == "worker") {
         return worker_main(std::env::args_os().skip(1));
     }
     // clap reports its own usage errors and exits with code 2.
