@@ -427,6 +427,32 @@ fn concurrent_cancels_of_parent_and_child() {
     });
 }
 
+/// A `cancel()` that loses the race returns only once the whole subtree is
+/// done, also deep below nodes the winner's walk ends by inheritance
+/// (their marks defer to the walk's origin, `wait_propagated`): checked
+/// before the winner's thread is joined, then again by a second loser
+/// further down, which finds the marks on its way up already cleared or
+/// clears them.
+#[test]
+fn losing_cancel_returns_after_the_subtree_is_done() {
+    model(|| {
+        let (root, cancel) = crate::with_cancel(&crate::background());
+        let (child, child_cancel) = crate::with_cancel(&root);
+        let (grandchild, grandchild_cancel) = crate::with_cancel(&child);
+        let (leaf, _leaf_cancel) = crate::with_cancel(&grandchild);
+
+        let a = thread::spawn(move || cancel.cancel());
+        child_cancel.cancel();
+        for ctx in [&child, &grandchild, &leaf] {
+            assert_eq!(ctx.err(), Some(Error::Canceled));
+        }
+        grandchild_cancel.cancel();
+        assert_eq!(leaf.err(), Some(Error::Canceled));
+        join(a);
+        assert_eq!(root.err(), Some(Error::Canceled));
+    });
+}
+
 /// On a leaf (nothing registered, no timer, no cause: the state is exactly
 /// "live"), a cancel without a cause ends the node with one lock-free
 /// compare-and-swap, while a cancel with a cause takes the locked path.

@@ -82,8 +82,11 @@
 //!    following inherited causes (`Link::cause`).
 //! 6. A node ended by its library parent does not copy the cause: it is
 //!    marked `INHERITED` and its cause is asked of the parent, final by
-//!    then. A node that had registrations stays `PROPAGATING` until its
-//!    subtree is done; `CancelFunc::cancel` waits for that, so every
+//!    then. A node that had registrations is `PROPAGATING` until the walk
+//!    over its subtree is over: the walk's origin until the walk clears
+//!    it, a node the walk ended by inheritance until its nearest
+//!    non-inherited ancestor is clear (`wait_propagated` looks up the
+//!    tree). `CancelFunc::cancel` waits for that, so every
 //!    `cancel()` that returns, winner or loser of a race, leaves the
 //!    subtree done (Go gets this from holding the mutex while canceling
 //!    children). One exception: a `cancel()` made on the thread that is

@@ -41,11 +41,14 @@ pub(super) const SUBSCRIBED: u8 = 32;
 /// Set with the done bits: the node was ended by its library parent, so
 /// its cause is the parent's; nothing is copied.
 pub(super) const INHERITED: u8 = 64;
-/// Set with the done bits when the node had registrations, cleared once
-/// the whole subtree below it is done. A `CancelFunc::cancel` that loses
-/// the race to end the node waits for it to clear, so that any `cancel()`
-/// returning implies the subtree is done (as in Go, where the loser waits
-/// on the node's mutex).
+/// Set with the done bits when the node had registrations: its subtree
+/// may still be being walked. The walk clears it on the node it started
+/// from (and on any node it gave a copy of the cause) once the whole
+/// subtree below is done; on a node it ended by inheritance the mark
+/// stays and means "the answer is up the tree". A `CancelFunc::cancel`
+/// that loses the race to end the node waits for the walk to be over
+/// (`wait_propagated`), so that any `cancel()` returning implies the
+/// subtree is done (as in Go, where the loser waits on the node's mutex).
 pub(super) const PROPAGATING: u8 = 128;
 /// Flags that need the locked path to end a node (there is something to
 /// take out under the lock). `ARMED` alone does not: the ender removes the
@@ -195,7 +198,8 @@ impl State {
 
     /// The subtree below the node is done. `Release`: pairs with the
     /// `Acquire` in `is_propagating`, so a waiter that sees it clear sees
-    /// the whole subtree ended.
+    /// the whole subtree ended (also when a waiter clears it, having seen
+    /// the walk's origin clear: happens-before is transitive).
     #[inline]
     pub(super) fn clear_propagating(&self) {
         self.0.fetch_and(!PROPAGATING, Ordering::Release);

@@ -14,7 +14,9 @@ use super::CancelNode;
 use crate::error::Error;
 use crate::timer;
 use crate::tree::cause::CauseArg;
+use crate::tree::link::Source;
 use crate::tree::registry::{Entry, Registration, deliver_each};
+use crate::tree::state::{INHERITED, PROPAGATING};
 
 impl CancelNode {
     /// Called by a user parent's notification: cancel with whatever the
@@ -87,19 +89,55 @@ impl CancelNode {
     /// Returns once no cancellation is still walking the subtree below this
     /// node (see `PROPAGATING`). The walk runs no user code, so this waits
     /// for a bounded amount of tree work on another thread.
+    ///
+    /// Only a walk's origin (and a node given a copy of the cause) has its
+    /// mark cleared by the walk, once its whole subtree is done. A node the
+    /// walk ended by inheritance keeps its mark, which then means "ask the
+    /// parent": the walk that ended it is the one that ended its parent,
+    /// so the answer is at the nearest ancestor that is not `INHERITED`,
+    /// or at one whose mark is already clear. Clearing each such mark as
+    /// the walk went would cost it a read-modify-write and a stack step per
+    /// node; a loser of the race to cancel is rare, so it pays instead, and
+    /// clears the marks on its way up once the walk is over, so that the
+    /// next look stops early (issue 22).
     pub(crate) fn wait_propagated(&self) {
         // Nothing to wait for (the common case): no need to look at the
         // thread-local walk marker.
         if !self.state.is_propagating() || Walking::active() {
             return;
         }
-        let mut spins = 0u32;
-        while self.state.is_propagating() {
-            if spins < 64 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                crate::sync::yield_now();
+        let mut origin: &CancelNode = self;
+        loop {
+            let bits = origin.state.acquire();
+            if !bits.has(PROPAGATING) {
+                break;
+            }
+            if !bits.has(INHERITED) {
+                let mut spins = 0u32;
+                while origin.state.is_propagating() {
+                    if spins < 64 {
+                        std::hint::spin_loop();
+                        spins += 1;
+                    } else {
+                        crate::sync::yield_now();
+                    }
+                }
+                break;
+            }
+            // An inherited node's ender is the library parent it is
+            // registered with, kept alive by the link.
+            match origin.parent.source() {
+                Source::Node(parent) => origin = parent,
+                Source::Never | Source::Custom(_) => break,
+            }
+        }
+        // That walk is over: the marks below `origin` mean nothing now.
+        let mut node: &CancelNode = self;
+        while !std::ptr::eq(node, origin) {
+            node.state.clear_propagating();
+            match node.parent.source() {
+                Source::Node(parent) => node = parent,
+                Source::Never | Source::Custom(_) => break,
             }
         }
     }

@@ -63,6 +63,9 @@ impl CancelNode {
         own_cancel: bool,
     ) -> bool {
         let mut replaced = None;
+        // Ended by the parent's walk: the walk's origin carries the
+        // `PROPAGATING` that a losing `cancel()` waits on (`wait_propagated`).
+        let inherited = matches!(cause, CauseArg::Inherited);
         let sharded: u16;
         let has_registrations: bool;
         let (registry, armed, mut subscription, mut other_registration) = {
@@ -110,7 +113,13 @@ impl CancelNode {
             timer::remove(&**self, timer::owner_of(&**self));
         }
         self.queue_unsubscriptions(&mut subscription, &mut other_registration, own_cancel, work);
-        self.queue_entries(registry, sharded, has_registrations, err, work);
+        self.queue_entries(
+            registry,
+            sharded,
+            has_registrations && !inherited,
+            err,
+            work,
+        );
         true
     }
 
@@ -179,19 +188,21 @@ impl CancelNode {
     }
 
     /// Queues the entries `finish` took out of the registry, then
-    /// those of the shards (`sharded`: the set's id, or 0), below a step
-    /// that clears `PROPAGATING` once they are all done. Runs with no
-    /// lock held.
+    /// those of the shards (`sharded`: the set's id, or 0); if `complete`,
+    /// below a step that clears `PROPAGATING` once they are all done (a
+    /// walk's origin, or a node given a copy of the cause; the nodes a
+    /// walk ends by inheritance keep the mark, see `wait_propagated`).
+    /// Runs with no lock held.
     #[inline(always)]
     fn queue_entries(
         self: &Arc<Self>,
         registry: Registry,
         sharded: u16,
-        has_registrations: bool,
+        complete: bool,
         err: Error,
         work: &mut Work,
     ) {
-        if has_registrations {
+        if complete {
             // Below the children: reached when the subtree is done.
             work.children.push(Step::Complete(self.clone()));
         }

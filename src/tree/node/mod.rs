@@ -221,6 +221,30 @@ impl CancelNode {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::CancelNode;
+    use crate::error::Error;
+    use crate::tree::cause::CauseArg;
+    use crate::tree::link::Link;
+
+    /// The nodes a walk ends by inheritance keep their `PROPAGATING` mark
+    /// (the walk clears only its origin's); the first losing `cancel()`
+    /// below clears every mark on its way up, so the marks cost each later
+    /// look one step, not the depth of the chain.
+    #[test]
+    fn a_losing_cancel_clears_the_inherited_marks_on_its_way_up() {
+        let root = CancelNode::new(Link::default(), None, None);
+        let mut chain = vec![root.clone()];
+        for _ in 0..100 {
+            let parent = Link::cancel(chain[chain.len() - 1].clone());
+            chain.push(CancelNode::new(parent, None, None));
+        }
+        root.cancel(Error::Canceled, CauseArg::Set(None), true);
+        assert!(chain.iter().all(|node| node.err().is_some()));
+        assert!(!root.state.is_propagating(), "the origin's walk is over");
+        assert!(!chain[100].state.is_propagating(), "a leaf has no subtree");
+        assert!(chain[1..100].iter().all(|node| node.state.is_propagating()));
+        chain[99].wait_propagated();
+        assert!(chain.iter().all(|node| !node.state.is_propagating()));
+    }
 
     /// The memory budget: one allocation of at most 104 bytes per
     /// `with_cancel` child (the node plus `Arc`'s two counters). Issue 4
