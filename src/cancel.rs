@@ -37,7 +37,7 @@ use crate::tree::{CancelNode, CauseArg, Link};
 #[doc(alias = "WithCancel")]
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn with_cancel(parent: &Ctx) -> (Ctx, CancelFunc) {
-    new_cancel(parent, None, None)
+    handles(CancelNode::new_plain(parent.0.clone()))
 }
 
 /// Like [`with_cancel`]; the returned function can also record why it
@@ -57,7 +57,7 @@ pub fn with_cancel(parent: &Ctx) -> (Ctx, CancelFunc) {
 #[doc(alias = "WithCancelCause")]
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn with_cancel_cause(parent: &Ctx) -> (Ctx, CancelFunc) {
-    new_cancel(parent, None, None)
+    handles(CancelNode::new_plain(parent.0.clone()))
 }
 
 /// Creates and registers a cancel node. Shared by `with_cancel` and the

@@ -33,8 +33,17 @@ impl CancelNode {
         node
     }
 
-    /// A new, live, unregistered node.
+    /// A new `with_cancel` node (no deadline, no cause): `new` with its
+    /// options folded away, the common case made without their branches.
     #[inline]
+    pub(crate) fn new_plain(parent: Link) -> Arc<CancelNode> {
+        let node = Arc::new(CancelNode::unattached(parent, None, None));
+        node.attach();
+        node
+    }
+
+    /// A new, live, unregistered node.
+    #[inline(always)]
     fn unattached(parent: Link, deadline: Option<Instant>, cause: Option<Cause>) -> Self {
         let (deadline, far_deadline) = match deadline.map(encode) {
             None => (NO_INSTANT, None),
