@@ -1032,3 +1032,40 @@ fn drained_vs_concurrent_child_drops() {
         join(second);
     });
 }
+
+/// A child born under its parent's lock (counted by a plain store,
+/// `Derived::add_locked`) and freed on one thread, while another child,
+/// counted by increment, lives on until a second thread frees it: the
+/// waiter must not see the first child's death without its birth (a sum
+/// of zero with the second child alive). The second thread marks the
+/// flag before it frees its child, so a waiter woken early finds it unset.
+#[test]
+fn drained_sees_a_locked_birth_with_its_death() {
+    model(|| {
+        let (base, _cancel) = crate::with_cancel(&crate::background());
+        let valued = crate::with_value(&base, 1_u8);
+        let freed = Arc::new(AtomicUsize::new(0));
+        let born = {
+            let base = base.clone();
+            thread::spawn(move || drop(crate::with_cancel(&base)))
+        };
+        let dropper = {
+            let freed = freed.clone();
+            thread::spawn(move || {
+                freed.store(1, Ordering::Release);
+                drop(valued);
+            })
+        };
+
+        block_on(base.drained());
+        assert_eq!(
+            freed.load(Ordering::Acquire),
+            1,
+            "drained with a child alive"
+        );
+
+        join(born);
+        join(dropper);
+        assert_eq!(base.dependents(), 0);
+    });
+}

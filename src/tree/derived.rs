@@ -16,7 +16,10 @@
 //! the node they wait on: a node pays nothing for them but its counter.
 //! The handshake is Dekker's: a waiter stores its waker and increments
 //! `WAITING`, issues a `SeqCst` fence, then reads the count; the last child
-//! decrements the count and reads `WAITING`, both `SeqCst`. The fence and
+//! decrements the count and reads `WAITING`, both `SeqCst`. (The count is
+//! two words, see [`Derived`]; the decrement and the fence order the word
+//! every death changes, and a birth read late only makes a waiter look
+//! again.) The fence and
 //! the child's two operations all stand in the one total order of `SeqCst`
 //! operations and fences, so at least one side sees the other's write: if
 //! the decrement comes before the fence, the waiter's read after the fence
@@ -40,16 +43,43 @@ use std::task::Waker;
 
 use crate::sync::{AtomicU32, Mutex, Ordering, fence, process_global, seq_cst_access_fence};
 
-/// The number of nodes that hold a link to this one.
+/// The number of nodes that hold a link to this one: `counted` plus
+/// `locked`, in wrapping arithmetic.
+///
+/// `locked` counts the children that attached under this node's lock (the
+/// common `with_cancel` child of a live, uncontended node): only holders
+/// of that lock write it, so a load and a `Release` store add one, where
+/// an atomic increment would be a locked instruction (on x86), and the
+/// busiest path of the tree pays no more of those than it must (issue 22).
+/// `counted` takes every other birth (value, without-cancel and merge
+/// nodes, children of a contended or done node) by increment, and every
+/// death by decrement, so on its own it may wrap below zero.
+///
+/// Reading the sum: `counted` first, then `locked`. Whatever a child's
+/// decrement in `counted` is seen, its increment, which happened before
+/// it, is then seen too, so the sum never counts a death without its
+/// birth; a birth it misses is one made concurrently with the look.
 #[derive(Default)]
-pub(crate) struct Derived(AtomicU32);
+pub(crate) struct Derived {
+    counted: AtomicU32,
+    locked: AtomicU32,
+}
 
 impl Derived {
     /// A child was made. (Four billion live children, the most the count
     /// holds, would take hundreds of gigabytes.)
     #[inline]
     pub(super) fn add(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.counted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A child was made by a thread that holds this counter's node's lock
+    /// (`CancelNode::attach`). `Release`: a reader that sees the count
+    /// sees the child made.
+    #[inline]
+    pub(super) fn add_locked(&self) {
+        let now = self.locked.load(Ordering::Relaxed);
+        self.locked.store(now.wrapping_add(1), Ordering::Release);
     }
 
     /// A child was freed. `node` is this counter's node's address, for the
@@ -57,7 +87,16 @@ impl Derived {
     #[inline]
     pub(super) fn sub(&self, node: usize) {
         // `SeqCst`, both: the child's side of the handshake (module docs).
-        if self.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let before = self.counted.fetch_sub(1, Ordering::SeqCst);
+        // The total this death leaves. `locked` read after our decrement:
+        // it holds our own birth if that was counted there. A birth it
+        // does not see yet makes the total look smaller, which at worst
+        // wakes a waiter that then finds a child left and waits again.
+        if before
+            .wrapping_sub(1)
+            .wrapping_add(self.locked.load(Ordering::Acquire))
+            == 0
+        {
             seq_cst_access_fence();
             if WAITING.load(Ordering::SeqCst) > 0 {
                 wake(node);
@@ -65,22 +104,30 @@ impl Derived {
         }
     }
 
+    /// The number of children: `counted` first, then `locked` (see the
+    /// type's docs).
+    #[inline]
+    fn total(&self) -> u32 {
+        let counted = self.counted.load(Ordering::Acquire);
+        counted.wrapping_add(self.locked.load(Ordering::Acquire))
+    }
+
     /// Whether no child is left: a plain look, for a first check.
     #[inline]
     pub(crate) fn is_zero(&self) -> bool {
-        self.0.load(Ordering::Acquire) == 0
+        self.total() == 0
     }
 
     /// Whether no child is left, read after a fence: the look a
     /// registered waiter makes (see the module docs).
     pub(crate) fn is_zero_after_registering(&self) -> bool {
         fence(Ordering::SeqCst);
-        self.0.load(Ordering::Acquire) == 0
+        self.total() == 0
     }
 
     /// The number of children, for `Debug` output and tests.
     pub(crate) fn get(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
+        self.total()
     }
 }
 

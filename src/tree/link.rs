@@ -289,6 +289,16 @@ impl Link {
         mem::replace(&mut mem::ManuallyDrop::new(self).0, Repr::Background)
     }
 
+    /// The cancel node this link is, if it is one (then also its
+    /// `source`, found without a walk).
+    #[inline]
+    pub(super) fn as_cancel(&self) -> Option<&Arc<CancelNode>> {
+        match &self.0 {
+            Repr::Cancel(node) => Some(node),
+            _ => None,
+        }
+    }
+
     /// Whether this link is `node` itself (not through values): the
     /// common case of a child made directly on a cancel node.
     #[inline]

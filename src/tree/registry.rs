@@ -251,7 +251,7 @@ impl Slab {
         self.len
     }
 
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, entry: Entry) -> usize {
         self.len += 1;
         if let Some(&Slot::Vacant(next)) = self.slots.get(self.free) {

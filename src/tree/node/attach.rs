@@ -58,7 +58,8 @@ impl CancelNode {
                 ..Extra::default()
             })
         });
-        parent.add_child();
+        // Counted in the parent's `Derived` by `attach`, which may do it
+        // under the parent's lock, where it costs no atomic increment.
         CancelNode {
             parent,
             deadline: AtomicInstant::new(deadline),
@@ -102,42 +103,27 @@ impl CancelNode {
     /// If that context is already done, `self` is canceled right here with
     /// the parent's error and cause ("born done"), and nothing is
     /// registered.
+    ///
+    /// It also counts `self` in its parent's `Derived`: under the parent's
+    /// lock when it registers there (`add_locked`, no atomic increment),
+    /// otherwise by `Link::add_child`.
     fn attach(self: &Arc<Self>) {
+        match self.parent.as_cancel() {
+            // Made right on a cancel node (not through values): the
+            // common case, counted where the path is known.
+            Some(parent) => self.attach_to(parent, true),
+            None => self.attach_through(),
+        }
+    }
+
+    /// `attach` for a node made on a value, a `without_cancel` context, a
+    /// root or a user context: counted in that context's `Derived` at once.
+    #[inline(never)]
+    fn attach_through(self: &Arc<Self>) {
+        self.parent.add_child();
         match self.parent.source() {
             Source::Never => {}
-            Source::Node(parent) => {
-                // A done parent needs no lock and no weak reference made
-                // and dropped. Checked again under the lock (invariant 2).
-                if parent.err().is_some() {
-                    return self.born_done(parent);
-                }
-                // A sharded parent, or another thread holds its lock right
-                // now: this thread's shard of it instead (see `shards.rs`).
-                if (parent.shard_set.load(Ordering::Relaxed) != 0 || parent.inner.is_locked())
-                    && self.attach_contended(parent)
-                {
-                    return;
-                }
-                let entry = Entry::Child(Arc::downgrade(self));
-                let mut inner = parent.inner.lock();
-                match parent.insert_locked(&mut inner, entry) {
-                    Ok(slot) => {
-                        // A registry of over four billion entries cannot
-                        // record this slot; the entry then stays until the
-                        // parent ends (it is weak, so it holds nothing).
-                        // (Past two billion a slot reads as a shard's;
-                        // `shards::remove` then finds another entry there
-                        // and leaves it: the same outcome.)
-                        let slot = u32::try_from(slot).unwrap_or(NO_SLOT);
-                        self.slot.store(slot, Ordering::Relaxed);
-                    }
-                    Err(entry) => {
-                        drop(inner);
-                        drop(entry);
-                        self.born_done(parent);
-                    }
-                }
-            }
+            Source::Node(parent) => self.attach_to(parent, false),
             Source::Custom(custom) => {
                 // Done already (as goctx has recorded it): born done, like
                 // a child of a done library node, whether or not the user's
@@ -165,6 +151,49 @@ impl CancelNode {
         }
     }
 
+    /// Registers `self` with `parent`, its nearest cancel node. `direct`:
+    /// `parent` is `self`'s own parent, in whose `Derived` this counts it
+    /// (under the lock when it can: `add_locked`, no atomic increment).
+    #[inline(always)]
+    fn attach_to(self: &Arc<Self>, parent: &CancelNode, direct: bool) {
+        // A done parent needs no lock and no weak reference made and
+        // dropped. Checked again under the lock (invariant 2).
+        if parent.err().is_some() {
+            if direct {
+                parent.derived.add();
+            }
+            return self.born_done(parent);
+        }
+        // A sharded parent, or another thread holds its lock right now:
+        // this thread's shard of it instead (see `shards.rs`).
+        if (parent.shard_set.load(Ordering::Relaxed) != 0 || parent.inner.is_locked())
+            && self.attach_contended(parent, direct)
+        {
+            return;
+        }
+        let entry = Entry::Child(Arc::downgrade(self));
+        let mut inner = parent.inner.lock();
+        if direct {
+            parent.derived.add_locked();
+        }
+        match parent.insert_locked(&mut inner, entry) {
+            Ok(slot) => {
+                // A registry of over four billion entries cannot record
+                // this slot; the entry then stays until the parent ends
+                // (it is weak, so it holds nothing). (Past two billion a
+                // slot reads as a shard's; `shards::remove` then finds
+                // another entry there and leaves it: the same outcome.)
+                let slot = u32::try_from(slot).unwrap_or(NO_SLOT);
+                self.slot.store(slot, Ordering::Relaxed);
+            }
+            Err(entry) => {
+                drop(inner);
+                drop(entry);
+                self.born_done(parent);
+            }
+        }
+    }
+
     /// `attach` to a sharded parent, or one whose lock was just seen
     /// taken: registers in the calling thread's shard, sharding the parent
     /// first if need be; born done if the parent is done. False if the
@@ -172,9 +201,11 @@ impl CancelNode {
     /// look at the lock is a hint: a lock taken just after it is waited
     /// for. Children may be in the parent's own registry and in its shards
     /// at once; its ender empties both.)
+    /// `direct`: `self` is made right on `parent`, and this counts it in
+    /// the parent's `Derived` if it registers here (else `attach` will).
     #[cold]
     #[inline(never)]
-    fn attach_contended(self: &Arc<Self>, parent: &CancelNode) -> bool {
+    fn attach_contended(self: &Arc<Self>, parent: &CancelNode, direct: bool) -> bool {
         let id = match parent.shard_set.load(Ordering::Acquire) {
             0 => match parent.make_shards() {
                 Some(id) => id,
@@ -182,6 +213,9 @@ impl CancelNode {
             },
             id => id,
         };
+        if direct {
+            parent.derived.add();
+        }
         match shards::insert(parent, id, Entry::Child(Arc::downgrade(self))) {
             // A shard of over 134 million entries cannot record the slot:
             // the entry stays until the parent ends, as in `attach`.
@@ -211,7 +245,11 @@ impl CancelNode {
         let Source::Node(parent) = node.parent.source() else {
             panic!("not a cancel node's child");
         };
-        assert!(node.attach_contended(parent), "sharded");
+        let direct = node.parent.as_cancel().is_some();
+        if !direct {
+            node.parent.add_child();
+        }
+        assert!(node.attach_contended(parent, direct), "sharded");
         node
     }
 
