@@ -17,6 +17,7 @@
 //! shape and prints nothing: for counting instructions under valgrind, as
 //! the difference of two counts (docs/PERFORMANCE.md, issue 22).
 
+use std::any::Any;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,69 +28,37 @@ const TREES: u32 = 200;
 const ROUNDS: usize = 15;
 const WIDTH: usize = 1000;
 
-/// Build, cancel and drop times of one tree, summed over a round.
-#[derive(Default)]
-struct Phases {
-    build: Duration,
-    cancel: Duration,
-    drop: Duration,
-}
+/// A tree of one shape, built: the call that cancels its root, and the
+/// tree itself, dropped last.
+type Built = (Box<dyn FnOnce()>, Box<dyn Any>);
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
+/// Builds one tree of a shape.
+type Shape = fn() -> Built;
 
-/// Runs `round` ROUNDS times and prints the median of each phase.
-fn report(name: &str, mut round: impl FnMut() -> Phases) {
-    let mut all = (Vec::new(), Vec::new(), Vec::new());
-    round();
-    for _ in 0..ROUNDS {
-        let p = round();
-        let per_tree = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(TREES);
-        all.0.push(per_tree(p.build));
-        all.1.push(per_tree(p.cancel));
-        all.2.push(per_tree(p.drop));
-    }
-    println!(
-        "{name:<28} build {:>7.1}  cancel {:>7.1}  drop {:>7.1}  µs per tree",
-        median(all.0),
-        median(all.1),
-        median(all.2)
-    );
-}
+/// The shapes, by name.
+const SHAPES: [(&str, Shape); 4] = [
+    ("fanout-goctx", fanout_goctx),
+    ("fanout-tokio", fanout_tokio),
+    ("chain-goctx", chain_goctx),
+    ("chain-tokio", chain_tokio),
+];
 
-/// Times the three phases of one tree: `build` returns what `cancel` then
-/// cancels and what is dropped last.
-fn phases<T, C: FnOnce(&T)>(p: &mut Phases, build: impl FnOnce() -> (T, C)) {
-    let t0 = Instant::now();
-    let (tree, cancel) = build();
-    let t1 = Instant::now();
-    cancel(&tree);
-    let t2 = Instant::now();
-    drop(black_box(tree));
-    let t3 = Instant::now();
-    p.build += t1 - t0;
-    p.cancel += t2 - t1;
-    p.drop += t3 - t2;
-}
-
-/// One tree of each shape, built, canceled and dropped.
-fn fanout_goctx() {
+/// A root and WIDTH children of it.
+fn fanout_goctx() -> Built {
     let (root, cancel) = goctx::with_cancel(&goctx::background());
     let kids: Vec<_> = (0..WIDTH).map(|_| goctx::with_cancel(&root)).collect();
-    cancel.cancel();
-    drop(black_box((root, kids)));
+    (Box::new(move || cancel.cancel()), Box::new((root, kids)))
 }
 
-fn fanout_tokio() {
+fn fanout_tokio() -> Built {
     let root = CancellationToken::new();
     let kids: Vec<_> = (0..WIDTH).map(|_| root.child_token()).collect();
-    root.cancel();
-    drop(black_box((root, kids)));
+    let canceler = root.clone();
+    (Box::new(move || canceler.cancel()), Box::new((root, kids)))
 }
 
-fn chain_goctx() {
+/// A root and a chain of WIDTH below it, every `CancelFunc` kept.
+fn chain_goctx() -> Built {
     let (root, cancel) = goctx::with_cancel(&goctx::background());
     let mut keep = Vec::with_capacity(WIDTH);
     let mut ctx = root.clone();
@@ -98,11 +67,13 @@ fn chain_goctx() {
         keep.push(child_cancel);
         ctx = child;
     }
-    cancel.cancel();
-    drop(black_box((root, keep, ctx)));
+    (
+        Box::new(move || cancel.cancel()),
+        Box::new((root, keep, ctx)),
+    )
 }
 
-fn chain_tokio() {
+fn chain_tokio() -> Built {
     let root = CancellationToken::new();
     let mut keep = Vec::with_capacity(WIDTH);
     let mut token = root.clone();
@@ -111,100 +82,82 @@ fn chain_tokio() {
         keep.push(token);
         token = child;
     }
-    root.cancel();
-    drop(black_box((root, keep, token)));
+    let canceler = root.clone();
+    (
+        Box::new(move || canceler.cancel()),
+        Box::new((root, keep, token)),
+    )
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Builds, cancels and drops TREES trees of `shape`, ROUNDS times, and
+/// prints the median time of each phase per tree.
+fn report(name: &str, shape: Shape) {
+    let (mut build, mut cancel, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..=ROUNDS {
+        let (mut b, mut c, mut d) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        for _ in 0..TREES {
+            let t0 = Instant::now();
+            let (cancel_root, tree) = shape();
+            let t1 = Instant::now();
+            cancel_root();
+            let t2 = Instant::now();
+            drop(black_box(tree));
+            let t3 = Instant::now();
+            b += t1 - t0;
+            c += t2 - t1;
+            d += t3 - t2;
+        }
+        // Round 0 warms up.
+        if round > 0 {
+            let per_tree = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(TREES);
+            build.push(per_tree(b));
+            cancel.push(per_tree(c));
+            dropped.push(per_tree(d));
+        }
+    }
+    println!(
+        "{name:<14} build {:>7.1}  cancel {:>7.1}  drop {:>7.1}  µs per tree",
+        median(build),
+        median(cancel),
+        median(dropped)
+    );
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [shape, count] = args.as_slice() {
-        let Ok(count) = count.parse::<u32>() else {
-            eprintln!("tree_phases: the count must be a number, not {count:?}");
-            std::process::exit(2);
-        };
-        let tree: fn() = match shape.as_str() {
-            "fanout-goctx" => fanout_goctx,
-            "fanout-tokio" => fanout_tokio,
-            "chain-goctx" => chain_goctx,
-            "chain-tokio" => chain_tokio,
-            _ => {
+    match args.as_slice() {
+        [] => {}
+        [shape, count] => {
+            let Some(&(_, tree)) = SHAPES.iter().find(|(name, _)| name == shape) else {
                 eprintln!(
-                    "tree_phases: the shape is fanout-goctx, fanout-tokio, chain-goctx or chain-tokio, not {shape:?}"
+                    "tree_phases: no shape {shape:?}; the shapes: fanout-goctx, fanout-tokio, chain-goctx, chain-tokio"
                 );
                 std::process::exit(2);
+            };
+            let Ok(count) = count.parse::<u32>() else {
+                eprintln!("tree_phases: the count must be a number, not {count:?}");
+                std::process::exit(2);
+            };
+            for _ in 0..count {
+                let (cancel_root, tree) = tree();
+                cancel_root();
+                drop(black_box(tree));
             }
-        };
-        for _ in 0..count {
-            tree();
+            return;
         }
-        return;
+        _ => {
+            eprintln!("usage: tree_phases [SHAPE COUNT]");
+            std::process::exit(2);
+        }
     }
-    if !args.is_empty() {
-        eprintln!("usage: tree_phases [SHAPE COUNT]");
-        std::process::exit(2);
+    for (name, shape) in SHAPES {
+        report(name, shape);
     }
-    let bg = goctx::background();
-    report("fan-out of 1000, goctx", || {
-        let mut p = Phases::default();
-        for _ in 0..TREES {
-            phases(&mut p, || {
-                let (root, cancel) = goctx::with_cancel(&bg);
-                let kids: Vec<_> = (0..WIDTH).map(|_| goctx::with_cancel(&root)).collect();
-                ((root, kids), move |_: &_| cancel.cancel())
-            });
-        }
-        p
-    });
-    report("fan-out of 1000, tokio-util", || {
-        let mut p = Phases::default();
-        for _ in 0..TREES {
-            phases(&mut p, || {
-                let root = CancellationToken::new();
-                let kids: Vec<_> = (0..WIDTH).map(|_| root.child_token()).collect();
-                ((root, kids), |tree: &(CancellationToken, Vec<_>)| {
-                    tree.0.cancel()
-                })
-            });
-        }
-        p
-    });
-    report("chain of 1000, goctx", || {
-        let mut p = Phases::default();
-        for _ in 0..TREES {
-            phases(&mut p, || {
-                let (root, cancel) = goctx::with_cancel(&bg);
-                let mut keep = Vec::with_capacity(WIDTH);
-                let mut ctx = root.clone();
-                for _ in 0..WIDTH {
-                    let (child, child_cancel) = goctx::with_cancel(&ctx);
-                    keep.push(child_cancel);
-                    ctx = child;
-                }
-                ((root, keep, ctx), move |_: &_| cancel.cancel())
-            });
-        }
-        p
-    });
-    report("chain of 1000, tokio-util", || {
-        let mut p = Phases::default();
-        for _ in 0..TREES {
-            phases(&mut p, || {
-                let root = CancellationToken::new();
-                let mut keep = Vec::with_capacity(WIDTH);
-                let mut token = root.clone();
-                for _ in 0..WIDTH {
-                    let child = token.child_token();
-                    keep.push(token);
-                    token = child;
-                }
-                (
-                    (root, keep, token),
-                    |tree: &(CancellationToken, Vec<_>, _)| tree.0.cancel(),
-                )
-            });
-        }
-        p
-    });
 
     // One locked instruction (an atomic add) against a plain add, each in a
     // loop through `black_box`: what a read-modify-write costs here.
