@@ -8,7 +8,14 @@
 # Usage: scripts/locked-count.sh SHAPE   (fanout-goctx, fanout-tokio,
 # chain-goctx, chain-tokio; see integration/examples/tree_phases.rs)
 set -euo pipefail
-shape=${1:?usage: scripts/locked-count.sh SHAPE}
+shape=${1:-}
+case "$shape" in
+    fanout-goctx | fanout-tokio | chain-goctx | chain-tokio) ;;
+    *)
+        echo "usage: scripts/locked-count.sh SHAPE, one of fanout-goctx, fanout-tokio, chain-goctx, chain-tokio" >&2
+        exit 2
+        ;;
+esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cargo build -q -p integration --release --example tree_phases
@@ -16,11 +23,15 @@ bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys;
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for n in 20 40; do
-    valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$out/$n.cg" "$bin" "$shape" "$n" >/dev/null 2>&1
+    if ! valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$out/$n.cg" \
+        "$bin" "$shape" "$n" >"$out/$n.log" 2>&1; then
+        cat "$out/$n.log" >&2
+        exit 1
+    fi
 done
-python3 - "$bin" "$out" <<'PY'
+python3 - "$bin" "$out" "$shape" <<'PY'
 import re, subprocess, sys
-binary, out = sys.argv[1], sys.argv[2]
+binary, out, shape = sys.argv[1], sys.argv[2], sys.argv[3]
 locked = set()
 dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", binary], capture_output=True, text=True).stdout
 for line in dis.splitlines():
@@ -54,5 +65,5 @@ def count(path):
             locked_n += int(tok[-1])
     return total, locked_n
 (t20, l20), (t40, l40) = count(f"{out}/20.cg"), count(f"{out}/40.cg")
-print(f"per tree: {(t40 - t20) / 20:,.0f} instructions, {(l40 - l20) / 20:,.0f} locked")
+print(f"{shape}: per tree {(t40 - t20) / 20:,.0f} instructions, {(l40 - l20) / 20:,.0f} locked")
 PY

@@ -10,13 +10,44 @@
 #                            equal work.
 #
 # The shared tool is read-only; this copies it, adds the row, builds and runs.
-# Usage: scripts/side-by-side.sh [RUNS]   (from the repository root; RUNS
-# defaults to 3). Prints `row goctx_ns tokio_ns goctx/tokio` per row and run.
+#
+# Usage: scripts/side-by-side.sh [RUNS]   RUNS defaults to 3. Prints
+#        `row goctx_ns tokio_ns goctx/tokio` per row and run.
+#        scripts/side-by-side.sh --summary FILE...   reads saved output and
+#        prints, per row, the medians of goctx's and tokio-util's times over
+#        all the runs, and the lowest and highest goctx/tokio ratio.
+# The shared tools are looked for beside the repository (../shared/tools, as
+# for the main checkout); from another clone, set SIDE_BY_SIDE to the
+# harness's folder.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+if [ "${1:-}" = "--summary" ]; then
+    shift
+    exec python3 - "$@" <<'PY'
+import statistics, sys
+rows = {}
+for path in sys.argv[1:]:
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == 4 and not line.startswith("#") and parts[2] != "-":
+            rows.setdefault(parts[0], []).append(tuple(map(float, parts[1:])))
+print("| row | goctx (median) | tokio-util (median) | goctx / tokio-util, lowest–highest | runs |")
+print("|---|---:|---:|---|---:|")
+for row, runs in rows.items():
+    goctx = statistics.median(r[0] for r in runs)
+    tokio = statistics.median(r[1] for r in runs)
+    ratios = [r[2] for r in runs]
+    print(f"| {row} | {goctx:.2f} ns | {tokio:.2f} ns | {min(ratios):.3f}–{max(ratios):.3f} | {len(runs)} |")
+PY
+fi
 tool=${SIDE_BY_SIDE:-$root/../shared/tools/side-by-side}
+if [ ! -f "$tool/src/main.rs" ]; then
+    echo "side-by-side.sh: no harness at $tool; set SIDE_BY_SIDE to the shared tools' side-by-side folder" >&2
+    exit 2
+fi
 runs=${1:-3}
-work=${TMPDIR:-/tmp}/goctx-side-by-side
+# One work folder per checkout, so that two clones do not build over each other.
+work=${TMPDIR:-/tmp}/goctx-side-by-side-$(printf '%s' "$root" | cksum | cut -d' ' -f1)
 mkdir -p "$work"
 rm -rf "$work/src"
 cp -r "$tool/src" "$work/"

@@ -10,7 +10,8 @@
 //!
 //! The shapes are the side-by-side harness's: goctx keeps each child's
 //! `CancelFunc` until the tree is dropped, tokio-util keeps its tokens.
-//! Prints medians of 15 rounds of 200 trees, in microseconds per tree.
+//! Prints medians of 15 rounds of 200 trees, in microseconds per tree,
+//! goctx's rounds alternating with tokio-util's.
 //!
 //! Given a shape and a count (`fanout-goctx`, `fanout-tokio`, `chain-goctx`
 //! or `chain-tokio`, then N), it builds, cancels and drops N trees of that
@@ -94,38 +95,43 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// Builds, cancels and drops TREES trees of `shape`, ROUNDS times, and
-/// prints the median time of each phase per tree.
-fn report(name: &str, shape: Shape) {
-    let (mut build, mut cancel, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..=ROUNDS {
-        let (mut b, mut c, mut d) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-        for _ in 0..TREES {
-            let t0 = Instant::now();
-            let (cancel_root, tree) = shape();
-            let t1 = Instant::now();
-            cancel_root();
-            let t2 = Instant::now();
-            drop(black_box(tree));
-            let t3 = Instant::now();
-            b += t1 - t0;
-            c += t2 - t1;
-            d += t3 - t2;
-        }
-        // Round 0 warms up.
-        if round > 0 {
-            let per_tree = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(TREES);
-            build.push(per_tree(b));
-            cancel.push(per_tree(c));
-            dropped.push(per_tree(d));
-        }
+/// The three phases of TREES trees of `shape`, in microseconds per tree.
+fn round(shape: Shape) -> [f64; 3] {
+    let (mut b, mut c, mut d) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for _ in 0..TREES {
+        let t0 = Instant::now();
+        let (cancel_root, tree) = shape();
+        let t1 = Instant::now();
+        cancel_root();
+        let t2 = Instant::now();
+        drop(black_box(tree));
+        let t3 = Instant::now();
+        b += t1 - t0;
+        c += t2 - t1;
+        d += t3 - t2;
     }
-    println!(
-        "{name:<14} build {:>7.1}  cancel {:>7.1}  drop {:>7.1}  µs per tree",
-        median(build),
-        median(cancel),
-        median(dropped)
-    );
+    [b, c, d].map(|d| d.as_secs_f64() * 1e6 / f64::from(TREES))
+}
+
+/// Builds, cancels and drops trees of the goctx shape and of the
+/// tokio-util one in alternating rounds (so that a machine slowing down
+/// weighs on both alike), and prints each phase's median per tree.
+fn report(goctx: (&str, Shape), tokio: (&str, Shape)) {
+    let mut rounds = [Vec::new(), Vec::new()];
+    round(goctx.1);
+    round(tokio.1);
+    for _ in 0..ROUNDS {
+        rounds[0].push(round(goctx.1));
+        rounds[1].push(round(tokio.1));
+    }
+    for ((name, _), rounds) in [goctx, tokio].into_iter().zip(rounds) {
+        let phase = |i: usize| median(rounds.iter().map(|r| r[i]).collect());
+        let (build, cancel, dropped) = (phase(0), phase(1), phase(2));
+        println!(
+            "{name:<14} build {build:>7.1}  cancel {cancel:>7.1}  drop {dropped:>7.1}  total {:>7.1}  µs per tree",
+            build + cancel + dropped
+        );
+    }
 }
 
 fn main() {
@@ -155,9 +161,8 @@ fn main() {
             std::process::exit(2);
         }
     }
-    for (name, shape) in SHAPES {
-        report(name, shape);
-    }
+    report(SHAPES[0], SHAPES[1]);
+    report(SHAPES[2], SHAPES[3]);
 
     // One locked instruction (an atomic add) against a plain add, each in a
     // loop through `black_box`: what a read-modify-write costs here.
