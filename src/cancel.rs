@@ -37,7 +37,7 @@ use crate::tree::{CancelNode, CauseArg, Link};
 #[doc(alias = "WithCancel")]
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn with_cancel(parent: &Ctx) -> (Ctx, CancelFunc) {
-    handles(CancelNode::new_plain(parent.0.clone()))
+    handles(CancelNode::new(parent.0.clone(), None, None))
 }
 
 /// Like [`with_cancel`]; the returned function can also record why it
@@ -57,17 +57,7 @@ pub fn with_cancel(parent: &Ctx) -> (Ctx, CancelFunc) {
 #[doc(alias = "WithCancelCause")]
 #[must_use = "dropping the CancelFunc cancels the context at once"]
 pub fn with_cancel_cause(parent: &Ctx) -> (Ctx, CancelFunc) {
-    handles(CancelNode::new_plain(parent.0.clone()))
-}
-
-/// Creates and registers a cancel node. Shared by `with_cancel` and the
-/// deadline constructors.
-pub(crate) fn new_cancel(
-    parent: &Ctx,
-    deadline: Option<std::time::Instant>,
-    deadline_cause: Option<crate::Cause>,
-) -> (Ctx, CancelFunc) {
-    handles(CancelNode::new(parent.0.clone(), deadline, deadline_cause))
+    with_cancel(parent)
 }
 
 /// The context handle and the single `CancelFunc` of a fresh node.

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cancel::{CancelFunc, handles, new_cancel};
+use crate::cancel::{CancelFunc, handles, with_cancel};
 use crate::clock::Clock;
 use crate::context::Ctx;
 use crate::error::{Cause, into_cause};
@@ -132,7 +132,8 @@ pub fn with_timeout(parent: &Ctx, timeout: Duration) -> (Ctx, CancelFunc) {
         // One clock read: `now + timeout` is past exactly when the timeout
         // is zero.
         Some(deadline) => deadline_node(parent, deadline, None, timeout.is_zero(), clock),
-        None => new_cancel(parent, None, None),
+        // A deadline past what `Instant` holds: none at all.
+        None => with_cancel(parent),
     }
 }
 
@@ -168,7 +169,8 @@ where
             timeout.is_zero(),
             clock,
         ),
-        None => new_cancel(parent, None, None),
+        // A deadline past what `Instant` holds: none at all.
+        None => with_cancel(parent),
     }
 }
 

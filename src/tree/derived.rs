@@ -104,30 +104,25 @@ impl Derived {
         }
     }
 
-    /// The number of children: `counted` first, then `locked` (see the
-    /// type's docs).
-    #[inline]
-    fn total(&self) -> u32 {
-        let counted = self.counted.load(Ordering::Acquire);
-        counted.wrapping_add(self.locked.load(Ordering::Acquire))
-    }
-
     /// Whether no child is left: a plain look, for a first check.
     #[inline]
     pub(crate) fn is_zero(&self) -> bool {
-        self.total() == 0
+        self.get() == 0
     }
 
     /// Whether no child is left, read after a fence: the look a
     /// registered waiter makes (see the module docs).
     pub(crate) fn is_zero_after_registering(&self) -> bool {
         fence(Ordering::SeqCst);
-        self.total() == 0
+        self.get() == 0
     }
 
-    /// The number of children, for `Debug` output and tests.
+    /// The number of children: `counted` first, then `locked` (see the
+    /// type's docs).
+    #[inline]
     pub(crate) fn get(&self) -> u32 {
-        self.total()
+        let counted = self.counted.load(Ordering::Acquire);
+        counted.wrapping_add(self.locked.load(Ordering::Acquire))
     }
 }
 

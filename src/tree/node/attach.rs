@@ -22,22 +22,17 @@ impl CancelNode {
     /// A new, live node, registered with the context it derives from. If
     /// that context is already done, the node is born done, with its error
     /// and cause, and nothing is registered.
-    #[inline]
+    ///
+    /// Always inlined: `with_cancel` passes no deadline and no cause, and
+    /// inlined there the branches on them fold away (the common case, made
+    /// without them; issue 22).
+    #[inline(always)]
     pub(crate) fn new(
         parent: Link,
         deadline: Option<Instant>,
         cause: Option<Cause>,
     ) -> Arc<CancelNode> {
         let node = Arc::new(CancelNode::unattached(parent, deadline, cause));
-        node.attach();
-        node
-    }
-
-    /// A new `with_cancel` node (no deadline, no cause): `new` with its
-    /// options folded away, the common case made without their branches.
-    #[inline]
-    pub(crate) fn new_plain(parent: Link) -> Arc<CancelNode> {
-        let node = Arc::new(CancelNode::unattached(parent, None, None));
         node.attach();
         node
     }
